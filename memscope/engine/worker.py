@@ -1,0 +1,136 @@
+"""The Worker base class, its Params model, the run Context and the shared Resources."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict
+
+from memscope.models import utcnow
+
+if TYPE_CHECKING:
+    from memscope.config import Settings
+    from memscope.llm.base import ChatModel, Embedder, Reranker, UsageMeter
+    from memscope.stores.base import Store
+
+__all__ = ["Context", "Resources", "Worker", "WorkerParams"]
+
+log = logging.getLogger("memscope.engine")
+
+
+class WorkerParams(BaseModel):
+    """Base of every worker's Params: unknown keys are an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Resources:
+    """What workers use, passed in explicitly (no globals): store, models, clock, settings."""
+
+    store: Store
+    embedder: Embedder | None = None
+    llm: ChatModel | None = None
+    reranker: Reranker | None = None
+    settings: Settings | None = None
+    meter: UsageMeter | None = None
+    language: str = "en"
+    timezone: str = "UTC"
+    clock: Any = utcnow  # () -> aware datetime; tests pass a fixed clock
+
+    def now(self) -> datetime:
+        """The current time from the clock."""
+        value: datetime = self.clock()
+        return value
+
+    def zone(self, name: str | None = None) -> ZoneInfo:
+        """The time zone of a user (per call) or the config default."""
+        return ZoneInfo(name or self.timezone)
+
+
+@dataclass
+class Context:
+    """The fields an operation's steps read and write, plus the run's identity."""
+
+    operation: str
+    run_id: str
+    values: dict[str, Any] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    degraded: bool = False  # an LLM step was skipped: nothing may be marked consolidated
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise KeyError(
+                f"context field {name!r} is not set in operation {self.operation!r}; "
+                f"set fields: {sorted(self.values)}"
+            ) from None
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        with self._lock:
+            self.values[name] = value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """A field's value, or `default` when unset."""
+        return self.values.get(name, default)
+
+    def notice(self, text: str) -> None:
+        """Record a user-facing notice (e.g. a skipped step); also logged once."""
+        with self._lock:
+            if text not in self.notices:
+                self.notices.append(text)
+                log.info("%s: %s", self.operation, text)
+
+
+class Worker:
+    """One small unit of work. Subclasses set a docstring, `Params`, `reads`, `writes` and `run`.
+
+    `__init__` is light (params and resources only); heavy set-up goes in `warm_up`, called once.
+    A worker that needs an LLM sets `uses_llm = True`; with no LLM configured the runner skips it,
+    fills its `writes` with `empty_outputs`, and marks the run degraded.
+    """
+
+    name: ClassVar[str] = ""
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ()
+    optional_reads: ClassVar[tuple[str, ...]] = ()  # read if present, never required
+    uses_llm: ClassVar[bool] = False
+    prompt_languages: ClassVar[tuple[str, ...]] = ()
+
+    class Params(WorkerParams):
+        pass
+
+    def __init__(self, params: WorkerParams, resources: Resources) -> None:
+        self.params = params
+        self.resources = resources
+
+    def warm_up(self) -> None:
+        """Heavy set-up (load a model, compile a pattern); called once before the first run."""
+
+    def empty_outputs(self) -> dict[str, Any]:
+        """What this worker writes when skipped (default: an empty list per field)."""
+        return {name: [] for name in self.writes}
+
+    def run(self, ctx: Context) -> None:
+        """Read fields from `ctx`, do the work, write fields to `ctx`."""
+        raise NotImplementedError
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the docstring."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""

@@ -1,0 +1,124 @@
+"""Protocols of the model backends (chat, embedding, rerank) and per-call usage accounting."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+from pydantic import BaseModel
+
+__all__ = ["ChatModel", "ChatResult", "Embedder", "RerankResult", "Reranker", "Usage", "UsageMeter"]
+
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass
+class Usage:
+    """What one or more model calls cost."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, other: Usage) -> None:
+        """Accumulate another usage into this one."""
+        self.calls += other.calls
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+
+
+class UsageMeter:
+    """Thread-safe usage counter; the engine reads it before and after each step."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.total = Usage()
+
+    def record(self, usage: Usage) -> None:
+        """Add one call's usage to the total and to the calling thread's running count."""
+        with self._lock:
+            self.total.add(usage)
+        current: Usage | None = getattr(self._local, "current", None)
+        if current is not None:
+            current.add(usage)
+
+    def start(self) -> Usage:
+        """Begin counting this thread's calls; returns the Usage being filled."""
+        self._local.current = Usage()
+        return self._local.current
+
+    def stop(self) -> Usage:
+        """Stop counting this thread's calls and return what they cost."""
+        current: Usage = getattr(self._local, "current", None) or Usage()
+        self._local.current = None
+        return current
+
+
+@dataclass
+class ChatResult:
+    """The text of a chat answer and what it cost."""
+
+    text: str
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+    raw: Any = None
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """A chat LLM. `structured` returns a validated pydantic object or raises ModelOutputError."""
+
+    name: str
+    meter: UsageMeter
+
+    def chat(
+        self, messages: Sequence[dict[str, Any]], *, temperature: float = 0.0, max_tokens: int | None = None
+    ) -> ChatResult:
+        """One chat completion."""
+        ...
+
+    def structured(
+        self,
+        messages: Sequence[dict[str, Any]],
+        schema: type[T],
+        *,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+    ) -> T:
+        """A chat completion parsed into `schema`, with one repair attempt on invalid output."""
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors of a fixed dimension."""
+
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """A (len(texts), dim) float32 array, rows L2-normalised."""
+        ...
+
+
+@dataclass
+class RerankResult:
+    """One reranked document: its index in the input and its relevance score."""
+
+    index: int
+    score: float
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Reorders documents by relevance to a query."""
+
+    name: str
+
+    def rerank(self, query: str, documents: Sequence[str], top_n: int | None = None) -> list[RerankResult]:
+        """Documents' indices with scores, best first."""
+        ...

@@ -1,0 +1,193 @@
+"""The Store protocol every backend implements, and the query types it takes.
+
+Every method is scoped by `user_id`, enforced inside the backend: no call returns one user's data
+to another. `agent_id=None` in a read means every agent of that user; writes carry the agent in
+the record itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from memscope.models import MemoryEvent, MemoryNode, MemoryStatus, MemoryType, Message, TimeRange
+
+__all__ = [
+    "MemoryFilter",
+    "MessageFilter",
+    "ScoredMemory",
+    "ScoredMessage",
+    "SearchQuery",
+    "Store",
+    "StoreStats",
+]
+
+
+@dataclass(frozen=True)
+class MemoryFilter:
+    """Which memories of one user a list or search considers."""
+
+    agent_id: str | None = None
+    memory_types: Sequence[MemoryType] | None = None
+    statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,)
+    time_range: TimeRange | None = None  # overlaps the memory's event time, else its created_at
+    key: str | None = None
+    ids: Sequence[str] | None = None
+    created_after: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """Which messages of one user a list or search considers."""
+
+    agent_id: str | None = None
+    session_id: str | None = None
+    pending: bool | None = None  # True: not consolidated yet; False: consolidated; None: both
+    time_range: TimeRange | None = None  # on created_at
+    ids: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A hybrid search: BM25 on `text` and kNN on `embedding`, fused by reciprocal rank.
+
+    Either part may be None (then only the other channel runs). `candidates` is how many each
+    channel fetches before fusion; `top_k` how many fused results come back.
+    """
+
+    text: str | None = None
+    embedding: Sequence[float] | None = None
+    top_k: int = 10
+    candidates: int = 50
+    rrf_k: int = 60
+
+
+@dataclass
+class ScoredMemory:
+    """A search hit: the memory, its fused score and each channel's 1-based rank (None: missed)."""
+
+    memory: MemoryNode
+    score: float
+    vector_rank: int | None = None
+    text_rank: int | None = None
+    vector_similarity: float | None = None
+
+
+@dataclass
+class ScoredMessage:
+    """A message search hit, shaped like ScoredMemory."""
+
+    message: Message
+    score: float
+    vector_rank: int | None = None
+    text_rank: int | None = None
+    vector_similarity: float | None = None
+
+
+@dataclass
+class StoreStats:
+    """Counts for one user."""
+
+    pending_messages: int = 0
+    total_messages: int = 0
+    memories: dict[str, dict[str, int]] = field(default_factory=dict)  # status -> type -> count
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Durable messages, memories and memory events, scoped by user."""
+
+    # -- embedding space ---------------------------------------------------------------------------
+    def check_embedding_model(self, model: str, dim: int) -> None:
+        """Record the embedder on first use; raise EmbeddingMismatch if the store holds another's."""
+        ...
+
+    # -- messages ----------------------------------------------------------------------------------
+    def add_messages(self, messages: Sequence[Message]) -> None:
+        """Store messages durably (idempotent by id); searchable by text before this returns."""
+        ...
+
+    def list_messages(
+        self, user_id: str, filter: MessageFilter | None = None, limit: int | None = None
+    ) -> list[Message]:
+        """Messages of one user, oldest first."""
+        ...
+
+    def mark_consolidated(self, user_id: str, message_ids: Sequence[str], at: datetime) -> int:
+        """Set consolidated_at on these messages of this user; returns how many changed."""
+        ...
+
+    def set_message_embeddings(self, user_id: str, embeddings: dict[str, Sequence[float]]) -> None:
+        """Attach vectors to messages of this user (ids not of this user are ignored)."""
+        ...
+
+    def messages_without_embedding(self, user_id: str, limit: int = 256) -> list[Message]:
+        """Messages of this user that have no vector yet, oldest first."""
+        ...
+
+    def search_messages(
+        self, user_id: str, query: SearchQuery, filter: MessageFilter | None = None
+    ) -> list[ScoredMessage]:
+        """Hybrid search over one user's messages."""
+        ...
+
+    def users_with_pending(self, limit: int = 1000) -> list[tuple[str, str]]:
+        """(user_id, agent_id) pairs that have pending messages: the sweep's source of truth."""
+        ...
+
+    # -- memories ----------------------------------------------------------------------------------
+    def write_memories(
+        self,
+        memories: Sequence[MemoryNode],
+        *,
+        operation: str | None = None,
+        run_id: str | None = None,
+    ) -> list[MemoryEvent]:
+        """Upsert by id and append one event per real change (add/update/expire/delete).
+
+        Idempotent: writing a node identical to the stored one records nothing. Returns the events.
+        """
+        ...
+
+    def get_memory(self, user_id: str, memory_id: str) -> MemoryNode | None:
+        """One memory of this user, or None (also when it belongs to another user)."""
+        ...
+
+    def list_memories(
+        self,
+        user_id: str,
+        filter: MemoryFilter | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[MemoryNode]:
+        """Memories of one user, newest first."""
+        ...
+
+    def search_memories(
+        self, user_id: str, query: SearchQuery, filter: MemoryFilter | None = None
+    ) -> list[ScoredMemory]:
+        """Hybrid search over one user's memories, best first."""
+        ...
+
+    def touch_memories(self, user_id: str, memory_ids: Sequence[str], at: datetime) -> None:
+        """Count an access (access_count + 1, last_accessed_at) without writing an event."""
+        ...
+
+    def history(self, user_id: str, memory_id: str) -> list[MemoryEvent]:
+        """Every event of one memory, oldest first."""
+        ...
+
+    # -- users -------------------------------------------------------------------------------------
+    def delete_user(self, user_id: str) -> int:
+        """Delete the user's messages, memories and events; returns how many rows went."""
+        ...
+
+    def stats(self, user_id: str) -> StoreStats:
+        """Counts of messages and memories for one user."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
