@@ -76,9 +76,14 @@ class ChatModel(Protocol):
     meter: UsageMeter
 
     def chat(
-        self, messages: Sequence[dict[str, Any]], *, temperature: float = 0.0, max_tokens: int | None = None
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        tag: str = "",
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
     ) -> ChatResult:
-        """One chat completion."""
+        """One chat completion. `tag` names the calling worker (sent as a request header)."""
         ...
 
     def structured(
@@ -86,6 +91,7 @@ class ChatModel(Protocol):
         messages: Sequence[dict[str, Any]],
         schema: type[T],
         *,
+        tag: str = "",
         temperature: float = 0.0,
         max_tokens: int | None = None,
     ) -> T:
