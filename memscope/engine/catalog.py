@@ -1,0 +1,72 @@
+"""The operation catalog: built-in operations plus the user's folders, the user's winning on a name clash."""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from memscope.engine.operation import OperationSpec, load_operation
+from memscope.engine.registry import load_worker_modules
+from memscope.errors import OperationLoadError
+
+__all__ = ["OperationCatalog", "builtin_operation_files"]
+
+log = logging.getLogger("memscope.engine")
+
+
+def builtin_operation_files() -> list[Path]:
+    """The YAML files shipped in `memscope.operations`."""
+    root = importlib.resources.files("memscope.operations")
+    return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith((".yaml", ".yml")))
+
+
+class OperationCatalog:
+    """Loads and validates every operation once; look them up by name."""
+
+    def __init__(self, paths: Iterable[str | Path] = (), worker_modules: Iterable[str] = ()) -> None:
+        load_worker_modules(worker_modules)
+        self.operations: dict[str, OperationSpec] = {}
+        problems: list[str] = []
+        for file in builtin_operation_files():
+            self._add(file, builtin=True, problems=problems)
+        for folder in paths:
+            folder = Path(folder).expanduser()
+            if not folder.is_dir():
+                problems.append(f"{folder}:1:1: operations.paths names a folder that does not exist")
+                continue
+            for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+                self._add(file, builtin=False, problems=problems)
+        if problems:
+            raise OperationLoadError(problems)
+
+    def _add(self, file: Path, *, builtin: bool, problems: list[str]) -> None:
+        try:
+            spec = load_operation(file, builtin=builtin)
+        except OperationLoadError as exc:
+            problems.extend(exc.problems)
+            return
+        previous = self.operations.get(spec.name)
+        if previous is not None:
+            if previous.builtin and not builtin:
+                log.info("operation %r from %s overrides the built-in %s", spec.name, file, previous.source)
+                spec.notes.append(f"overrides built-in {previous.source}")
+            else:
+                problems.append(f"{file}:1:1: operation {spec.name!r} is already defined in {previous.source}")
+                return
+        self.operations[spec.name] = spec
+
+    def get(self, name: str) -> OperationSpec:
+        """The operation called `name`; a KeyError lists the known ones."""
+        try:
+            return self.operations[name]
+        except KeyError:
+            raise KeyError(f"unknown operation {name!r}; known: {', '.join(sorted(self.operations))}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.operations
+
+    def names(self) -> list[str]:
+        """Operation names, sorted."""
+        return sorted(self.operations)

@@ -1,0 +1,264 @@
+"""Operation specs and their loader: YAML in, validated steps out, every error with file:line:col."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError as PydanticValidationError
+
+from memscope.engine.registry import registered_workers
+from memscope.engine.worker import Worker, WorkerParams
+from memscope.errors import OperationLoadError
+
+__all__ = ["OperationSpec", "ParallelGroup", "Step", "load_operation", "parse_operation"]
+
+MODES = ("inline", "queued")
+TOP_KEYS = ("name", "description", "mode", "inputs", "steps")
+
+
+@dataclass
+class Step:
+    """One worker with its validated params, and where it was declared."""
+
+    worker: str
+    raw_params: dict[str, Any]
+    line: int
+    col: int
+    worker_cls: type[Worker] | None = None
+    params: WorkerParams | None = None
+
+
+@dataclass
+class ParallelGroup:
+    """Steps run concurrently; no two may write the same field."""
+
+    branches: list[Step]
+    line: int
+    col: int
+
+
+@dataclass
+class OperationSpec:
+    """A loaded, validated operation."""
+
+    name: str
+    description: str
+    mode: str
+    inputs: dict[str, Any]  # name -> default; REQUIRED marks an input without a default
+    steps: list[Step | ParallelGroup]
+    source: str
+    builtin: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def workers(self) -> list[Step]:
+        """Every step, parallel branches flattened, in order."""
+        out: list[Step] = []
+        for item in self.steps:
+            out.extend(item.branches if isinstance(item, ParallelGroup) else [item])
+        return out
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+def _where(source: str, node: yaml.Node) -> str:
+    return f"{source}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+
+
+def _mapping(node: yaml.Node) -> list[tuple[yaml.ScalarNode, yaml.Node]] | None:
+    return list(node.value) if isinstance(node, yaml.MappingNode) else None
+
+
+def load_operation(path: str | Path, *, builtin: bool = False) -> OperationSpec:
+    """Read and validate one operation file; raise OperationLoadError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise OperationLoadError([f"{path}:1:1: cannot read operation file: {exc}"]) from exc
+    return parse_operation(text, str(path), builtin=builtin)
+
+
+def parse_operation(text: str, source: str = "<string>", *, builtin: bool = False) -> OperationSpec:
+    """Validate operation YAML text; `source` names it in errors."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else f"{source}:1:1"
+        raise OperationLoadError([f"{loc}: malformed YAML: {exc.problem or exc}"]) from exc
+    if root is None:
+        raise OperationLoadError([f"{source}:1:1: the file is empty; an operation needs name, mode and steps"])
+    return _Validator(source, builtin).operation(root)
+
+
+class _Validator:
+    """Walks the YAML node tree once, collecting every problem before raising."""
+
+    def __init__(self, source: str, builtin: bool) -> None:
+        self.source = source
+        self.builtin = builtin
+        self.problems: list[str] = []
+        self.registry = registered_workers()
+
+    def problem(self, node: yaml.Node, message: str) -> None:
+        self.problems.append(f"{_where(self.source, node)}: {message}")
+
+    def operation(self, root: yaml.Node) -> OperationSpec:
+        items = _mapping(root)
+        if items is None:
+            self.problem(root, "an operation must be a mapping with keys: " + ", ".join(TOP_KEYS))
+            raise OperationLoadError(self.problems)
+        fields: dict[str, yaml.Node] = {}
+        for key, value in items:
+            if key.value not in TOP_KEYS:
+                self.problem(key, f"unknown key {key.value!r}{_suggest(key.value, TOP_KEYS)}; allowed: {', '.join(TOP_KEYS)}")
+            fields[key.value] = value
+        name = self.scalar(fields.get("name"), root, "name", required=True)
+        description = self.scalar(fields.get("description"), root, "description") or ""
+        mode = self.scalar(fields.get("mode"), root, "mode") or "inline"
+        if mode not in MODES:
+            self.problem(fields["mode"], f"mode {mode!r} is not allowed; choose one of: {', '.join(MODES)}")
+        inputs = self.inputs(fields.get("inputs"))
+        steps = self.steps(fields.get("steps"), root)
+        if not self.problems:  # a dropped step would make the dataflow check report noise
+            self.check_dataflow(set(inputs), steps)
+        if self.problems:
+            raise OperationLoadError(self.problems)
+        return OperationSpec(str(name), str(description), str(mode), inputs, steps, self.source, self.builtin)
+
+    def scalar(self, node: yaml.Node | None, parent: yaml.Node, key: str, required: bool = False) -> str | None:
+        if node is None:
+            if required:
+                self.problem(parent, f"missing required key {key!r}")
+            return None
+        if not isinstance(node, yaml.ScalarNode) or not str(node.value).strip():
+            self.problem(node, f"{key} must be a non-empty string")
+            return None
+        return str(node.value)
+
+    def inputs(self, node: yaml.Node | None) -> dict[str, Any]:
+        if node is None:
+            return {}
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, "inputs must be a list of names, or {name: default} for optional inputs")
+            return {}
+        out: dict[str, Any] = {}
+        for item in node.value:
+            if isinstance(item, yaml.ScalarNode) and item.value:
+                out[item.value] = REQUIRED
+            elif isinstance(item, yaml.MappingNode) and len(item.value) == 1:
+                key, value = item.value[0]
+                out[key.value] = yaml.safe_load(yaml.serialize(value))
+            else:
+                self.problem(item, "an input is a name, or a one-key mapping {name: default}")
+        return out
+
+    def steps(self, node: yaml.Node | None, root: yaml.Node) -> list[Step | ParallelGroup]:
+        if node is None or not isinstance(node, yaml.SequenceNode) or not node.value:
+            self.problem(node or root, "steps must be a non-empty list of `- worker_name: {params}` items")
+            return []
+        out: list[Step | ParallelGroup] = []
+        for item in node.value:
+            items = _mapping(item)
+            if items is None or len(items) != 1:
+                self.problem(item, "a step is one mapping `worker_name: {params}` or `parallel: [steps]`")
+                continue
+            key, value = items[0]
+            if key.value == "parallel":
+                out.append(self.parallel(key, value))
+            else:
+                step = self.step(key, value)
+                if step:
+                    out.append(step)
+        return out
+
+    def parallel(self, key: yaml.ScalarNode, node: yaml.Node) -> ParallelGroup:
+        branches: list[Step] = []
+        if not isinstance(node, yaml.SequenceNode) or len(node.value) < 2:
+            self.problem(key, "parallel needs a list of at least two steps")
+            return ParallelGroup(branches, key.start_mark.line + 1, key.start_mark.column + 1)
+        for item in node.value:
+            items = _mapping(item)
+            if items is None or len(items) != 1 or items[0][0].value == "parallel":
+                self.problem(item, "a parallel branch is one mapping `worker_name: {params}` (no nesting)")
+                continue
+            step = self.step(*items[0])
+            if step:
+                branches.append(step)
+        return ParallelGroup(branches, key.start_mark.line + 1, key.start_mark.column + 1)
+
+    def step(self, key: yaml.ScalarNode, value: yaml.Node) -> Step | None:
+        name = str(key.value)
+        line, col = key.start_mark.line + 1, key.start_mark.column + 1
+        cls = self.registry.get(name)
+        if cls is None:
+            known = ", ".join(self.registry) or "(none registered)"
+            self.problem(key, f"unknown worker {name!r}{_suggest(name, self.registry)}; registered workers: {known}")
+            return None
+        raw: Any = yaml.safe_load(yaml.serialize(value)) if not _is_null(value) else {}
+        if not isinstance(raw, dict):
+            self.problem(value, f"step {name!r}: params must be a mapping, got {type(raw).__name__}")
+            return None
+        step = Step(name, raw, line, col, cls)
+        try:
+            step.params = cls.Params(**raw)
+        except PydanticValidationError as exc:
+            pairs = _mapping(value) or []
+            key_nodes, value_nodes = {k.value: k for k, _ in pairs}, {k.value: v for k, v in pairs}
+            for err in exc.errors():
+                param = str(err["loc"][0]) if err["loc"] else ""
+                unknown = err["type"] == "extra_forbidden"
+                where = (key_nodes if unknown else value_nodes).get(param, value)
+                if unknown:
+                    allowed = ", ".join(cls.Params.model_fields) or "(none)"
+                    msg = f"unknown param {param!r}{_suggest(param, cls.Params.model_fields)}; allowed: {allowed}"
+                else:
+                    msg = f"param {'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r})"
+                self.problems.append(f"{_where(self.source, where)}: step {name!r} (worker {name!r}): {msg}")
+            return None
+        return step
+
+    def check_dataflow(self, available: set[str], steps: list[Step | ParallelGroup]) -> None:
+        """A field must be written (or be an input) before a step reads it."""
+        available = set(available)
+        for item in steps:
+            branches = item.branches if isinstance(item, ParallelGroup) else [item]
+            writers: dict[str, Step] = {}
+            for step in branches:
+                assert step.worker_cls is not None
+                for name in step.worker_cls.reads:
+                    if name not in available:
+                        self.problems.append(
+                            f"{self.source}:{step.line}:{step.col}: step {step.worker!r} (worker {step.worker!r}) "
+                            f"reads {name!r} before any step writes it; available here: {sorted(available) or 'nothing'}"
+                        )
+                if isinstance(item, ParallelGroup):
+                    for name in step.worker_cls.writes:
+                        if name in writers:
+                            self.problems.append(
+                                f"{self.source}:{step.line}:{step.col}: parallel branches {writers[name].worker!r} and "
+                                f"{step.worker!r} both write {name!r}; a field may have one writer per group"
+                            )
+                        writers[name] = step
+            for step in branches:
+                assert step.worker_cls is not None
+                available.update(step.worker_cls.writes)
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")
+
+
+def _suggest(name: str, options: Any) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

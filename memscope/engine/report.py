@@ -1,0 +1,69 @@
+"""RunReport: what each step of an operation run cost and wrote. Cost is never invisible."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["RunReport", "StepReport"]
+
+
+@dataclass
+class StepReport:
+    """One step: wall time, model calls and tokens, and how many items it wrote per field."""
+
+    index: int
+    worker: str
+    wall_ms: float = 0.0
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    written: dict[str, int] = field(default_factory=dict)
+    skipped: str | None = None  # why the step did not run (e.g. no LLM configured)
+    branch: int | None = None  # index inside a parallel group
+
+
+@dataclass
+class RunReport:
+    """One operation run: its steps, totals and notices."""
+
+    operation: str
+    run_id: str
+    steps: list[StepReport] = field(default_factory=list)
+    wall_ms: float = 0.0
+    notices: list[str] = field(default_factory=list)
+    degraded: bool = False
+
+    @property
+    def llm_calls(self) -> int:
+        """Model calls over all steps."""
+        return sum(s.llm_calls for s in self.steps)
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Prompt tokens over all steps."""
+        return sum(s.prompt_tokens for s in self.steps)
+
+    @property
+    def completion_tokens(self) -> int:
+        """Completion tokens over all steps."""
+        return sum(s.completion_tokens for s in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with totals."""
+        data = asdict(self)
+        data.update(
+            llm_calls=self.llm_calls, prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens
+        )
+        return data
+
+    def table_rows(self) -> list[tuple[str, ...]]:
+        """Rows (step, worker, ms, calls, tokens in/out, written) for a printed table."""
+        rows = []
+        for s in self.steps:
+            label = f"{s.index}" if s.branch is None else f"{s.index}.{s.branch}"
+            written = ", ".join(f"{k}={v}" for k, v in s.written.items()) or (f"skipped: {s.skipped}" if s.skipped else "")
+            rows.append(
+                (label, s.worker, f"{s.wall_ms:.1f}", str(s.llm_calls), str(s.prompt_tokens), str(s.completion_tokens), written)
+            )
+        return rows

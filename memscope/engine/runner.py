@@ -1,0 +1,145 @@
+"""Runs a loaded operation: steps in order, parallel groups on threads, a RunReport per run."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from memscope.engine.operation import REQUIRED, OperationSpec, ParallelGroup, Step
+from memscope.engine.report import RunReport, StepReport
+from memscope.engine.worker import Context, Resources, Worker
+from memscope.errors import OperationRunError, ValidationError
+from memscope.models import new_id
+
+__all__ = ["OperationRunner", "RunResult"]
+
+log = logging.getLogger("memscope.engine")
+
+NO_LLM_NOTICE = (
+    "no LLM configured: LLM steps were skipped and pending messages stay pending. "
+    "Set OPENAI_API_KEY (with OPENAI_BASE_URL for a compatible server) or DASHSCOPE_API_KEY, "
+    "or llm.backend in the config."
+)
+
+
+@dataclass
+class RunResult:
+    """The finished context (its fields) and the report of a run."""
+
+    context: Context
+    report: RunReport
+
+    def __getitem__(self, name: str) -> Any:
+        return self.context[name]
+
+
+class OperationRunner:
+    """Executes operations against one set of resources; worker instances are reused across runs."""
+
+    def __init__(self, resources: Resources) -> None:
+        self.resources = resources
+        self._workers: dict[tuple[int, int, str], Worker] = {}
+        self._lock = threading.Lock()
+
+    def run(self, spec: OperationSpec, inputs: Mapping[str, Any], *, run_id: str | None = None) -> RunResult:
+        """Run `spec` with `inputs`; a failing step raises OperationRunError naming it."""
+        values = self._inputs(spec, inputs)
+        ctx = Context(operation=spec.name, run_id=run_id or new_id(), values=values)
+        report = RunReport(operation=spec.name, run_id=ctx.run_id)
+        started = time.perf_counter()
+        for index, item in enumerate(spec.steps, start=1):
+            if isinstance(item, ParallelGroup):
+                report.steps.extend(self._parallel(spec, index, item, ctx))
+            else:
+                report.steps.append(self._step(spec, index, item, ctx))
+        report.wall_ms = (time.perf_counter() - started) * 1000
+        report.notices = list(ctx.notices)
+        report.degraded = ctx.degraded
+        return RunResult(ctx, report)
+
+    def _inputs(self, spec: OperationSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = set(inputs) - set(spec.inputs)
+        if unknown:
+            raise ValidationError(
+                f"operation {spec.name!r} got unknown inputs {sorted(unknown)}; it takes {sorted(spec.inputs)}"
+            )
+        values: dict[str, Any] = {}
+        for name, default in spec.inputs.items():
+            if name in inputs:
+                values[name] = inputs[name]
+            elif default is REQUIRED:
+                raise ValidationError(f"operation {spec.name!r} needs input {name!r}; it takes {sorted(spec.inputs)}")
+            else:
+                values[name] = default
+        return values
+
+    def _parallel(self, spec: OperationSpec, index: int, group: ParallelGroup, ctx: Context) -> list[StepReport]:
+        with ThreadPoolExecutor(max_workers=len(group.branches), thread_name_prefix=f"ms-{spec.name}") as pool:
+            futures = [
+                pool.submit(self._step, spec, index, step, ctx, branch)
+                for branch, step in enumerate(group.branches, start=1)
+            ]
+            errors = [f.exception() for f in futures]
+        for error in errors:
+            if error is not None:
+                raise error
+        return [f.result() for f in futures]
+
+    def _worker(self, spec: OperationSpec, index: int, step: Step, branch: int | None) -> Worker:
+        key = (id(spec), index * 100 + (branch or 0), step.worker)
+        with self._lock:
+            instance = self._workers.get(key)
+            if instance is None:
+                assert step.worker_cls is not None and step.params is not None
+                instance = step.worker_cls(step.params, self.resources)
+                instance.warm_up()
+                self._workers[key] = instance
+            return instance
+
+    def _step(
+        self, spec: OperationSpec, index: int, step: Step, ctx: Context, branch: int | None = None
+    ) -> StepReport:
+        report = StepReport(index=index, worker=step.worker, branch=branch)
+        started = time.perf_counter()
+        meter = self.resources.meter
+        try:
+            worker = self._worker(spec, index, step, branch)
+            if worker.uses_llm and self.resources.llm is None:
+                for name, value in worker.empty_outputs().items():
+                    ctx[name] = value
+                ctx.degraded = True
+                ctx.notice(NO_LLM_NOTICE)
+                report.skipped = "no LLM configured"
+            else:
+                if meter is not None:
+                    meter.start()
+                try:
+                    worker.run(ctx)
+                finally:
+                    if meter is not None:
+                        usage = meter.stop()
+                        report.llm_calls, report.prompt_tokens = usage.calls, usage.prompt_tokens
+                        report.completion_tokens = usage.completion_tokens
+                missing = [name for name in worker.writes if name not in ctx]
+                if missing:
+                    raise RuntimeError(f"worker declares writes {missing} but did not set them")
+        except OperationRunError:
+            raise
+        except Exception as exc:
+            raise OperationRunError(spec.name, index, step.worker, exc) from exc
+        report.wall_ms = (time.perf_counter() - started) * 1000
+        report.written = {name: _count(ctx.get(name)) for name in worker.writes}
+        return report
+
+
+def _count(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, list | tuple | set | dict):
+        return len(value)
+    return 1

@@ -1,0 +1,211 @@
+"""Operation loading (every validation error with its location), running, parallelism, reports."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import tests.engine.sample_workers  # noqa: F401  (registers the t_* workers)
+from memscope.engine import OperationCatalog, OperationRunner, Resources, builtin_operation_files, parse_operation
+from memscope.engine.registry import worker
+from memscope.engine.worker import Worker
+from memscope.errors import OperationLoadError, OperationRunError, ValidationError
+from memscope.llm.base import UsageMeter
+
+pytestmark = pytest.mark.unit
+
+
+def load(text: str):
+    return parse_operation(textwrap.dedent(text).lstrip(), "op.yaml")
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(OperationLoadError) as info:
+        load(text)
+    return info.value.problems
+
+
+def runner(**kw) -> OperationRunner:
+    return OperationRunner(Resources(store=None, meter=UsageMeter(), **kw))  # type: ignore[arg-type]
+
+
+def test_valid_operation_runs_in_order():
+    spec = load(
+        """
+        name: demo
+        mode: inline
+        steps:
+          - t_emit: {count: 4}
+          - t_double: {}
+        """
+    )
+    result = runner().run(spec, {})
+    assert result["doubled"] == [0, 2, 4, 6]
+    assert [s.written for s in result.report.steps] == [{"numbers": 4}, {"doubled": 4}]
+
+
+def test_unknown_worker_names_location_and_lists_known():
+    [p] = problems(
+        """
+        name: demo
+        steps:
+          - t_emit: {}
+          - t_dubble: {}
+        """
+    )
+    assert p.startswith("op.yaml:4:5: unknown worker 't_dubble' (did you mean 't_double'?)")
+    assert "registered workers:" in p and "t_emit" in p
+
+
+def test_unknown_param_and_wrong_type_point_at_the_param():
+    found = problems(
+        """
+        name: demo
+        steps:
+          - t_emit:
+              count: many
+          - t_sleep_a: {secnds: 1}
+        """
+    )
+    assert found[0].startswith("op.yaml:4:14: step 't_emit' (worker 't_emit'): param count:")
+    assert "many" in found[0]
+    assert found[1].startswith("op.yaml:5:17: step 't_sleep_a' (worker 't_sleep_a'): unknown param 'secnds'")
+    assert "did you mean 'seconds'" in found[1]
+
+
+def test_read_before_write():
+    [p] = problems(
+        """
+        name: demo
+        steps:
+          - t_double: {}
+          - t_emit: {}
+        """
+    )
+    assert p.startswith("op.yaml:3:5: step 't_double' (worker 't_double') reads 'numbers' before any step writes it")
+
+
+def test_parallel_branches_may_not_read_each_other_nor_write_one_field():
+    found = problems(
+        """
+        name: demo
+        steps:
+          - parallel:
+              - t_sleep_a: {}
+              - t_also_a: {}
+        """
+    )
+    assert len(found) == 1
+    assert found[0].startswith("op.yaml:5:9: parallel branches 't_sleep_a' and 't_also_a' both write 'a'")
+    [p] = problems(
+        """
+        name: demo
+        steps:
+          - parallel:
+              - t_emit: {}
+              - t_double: {}
+        """
+    )
+    assert p.startswith("op.yaml:5:9: step 't_double'") and "reads 'numbers'" in p
+
+
+def test_malformed_yaml_and_bad_shapes():
+    [p] = problems("name: demo\nsteps:\n  - t_emit: {count: 3\n")
+    assert p.startswith("op.yaml:4:1: malformed YAML")
+    found = problems("name: demo\nmode: sometimes\nstepz: []\n")
+    assert any(x.startswith("op.yaml:3:1: unknown key 'stepz' (did you mean 'steps'?)") for x in found)
+    assert any(x.startswith("op.yaml:2:7: mode 'sometimes' is not allowed") for x in found)
+    assert any("steps must be a non-empty list" in x for x in found)
+    with pytest.raises(OperationLoadError, match="empty"):
+        load("")
+
+
+def test_parallel_really_overlaps():
+    spec = load(
+        """
+        name: sleepers
+        steps:
+          - parallel:
+              - t_sleep_a: {seconds: 0.4}
+              - t_sleep_b: {seconds: 0.4}
+        """
+    )
+    started = time.monotonic()
+    result = runner().run(spec, {})
+    elapsed = time.monotonic() - started
+    # Sequential would take at least 0.8 s; concurrent branches finish near 0.4 s.
+    assert elapsed < 0.75, elapsed
+    assert [s.branch for s in result.report.steps] == [1, 2]
+
+
+def test_failing_step_is_wrapped_once_with_cause():
+    spec = load("name: failing\nsteps:\n  - t_emit: {}\n  - t_fail: {}\n")
+    with pytest.raises(OperationRunError) as info:
+        runner().run(spec, {})
+    err = info.value
+    assert (err.operation, err.step, err.worker) == ("failing", 2, "t_fail")
+    assert isinstance(err.__cause__, ZeroDivisionError)
+    assert "operation 'failing' failed at step 2 (worker 't_fail'): ZeroDivisionError: boom" in str(err)
+
+
+def test_worker_that_skips_a_declared_write_is_an_error():
+    spec = load("name: lazy\nsteps:\n  - t_lazy: {}\n")
+    with pytest.raises(OperationRunError, match="did not set"):
+        runner().run(spec, {})
+
+
+def test_inputs_required_optional_and_unknown():
+    spec = load("name: ins\ninputs: [user_id, {top_k: 5}]\nsteps:\n  - t_emit: {}\n")
+    assert runner().run(spec, {"user_id": "u"}).context.values["top_k"] == 5
+    with pytest.raises(ValidationError, match="needs input 'user_id'"):
+        runner().run(spec, {})
+    with pytest.raises(ValidationError, match="unknown inputs"):
+        runner().run(spec, {"user_id": "u", "topk": 3})
+
+
+def test_llm_step_skipped_without_model_marks_run_degraded():
+    spec = load("name: needs\nsteps:\n  - t_emit: {}\n  - t_needs_llm: {}\n")
+    report = runner().run(spec, {}).report
+    assert report.degraded
+    assert report.steps[1].skipped == "no LLM configured"
+    assert report.llm_calls == 0
+    assert any("OPENAI_API_KEY" in n for n in report.notices)
+
+
+def test_report_counts_model_usage_per_step():
+    spec = load("name: needs\nsteps:\n  - t_emit: {}\n  - t_needs_llm: {}\n  - t_needs_llm: {}\n")
+    report = runner(llm=object()).run(spec, {}).report
+    assert [s.llm_calls for s in report.steps] == [0, 1, 1]
+    assert (report.llm_calls, report.prompt_tokens, report.completion_tokens) == (2, 22, 10)
+    assert report.to_dict()["llm_calls"] == 2
+
+
+def test_duplicate_worker_name_fails_at_registration():
+    with pytest.raises(ValueError, match="already registered"):
+
+        @worker("t_emit")
+        class Other(Worker):
+            """Clashes."""
+
+
+def test_user_folder_overrides_builtin(tmp_path: Path):
+    builtin = {f.stem for f in builtin_operation_files()}
+    name = next(iter(builtin)) if builtin else "custom"
+    (tmp_path / "mine.yaml").write_text(f"name: {name}\nsteps:\n  - t_emit: {{}}\n")
+    catalog = OperationCatalog(paths=[tmp_path])
+    spec = catalog.get(name)
+    assert spec.source == str(tmp_path / "mine.yaml")
+    if builtin:
+        assert spec.notes and "overrides built-in" in spec.notes[0]
+
+
+def test_every_builtin_operation_loads():
+    catalog = OperationCatalog()
+    for required in ("retrieve_memory", "consolidate_memory", "reflect_and_reconsolidate",
+                     "add_memory", "list_memory", "delete_memory"):
+        assert required in catalog
+    assert catalog.get("retrieve_memory").mode == "inline"
+    assert catalog.get("consolidate_memory").mode == "queued"
