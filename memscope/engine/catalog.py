@@ -53,7 +53,9 @@ class OperationCatalog:
                 log.info("operation %r from %s overrides the built-in %s", spec.name, file, previous.source)
                 spec.notes.append(f"overrides built-in {previous.source}")
             else:
-                problems.append(f"{file}:1:1: operation {spec.name!r} is already defined in {previous.source}")
+                problems.append(
+                    f"{file}:1:1: operation {spec.name!r} is already defined in {previous.source}"
+                )
                 return
         self.operations[spec.name] = spec
 
@@ -62,7 +64,9 @@ class OperationCatalog:
         try:
             return self.operations[name]
         except KeyError:
-            raise KeyError(f"unknown operation {name!r}; known: {', '.join(sorted(self.operations))}") from None
+            raise KeyError(
+                f"unknown operation {name!r}; known: {', '.join(sorted(self.operations))}"
+            ) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self.operations

@@ -97,7 +97,9 @@ def parse_operation(text: str, source: str = "<string>", *, builtin: bool = Fals
         loc = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else f"{source}:1:1"
         raise OperationLoadError([f"{loc}: malformed YAML: {exc.problem or exc}"]) from exc
     if root is None:
-        raise OperationLoadError([f"{source}:1:1: the file is empty; an operation needs name, mode and steps"])
+        raise OperationLoadError(
+            [f"{source}:1:1: the file is empty; an operation needs name, mode and steps"]
+        )
     return _Validator(source, builtin).operation(root)
 
 
@@ -121,7 +123,10 @@ class _Validator:
         fields: dict[str, yaml.Node] = {}
         for key, value in items:
             if key.value not in TOP_KEYS:
-                self.problem(key, f"unknown key {key.value!r}{_suggest(key.value, TOP_KEYS)}; allowed: {', '.join(TOP_KEYS)}")
+                self.problem(
+                    key,
+                    f"unknown key {key.value!r}{_suggest(key.value, TOP_KEYS)}; allowed: {', '.join(TOP_KEYS)}",
+                )
             fields[key.value] = value
         name = self.scalar(fields.get("name"), root, "name", required=True)
         description = self.scalar(fields.get("description"), root, "description") or ""
@@ -136,7 +141,9 @@ class _Validator:
             raise OperationLoadError(self.problems)
         return OperationSpec(str(name), str(description), str(mode), inputs, steps, self.source, self.builtin)
 
-    def scalar(self, node: yaml.Node | None, parent: yaml.Node, key: str, required: bool = False) -> str | None:
+    def scalar(
+        self, node: yaml.Node | None, parent: yaml.Node, key: str, required: bool = False
+    ) -> str | None:
         if node is None:
             if required:
                 self.problem(parent, f"missing required key {key!r}")
@@ -203,7 +210,9 @@ class _Validator:
         cls = self.registry.get(name)
         if cls is None:
             known = ", ".join(self.registry) or "(none registered)"
-            self.problem(key, f"unknown worker {name!r}{_suggest(name, self.registry)}; registered workers: {known}")
+            self.problem(
+                key, f"unknown worker {name!r}{_suggest(name, self.registry)}; registered workers: {known}"
+            )
             return None
         raw: Any = yaml.safe_load(yaml.serialize(value)) if not _is_null(value) else {}
         if not isinstance(raw, dict):
@@ -235,15 +244,16 @@ class _Validator:
             branches = item.branches if isinstance(item, ParallelGroup) else [item]
             writers: dict[str, Step] = {}
             for step in branches:
-                assert step.worker_cls is not None
-                for name in step.worker_cls.reads:
+                assert step.worker_cls is not None and step.params is not None
+                for name in step.worker_cls.declared_reads(step.params):
                     if name not in available:
                         self.problems.append(
                             f"{self.source}:{step.line}:{step.col}: step {step.worker!r} (worker {step.worker!r}) "
-                            f"reads {name!r} before any step writes it; available here: {sorted(available) or 'nothing'}"
+                            f"reads {name!r} before any step writes it; "
+                            f"available here: {sorted(available) or 'nothing'}"
                         )
                 if isinstance(item, ParallelGroup):
-                    for name in step.worker_cls.writes:
+                    for name in step.worker_cls.declared_writes(step.params):
                         if name in writers:
                             self.problems.append(
                                 f"{self.source}:{step.line}:{step.col}: parallel branches {writers[name].worker!r} and "
@@ -251,8 +261,8 @@ class _Validator:
                             )
                         writers[name] = step
             for step in branches:
-                assert step.worker_cls is not None
-                available.update(step.worker_cls.writes)
+                assert step.worker_cls is not None and step.params is not None
+                available.update(step.worker_cls.declared_writes(step.params))
 
 
 def _is_null(node: yaml.Node) -> bool:

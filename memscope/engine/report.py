@@ -53,7 +53,9 @@ class RunReport:
         """JSON-ready form, with totals."""
         data = asdict(self)
         data.update(
-            llm_calls=self.llm_calls, prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens
+            llm_calls=self.llm_calls,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
         )
         return data
 
@@ -62,8 +64,18 @@ class RunReport:
         rows = []
         for s in self.steps:
             label = f"{s.index}" if s.branch is None else f"{s.index}.{s.branch}"
-            written = ", ".join(f"{k}={v}" for k, v in s.written.items()) or (f"skipped: {s.skipped}" if s.skipped else "")
+            written = ", ".join(f"{k}={v}" for k, v in s.written.items()) or (
+                f"skipped: {s.skipped}" if s.skipped else ""
+            )
             rows.append(
-                (label, s.worker, f"{s.wall_ms:.1f}", str(s.llm_calls), str(s.prompt_tokens), str(s.completion_tokens), written)
+                (
+                    label,
+                    s.worker,
+                    f"{s.wall_ms:.1f}",
+                    str(s.llm_calls),
+                    str(s.prompt_tokens),
+                    str(s.completion_tokens),
+                    written,
+                )
             )
         return rows

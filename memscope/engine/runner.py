@@ -73,13 +73,19 @@ class OperationRunner:
             if name in inputs:
                 values[name] = inputs[name]
             elif default is REQUIRED:
-                raise ValidationError(f"operation {spec.name!r} needs input {name!r}; it takes {sorted(spec.inputs)}")
+                raise ValidationError(
+                    f"operation {spec.name!r} needs input {name!r}; it takes {sorted(spec.inputs)}"
+                )
             else:
                 values[name] = default
         return values
 
-    def _parallel(self, spec: OperationSpec, index: int, group: ParallelGroup, ctx: Context) -> list[StepReport]:
-        with ThreadPoolExecutor(max_workers=len(group.branches), thread_name_prefix=f"ms-{spec.name}") as pool:
+    def _parallel(
+        self, spec: OperationSpec, index: int, group: ParallelGroup, ctx: Context
+    ) -> list[StepReport]:
+        with ThreadPoolExecutor(
+            max_workers=len(group.branches), thread_name_prefix=f"ms-{spec.name}"
+        ) as pool:
             futures = [
                 pool.submit(self._step, spec, index, step, ctx, branch)
                 for branch, step in enumerate(group.branches, start=1)
@@ -125,7 +131,7 @@ class OperationRunner:
                         usage = meter.stop()
                         report.llm_calls, report.prompt_tokens = usage.calls, usage.prompt_tokens
                         report.completion_tokens = usage.completion_tokens
-                missing = [name for name in worker.writes if name not in ctx]
+                missing = [name for name in worker.declared_writes(worker.params) if name not in ctx]
                 if missing:
                     raise RuntimeError(f"worker declares writes {missing} but did not set them")
         except OperationRunError:
@@ -133,7 +139,7 @@ class OperationRunner:
         except Exception as exc:
             raise OperationRunError(spec.name, index, step.worker, exc) from exc
         report.wall_ms = (time.perf_counter() - started) * 1000
-        report.written = {name: _count(ctx.get(name)) for name in worker.writes}
+        report.written = {name: _count(ctx.get(name)) for name in worker.declared_writes(worker.params)}
         return report
 
 

@@ -118,12 +118,22 @@ class Worker:
         self.params = params
         self.resources = resources
 
+    @classmethod
+    def declared_reads(cls, params: WorkerParams) -> tuple[str, ...]:
+        """The fields this worker reads with these params (default: `reads`)."""
+        return cls.reads
+
+    @classmethod
+    def declared_writes(cls, params: WorkerParams) -> tuple[str, ...]:
+        """The fields this worker writes with these params (default: `writes`)."""
+        return cls.writes
+
     def warm_up(self) -> None:
         """Heavy set-up (load a model, compile a pattern); called once before the first run."""
 
     def empty_outputs(self) -> dict[str, Any]:
         """What this worker writes when skipped (default: an empty list per field)."""
-        return {name: [] for name in self.writes}
+        return {name: [] for name in self.declared_writes(self.params)}
 
     def run(self, ctx: Context) -> None:
         """Read fields from `ctx`, do the work, write fields to `ctx`."""

@@ -1,0 +1,246 @@
+"""The `memscope` command: `memscope --help`, `memscope version`, `memscope config check|show`.
+
+Problems and YAML are printed with plain `typer.echo` so that each stays on one line whatever the
+terminal width (rich would wrap and could eat `[...]` as markup). Exit codes: 0 ok, 2 invalid config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from memscope import __version__
+from memscope.config import Settings, env_config_path, load_settings, settings_to_dict
+from memscope.errors import ConfigError
+
+__all__ = ["app", "config_app", "main"]
+
+EXIT_INVALID = 2
+
+app = typer.Typer(
+    name="memscope",
+    help="Long-term memory for LLM chatbots: check configs, run operations, workers and jobs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Check and show the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+# Other command groups are added here, each a typer.Typer in its own module, e.g.:
+#   app.add_typer(ops_app, name="ops")          # list / validate / run operations
+#   app.add_typer(workers_app, name="workers")  # list registered workers and their fields
+#   app.add_typer(es_app, name="es")            # create indices, re-embed, inspect Elasticsearch
+#   app.add_typer(jobs_app, name="jobs")        # enqueue, sweep, celery worker / beat helpers
+#   app.add_typer(bench_app, name="bench")      # latency, throughput and LoCoMo benchmarks
+# Import heavy dependencies (numpy, torch, openai, elasticsearch) inside the commands, not here.
+
+PathArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Config file; default: $MEMSCOPE_CONFIG, else the built-in defaults.", show_default=False
+    ),
+]
+
+
+@app.command()
+def version() -> None:
+    """Print memscope's version."""
+    typer.echo(f"memscope {__version__}")
+
+
+@config_app.command("check")
+def config_check(path: PathArg = None) -> None:
+    """Validate a config file; print every problem as FILE:LINE: key: message (exit 2 if any)."""
+    settings = _load_or_exit(path)
+    typer.echo(f"ok: {_describe_source(path)}")
+    typer.echo(summary(settings))
+
+
+@config_app.command("show")
+def config_show(path: PathArg = None) -> None:
+    """Print the resolved settings as YAML (defaults filled in, ${VAR} resolved, secrets masked)."""
+    settings = _load_or_exit(path)
+    typer.echo(f"# resolved from {_describe_source(path)}")
+    typer.echo(yaml.safe_dump(settings_to_dict(settings), sort_keys=False, allow_unicode=True), nl=False)
+
+
+# -- operations and workers -----------------------------------------------------------------------
+ops_app = typer.Typer(help="List, show and validate operations.", no_args_is_help=True)
+workers_app = typer.Typer(help="List the registered workers.", no_args_is_help=True)
+app.add_typer(ops_app, name="ops")
+app.add_typer(workers_app, name="workers")
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Config file (for user operations/workers).")
+]
+
+
+def _catalog(config: Path | None):  # type: ignore[no-untyped-def]
+    from memscope.engine import OperationCatalog
+    from memscope.errors import OperationLoadError
+
+    settings = _load_or_exit(config)
+    try:
+        return OperationCatalog(paths=settings.operations.paths, worker_modules=settings.workers.modules)
+    except (OperationLoadError, ConfigError) as exc:
+        for problem in exc.problems:
+            typer.echo(problem)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+@ops_app.command("list")
+def ops_list(config: ConfigOpt = None) -> None:
+    """Name, mode and description of every operation (built-in and the config's folders)."""
+    catalog = _catalog(config)
+    width = max(len(n) for n in catalog.names())
+    for name in catalog.names():
+        spec = catalog.get(name)
+        origin = "" if spec.builtin else f"  [{spec.source}]"
+        typer.echo(f"{name:<{width}}  {spec.mode:<6}  {spec.description}{origin}")
+
+
+@ops_app.command("show")
+def ops_show(name: str, config: ConfigOpt = None) -> None:
+    """An operation's inputs and steps, with each worker's params and the fields it reads and writes."""
+    from memscope.engine import ParallelGroup
+
+    catalog = _catalog(config)
+    try:
+        spec = catalog.get(name)
+    except KeyError as exc:
+        typer.echo(str(exc.args[0]), err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    typer.echo(f"{spec.name} ({spec.mode}) from {spec.source}\n  {spec.description}")
+    typer.echo(
+        "inputs: " + ", ".join(k if repr(v) == "REQUIRED" else f"{k}={v!r}" for k, v in spec.inputs.items())
+    )
+    for index, item in enumerate(spec.steps, start=1):
+        steps = item.branches if isinstance(item, ParallelGroup) else [item]
+        if isinstance(item, ParallelGroup):
+            typer.echo(f"{index}. parallel:")
+        for step in steps:
+            assert step.worker_cls is not None and step.params is not None
+            indent = "     - " if isinstance(item, ParallelGroup) else f"{index}. "
+            params = step.params.model_dump()
+            reads = ", ".join(step.worker_cls.declared_reads(step.params)) or "-"
+            writes = ", ".join(step.worker_cls.declared_writes(step.params)) or "-"
+            typer.echo(f"{indent}{step.worker} {params}  reads: {reads}  writes: {writes}")
+
+
+@ops_app.command("validate")
+def ops_validate(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Operation files; default: built-ins.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Validate operation files; each problem on its own line as FILE:LINE:COL: message (exit 2 if any)."""
+    from memscope.engine import builtin_operation_files, load_operation
+    from memscope.engine.registry import load_worker_modules
+    from memscope.errors import OperationLoadError
+
+    settings = _load_or_exit(config) if config else None
+    if settings:
+        load_worker_modules(settings.workers.modules)
+    files = list(paths or builtin_operation_files())
+    problems: list[str] = []
+    for file in files:
+        try:
+            load_operation(file)
+        except OperationLoadError as exc:
+            problems.extend(exc.problems)
+    for problem in problems:
+        typer.echo(problem)
+    if problems:
+        typer.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    typer.echo(f"ok: {len(files)} operation file{'s' if len(files) != 1 else ''} valid")
+
+
+@workers_app.command("list")
+def workers_list(
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Every registered worker: name, what it does, whether it calls an LLM, its prompt languages."""
+    import json
+
+    from memscope.engine import registered_workers
+    from memscope.engine.registry import load_worker_modules
+
+    if config:
+        load_worker_modules(_load_or_exit(config).workers.modules)
+    rows = [
+        {
+            "name": name,
+            "description": cls.summary(),
+            "uses_llm": cls.uses_llm,
+            "prompt_languages": list(cls.prompt_languages),
+            "reads": list(cls.reads),
+            "writes": list(cls.writes),
+        }
+        for name, cls in registered_workers().items()
+    ]
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        llm = "llm" if r["uses_llm"] else "   "
+        langs = ",".join(r["prompt_languages"]) or "-"
+        typer.echo(f"{r['name']:<{width}}  {llm}  {langs:<5}  {r['description']}")
+    typer.echo(f"{len(rows)} workers")
+
+
+def summary(settings: Settings) -> str:
+    """A few lines naming the chosen backends, for people checking a config."""
+    data = settings_to_dict(settings)  # masked: URLs may carry passwords
+    store = settings.store
+    where = store.path if store.backend == "sqlite" else data["store"]["elasticsearch"]["url"]
+    jobs = settings.jobs
+    local = jobs.backend == "local"
+    runner = f"{jobs.local.threads} threads" if local else data["jobs"]["celery"]["broker_url"]
+    models = [
+        f"embedding: {settings.embedding.backend}" + _model(settings.embedding.model),
+        f"llm: {settings.llm.backend}" + _model(settings.llm.model),
+        f"rerank: {settings.rerank.backend}",
+    ]
+    return "\n".join(
+        [
+            f"  store: {store.backend} ({where})",
+            f"  jobs: {jobs.backend} ({runner})",
+            "  " + ", ".join(models),
+            f"  language: {settings.language}, timezone: {settings.timezone}",
+        ]
+    )
+
+
+def _load_or_exit(path: Path | None) -> Settings:
+    """Load the settings once (the file may be a pipe); on problems print each and exit 2."""
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(problem)
+        count = len(exc.problems)
+        typer.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _model(name: str | None) -> str:
+    return f" ({name})" if name else ""
+
+
+def _describe_source(path: Path | None) -> str:
+    if path is not None:
+        return str(path)
+    from_env = env_config_path()
+    return f"{from_env} (from MEMSCOPE_CONFIG)" if from_env else "built-in defaults (= configs/default.yaml)"
+
+
+def main() -> None:
+    """Entry point of the `memscope` console script."""
+    app(prog_name="memscope")
+
+
+if __name__ == "__main__":
+    main()
