@@ -1,0 +1,163 @@
+"""Rule-based time understanding for English and Chinese: no LLM, stdlib only, regexes compiled at import.
+
+`extract_time` finds a time expression in a query or message ("what did I do last Friday?",
+"我上周三去了哪里?") and `resolve_time_phrase` turns one phrase an LLM extracted ("next Friday")
+into an `EventTime`. Relative phrases resolve against `anchor` (the message's own time) after it is
+converted into the user's zone `tz`; the returned datetimes are aware in that zone and a day is
+[00:00, next 00:00) local time. Conventions for each language are in `en.py` and `zh.py`; numeric
+dates (ISO 2023-05-08, 2023/05/08, US 05/08/2023) in `_numeric.py`.
+
+Where expressions overlap, the longest wins ("the day before yesterday" over "yesterday").
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from memscope.errors import ValidationError
+from memscope.models import EventTime, Granularity
+from memscope.timerules import _numeric, en, zh
+from memscope.timerules._calendar import Anchor, Prefer, Rule, at, part_of_day
+
+__all__ = ["TimeMatch", "extract_all_times", "extract_time", "resolve_time_phrase"]
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_LATIN = re.compile(r"[A-Za-z]")
+_DIGIT = re.compile(r"\d")
+_PartHours = Callable[[str], tuple[int, int]]
+# (language, rules, a quick gate the text must pass, part-of-day suffix, its hours)
+_RULE_SETS: tuple[tuple[str, tuple[Rule, ...], re.Pattern[str], re.Pattern[str], _PartHours], ...] = (
+    ("en", en.RULES, _LATIN, en.PART_SUFFIX, en.part_hours),
+    ("zh", zh.RULES, _CJK, zh.PART_SUFFIX, zh.part_hours),
+)
+
+
+@dataclass(frozen=True)
+class TimeMatch:
+    """A time expression found in text: the matched phrase, its [start, end) span in the text,
+    the resolved time, and the language of the rule ("en" or "zh"; numeric dates follow the text)."""
+
+    phrase: str
+    span: tuple[int, int]
+    time: EventTime
+    language: str
+
+
+def _zone(tz: str | tzinfo) -> tzinfo:
+    if isinstance(tz, tzinfo):
+        return tz
+    if not isinstance(tz, str):
+        raise ValidationError(f"tz must be an IANA zone name or a tzinfo, got {type(tz).__name__}")
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(f"unknown time zone {tz!r}; give an IANA name such as 'Asia/Shanghai' or 'UTC'") from exc
+
+
+def _anchor(anchor: datetime, tz: str | tzinfo, prefer: Prefer) -> Anchor:
+    if not isinstance(anchor, datetime):
+        raise ValidationError(f"anchor must be a datetime, got {type(anchor).__name__}")
+    if anchor.tzinfo is None or anchor.utcoffset() is None:
+        raise ValidationError("anchor must be timezone-aware (give a tzinfo, e.g. datetime.now(UTC))")
+    if prefer not in ("past", "future"):
+        raise ValidationError(f"prefer must be 'past' or 'future', got {prefer!r}")
+    zone = _zone(tz)
+    return Anchor(now=anchor.astimezone(zone), zone=zone, prefer=prefer)
+
+
+def _check_text(text: str, what: str) -> str:
+    if not isinstance(text, str):
+        raise ValidationError(f"{what} must be a string, got {type(text).__name__}")
+    return text
+
+
+def _apply(rule: Rule, m: re.Match[str], a: Anchor) -> EventTime | None:
+    try:
+        return rule.handler(m, a)
+    except (ValueError, OverflowError):  # a date outside the calendar: 2023-02-30, year 0, year 10000
+        return None
+
+
+def _narrow(
+    text: str, end: int, time: EventTime, a: Anchor, suffix: re.Pattern[str], hours: _PartHours
+) -> tuple[int, EventTime]:
+    """Narrow a whole-day result by a part of day right after it ("Friday night", "昨天下午")."""
+    day_ = time.start.date()
+    if time.granularity != Granularity.DAY or time.start != at(a, day_) or time.end != at(a, day_, 24):
+        return end, time
+    m = suffix.match(text, end)
+    if m is None:
+        return end, time
+    return m.end(), part_of_day(a, day_, hours(m["part"]))
+
+
+def _candidates(text: str, a: Anchor) -> list[TimeMatch]:
+    found: list[TimeMatch] = []
+    for lang, rules, gate, suffix, hours in _RULE_SETS:
+        if not gate.search(text):
+            continue
+        for rule in rules:
+            for m in rule.pattern.finditer(text):
+                time = _apply(rule, m, a)
+                if time is not None:
+                    end, time = _narrow(text, m.end(), time, a, suffix, hours)
+                    found.append(TimeMatch(text[m.start() : end], (m.start(), end), time, lang))
+    if _DIGIT.search(text):
+        lang = "zh" if _CJK.search(text) else "en"
+        for rule in _numeric.RULES:
+            for m in rule.pattern.finditer(text):
+                time = _apply(rule, m, a)
+                if time is not None:
+                    found.append(TimeMatch(m.group(0), m.span(), time, lang))
+    return found
+
+
+def extract_all_times(
+    text: str, anchor: datetime, tz: str | tzinfo = "UTC", *, prefer: Prefer = "past"
+) -> list[TimeMatch]:
+    """Every non-overlapping time expression in `text`, resolved, in text order (the longest wins overlaps).
+
+    `prefer` sets which way bare references lean ("Monday", "March", "May 8", "周末"): "past"
+    (the latest on or before the anchor, the default) or "future" (the first on or after it).
+    """
+    text = _check_text(text, "text")
+    a = _anchor(anchor, tz, prefer)
+    if not text:
+        return []
+    chosen: list[TimeMatch] = []  # kept sorted by start; never overlapping, so also sorted by end
+    starts: list[int] = []
+    for cand in sorted(_candidates(text, a), key=lambda c: (c.span[0] - c.span[1], c.span[0])):
+        start, end = cand.span
+        i = bisect.bisect_right(starts, start)
+        if (i == 0 or chosen[i - 1].span[1] <= start) and (i == len(chosen) or end <= chosen[i].span[0]):
+            chosen.insert(i, cand)
+            starts.insert(i, start)
+    return chosen
+
+
+def extract_time(text: str, anchor: datetime, tz: str | tzinfo = "UTC", *, prefer: Prefer = "past") -> TimeMatch | None:
+    """The first time expression in `text` (a query or a message), resolved; None if there is none."""
+    found = extract_all_times(text, anchor, tz, prefer=prefer)
+    return found[0] if found else None
+
+
+def resolve_time_phrase(
+    phrase: str, anchor: datetime, tz: str | tzinfo = "UTC", *, prefer: Prefer = "past"
+) -> EventTime | None:
+    """Resolve one time phrase ("next Friday", "last March", "2023-05-08", "上周三") against `anchor`
+    in zone `tz`; None if it is not understood. Bare "2022", "March", "summer" are accepted here,
+    where the whole phrase is known to be a time, though not inside free text."""
+    phrase = _check_text(phrase, "phrase")
+    a = _anchor(anchor, tz, prefer)
+    stripped = phrase.strip().rstrip(".")
+    for rule in en.PHRASE_RULES:
+        m = rule.pattern.fullmatch(stripped)
+        if m is not None:
+            return _apply(rule, m, a)
+    found = extract_time(stripped, anchor, tz, prefer=prefer)
+    return found.time if found else None
