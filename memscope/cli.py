@@ -38,9 +38,7 @@ app.add_typer(config_app, name="config")
 
 PathArg = Annotated[
     Path | None,
-    typer.Argument(
-        help="Config file; default: $MEMSCOPE_CONFIG, else the built-in defaults.", show_default=False
-    ),
+    typer.Argument(help="Config file; default: $MEMSCOPE_CONFIG, else the built-in defaults.", show_default=False),
 ]
 
 
@@ -71,9 +69,7 @@ ops_app = typer.Typer(help="List, show and validate operations.", no_args_is_hel
 workers_app = typer.Typer(help="List the registered workers.", no_args_is_help=True)
 app.add_typer(ops_app, name="ops")
 app.add_typer(workers_app, name="workers")
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Config file (for user operations/workers).")
-]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Config file (for user operations/workers).")]
 
 
 def _catalog(config: Path | None):  # type: ignore[no-untyped-def]
@@ -112,9 +108,7 @@ def ops_show(name: str, config: ConfigOpt = None) -> None:
         typer.echo(str(exc.args[0]), err=True)
         raise typer.Exit(EXIT_INVALID) from None
     typer.echo(f"{spec.name} ({spec.mode}) from {spec.source}\n  {spec.description}")
-    typer.echo(
-        "inputs: " + ", ".join(k if repr(v) == "REQUIRED" else f"{k}={v!r}" for k, v in spec.inputs.items())
-    )
+    typer.echo("inputs: " + ", ".join(k if repr(v) == "REQUIRED" else f"{k}={v!r}" for k, v in spec.inputs.items()))
     for index, item in enumerate(spec.steps, start=1):
         steps = item.branches if isinstance(item, ParallelGroup) else [item]
         if isinstance(item, ParallelGroup):
@@ -189,6 +183,69 @@ def workers_list(
         langs = ",".join(r["prompt_languages"]) or "-"
         typer.echo(f"{r['name']:<{width}}  {llm}  {langs:<5}  {r['description']}")
     typer.echo(f"{len(rows)} workers")
+
+
+# -- demo and chat --------------------------------------------------------------------------------
+@app.command()
+def demo(
+    config: ConfigOpt = None,
+    store: Annotated[
+        Path | None, typer.Option(help="Keep the demo's store in this file (default: a temp file).")
+    ] = None,
+) -> None:
+    """Run a scripted multi-session conversation through the whole system and show what it remembers."""
+    from memscope.demo import run_demo
+
+    settings = _load_or_exit(config)
+    run_demo(settings, store_path=store)
+
+
+@app.command()
+def chat(
+    user: Annotated[str, typer.Option("--user", "-u", help="Whose memory to use.")],
+    session: Annotated[str | None, typer.Option(help="Session id (default: a new one).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """An interactive chatbot with memory. Commands: /memories, /forget ID, /consolidate, /exit."""
+    from memscope.api import MemoryScope
+    from memscope.errors import MemscopeError
+    from memscope.models import new_id
+
+    settings = _load_or_exit(config)
+    with MemoryScope(settings) as memory:
+        if not memory.runtime.has_llm:
+            typer.echo(
+                "chat needs an LLM: set OPENAI_API_KEY (with OPENAI_BASE_URL for a compatible server) "
+                "or DASHSCOPE_API_KEY, or llm.backend in the config.",
+                err=True,
+            )
+            raise typer.Exit(EXIT_INVALID)
+        session_id = session or new_id()
+        typer.echo(f"memscope chat as {user!r} (session {session_id}); /exit to leave")
+        while True:
+            try:
+                line = input("you> ").strip()
+            except (EOFError, KeyboardInterrupt):
+                break
+            if not line:
+                continue
+            if line in ("/exit", "/quit"):
+                break
+            try:
+                if line == "/memories":
+                    for node in memory.list_memories(user):
+                        typer.echo(f"  {node.id}  [{node.memory_type.value}] {node.content}")
+                elif line.startswith("/forget"):
+                    target = line.removeprefix("/forget").strip()
+                    deleted = memory.delete_memory(user, target) if target else []
+                    typer.echo(f"  forgot {len(deleted)} memor{'y' if len(deleted) == 1 else 'ies'}")
+                elif line == "/consolidate":
+                    record = memory.consolidate(user, wait=True)
+                    typer.echo(f"  consolidation {getattr(record, 'state', record)}")
+                else:
+                    typer.echo(f"bot> {memory.chat(user, line, session_id=session_id)}")
+            except MemscopeError as exc:
+                typer.echo(f"  error: {exc}", err=True)
 
 
 def summary(settings: Settings) -> str:

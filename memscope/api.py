@@ -1,0 +1,362 @@
+"""MemoryScope and AsyncMemoryScope: the Python API a chatbot calls on every turn."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from memscope.config import Settings
+from memscope.engine import RunReport
+from memscope.errors import NoModelConfigured, ValidationError
+from memscope.jobs.base import CONSOLIDATE, REFLECT, Dispatcher, JobRecord
+from memscope.messages import to_messages
+from memscope.models import MemoryEvent, MemoryNode, MemoryStatus, Message, check_user_id
+from memscope.runtime import Runtime
+from memscope.stores.base import MessageFilter
+
+__all__ = ["AsyncMemoryScope", "MemoryScope", "RetrievalResult"]
+
+log = logging.getLogger("memscope")
+T = TypeVar("T")
+ConfigSource = Settings | str | Path | dict[str, Any] | None
+
+
+@dataclass
+class RetrievalResult:
+    """What retrieval found: ranked items (memories and raw turns), pending messages, a context block."""
+
+    items: list[Any]
+    pending_messages: list[Message]
+    context: str
+    report: RunReport
+    query_time: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Any:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def _make_dispatcher(runtime: Runtime, start_timers: bool) -> Dispatcher:
+    if runtime.settings.jobs.backend == "celery":
+        from memscope.jobs.celery_dispatch import CeleryDispatcher
+
+        return CeleryDispatcher(runtime)
+    from memscope.jobs.local import LocalDispatcher
+
+    return LocalDispatcher(runtime, start_timers=start_timers)
+
+
+class MemoryScope:
+    """Long-term memory for a chatbot. With no argument: `MEMSCOPE_CONFIG`'s file, else the embedded default."""
+
+    def __init__(
+        self, config: ConfigSource = None, *, runtime: Runtime | None = None, background: bool = True
+    ) -> None:
+        self.runtime = runtime or Runtime(config)
+        self.settings = self.runtime.settings
+        self.jobs: Dispatcher = _make_dispatcher(self.runtime, start_timers=background)
+        self._closed = False
+
+    # -- conversation ----------------------------------------------------------------------------
+    def add_messages(
+        self,
+        user_id: str,
+        messages: str | Mapping[str, Any] | Message | Iterable[str | Mapping[str, Any] | Message],
+        session_id: str | None = None,
+        agent_id: str | None = None,
+    ) -> list[Message]:
+        """Store messages durably and return at once; consolidation is queued in the background."""
+        check_user_id(user_id)
+        batch = to_messages(user_id, messages, session_id=session_id, agent_id=agent_id)
+        if not batch:
+            return []
+        self.runtime.store.add_messages(batch)
+        if self.runtime.has_llm:
+            try:
+                self.jobs.submit(CONSOLIDATE, user_id, agent_id)
+            except Exception as exc:  # the messages are stored; the periodic sweep will queue them
+                log.warning("could not queue consolidation for %r (%s); the sweep will retry", user_id, exc)
+        return batch
+
+    def list_messages(
+        self,
+        user_id: str,
+        pending: bool | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        """The user's messages, oldest first; `pending=True` for those not consolidated yet."""
+        check_user_id(user_id)
+        return self.runtime.store.list_messages(
+            user_id, MessageFilter(agent_id=agent_id, session_id=session_id, pending=pending), limit=limit
+        )
+
+    # -- retrieval -------------------------------------------------------------------------------
+    def retrieve(
+        self,
+        user_id: str,
+        query: str,
+        top_k: int | None = None,
+        *,
+        agent_id: str | None = None,
+        memory_types: Sequence[str] | None = None,
+        timezone: str | None = None,
+        now: datetime | None = None,
+    ) -> RetrievalResult:
+        """What memscope knows about the user that matters for `query` (inline, no LLM call)."""
+        check_user_id(user_id)
+        if not isinstance(query, str):
+            raise ValidationError(f"query must be a string, got {type(query).__name__}")
+        result = self.runtime.run(
+            "retrieve_memory",
+            user_id=user_id,
+            query=query,
+            top_k=top_k or self.settings.retrieval.top_k,
+            agent_id=agent_id,
+            memory_types=list(memory_types) if memory_types else None,
+            timezone=timezone,
+            now=now,
+        )
+        ctx = result.context
+        return RetrievalResult(
+            items=list(ctx.get("results") or []),
+            pending_messages=list(ctx.get("pending_messages") or []),
+            context=str(ctx.get("context_text") or ""),
+            report=result.report,
+            query_time=ctx.get("query_time"),
+        )
+
+    def context(self, user_id: str, query: str, **kwargs: Any) -> str:
+        """A block of relevant memories and recent messages, ready for a system prompt."""
+        return self.retrieve(user_id, query, **kwargs).context
+
+    def chat(
+        self, user_id: str, message: str, session_id: str | None = None, agent_id: str | None = None
+    ) -> str:
+        """Answer `message` with memory, then remember both turns."""
+        llm = self.runtime.llm
+        if llm is None:
+            raise NoModelConfigured(
+                "chat needs an LLM: set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server) "
+                "or DASHSCOPE_API_KEY, or llm.backend in the config"
+            )
+        memory = self.context(user_id, message, agent_id=agent_id)
+        history = (
+            self.list_messages(user_id, session_id=session_id, agent_id=agent_id)[-20:] if session_id else []
+        )
+        system = "You are a helpful assistant with long-term memory of this user.\n" + memory
+        prompt = [{"role": "system", "content": system}]
+        prompt += [
+            {"role": m.role.value, "content": m.content}
+            for m in history
+            if m.role.value in ("user", "assistant")
+        ]
+        prompt.append({"role": "user", "content": message})
+        answer = llm.chat(prompt, tag="chat", temperature=0.7).text
+        self.add_messages(
+            user_id,
+            [{"role": "user", "content": message}, {"role": "assistant", "content": answer}],
+            session_id=session_id,
+            agent_id=agent_id,
+        )
+        return answer
+
+    # -- background work -------------------------------------------------------------------------
+    def consolidate(
+        self, user_id: str, wait: bool = False, agent_id: str | None = None, timeout: float | None = None
+    ) -> JobRecord | str:
+        """Queue consolidation of the user's pending messages; with `wait`, block and return the record."""
+        return self._queue(CONSOLIDATE, user_id, agent_id, wait, timeout)
+
+    def reflect(
+        self, user_id: str, wait: bool = False, agent_id: str | None = None, timeout: float | None = None
+    ) -> JobRecord | str:
+        """Queue reflection (insights, long-range contradictions); with `wait`, block and return the record."""
+        return self._queue(REFLECT, user_id, agent_id, wait, timeout)
+
+    def _queue(
+        self, op: str, user_id: str, agent_id: str | None, wait: bool, timeout: float | None
+    ) -> JobRecord | str:
+        check_user_id(user_id)
+        job_id = self.jobs.submit(op, user_id, agent_id)
+        return self.jobs.wait(job_id, timeout=timeout) if wait else job_id
+
+    # -- memories --------------------------------------------------------------------------------
+    def list_memories(
+        self,
+        user_id: str,
+        memory_types: Sequence[str] | None = None,
+        statuses: Sequence[str] = ("active",),
+        limit: int = 100,
+        offset: int = 0,
+        agent_id: str | None = None,
+    ) -> list[MemoryNode]:
+        """The user's memories, newest first."""
+        check_user_id(user_id)
+        result = self.runtime.run(
+            "list_memory",
+            user_id=user_id,
+            memory_types=list(memory_types) if memory_types else None,
+            statuses=list(statuses),
+            limit=limit,
+            offset=offset,
+            agent_id=agent_id,
+        )
+        return list(result["memories"])
+
+    def get_memory(self, user_id: str, memory_id: str) -> MemoryNode | None:
+        """One memory of the user, or None."""
+        check_user_id(user_id)
+        return self.runtime.store.get_memory(user_id, memory_id)
+
+    def add_memory(
+        self,
+        user_id: str,
+        content: str,
+        memory_type: str = "customized",
+        *,
+        key: str | None = None,
+        importance: float = 0.5,
+        metadata: dict[str, Any] | None = None,
+        time: str | None = None,
+        agent_id: str | None = None,
+        timezone: str | None = None,
+    ) -> MemoryNode:
+        """Add a memory directly (an app's own fact about the user)."""
+        check_user_id(user_id)
+        result = self.runtime.run(
+            "add_memory",
+            user_id=user_id,
+            content=content,
+            memory_type=memory_type,
+            key=key,
+            importance=importance,
+            metadata=metadata,
+            time=time,
+            agent_id=agent_id,
+            timezone=timezone,
+        )
+        return result["stored_memories"][0]
+
+    def update_memory(
+        self,
+        user_id: str,
+        memory_id: str,
+        content: str | None = None,
+        *,
+        importance: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        key: str | None = None,
+    ) -> MemoryNode:
+        """Change a memory; the event log keeps what it was."""
+        check_user_id(user_id)
+        result = self.runtime.run(
+            "update_memory",
+            user_id=user_id,
+            memory_id=memory_id,
+            content=content,
+            importance=importance,
+            metadata=metadata,
+            key=key,
+        )
+        stored = result["stored_memories"]
+        if not stored:
+            found = self.get_memory(user_id, memory_id)
+            if found is None:
+                raise ValidationError(f"no memory {memory_id!r} for user {user_id!r}")
+            return found
+        return stored[0]
+
+    def delete_memory(
+        self, user_id: str, memory_id: str | None = None, *, content_match: str | None = None
+    ) -> list[str]:
+        """Delete one memory by id, or those matching `content_match`; returns the deleted ids."""
+        check_user_id(user_id)
+        result = self.runtime.run(
+            "delete_memory", user_id=user_id, memory_id=memory_id, content_match=content_match
+        )
+        return [n.id for n in result["stored_memories"] if n.status is MemoryStatus.DELETED]
+
+    def history(self, user_id: str, memory_id: str) -> list[MemoryEvent]:
+        """Every change of one memory, oldest first."""
+        check_user_id(user_id)
+        return self.runtime.store.history(user_id, memory_id)
+
+    # -- users -----------------------------------------------------------------------------------
+    def delete_user(self, user_id: str) -> int:
+        """Delete the user's messages, memories and events; returns how many records went."""
+        check_user_id(user_id)
+        return self.runtime.store.delete_user(user_id)
+
+    def stats(self, user_id: str) -> dict[str, Any]:
+        """Pending and total messages, memories by status and type, and the user's failed jobs."""
+        check_user_id(user_id)
+        s = self.runtime.store.stats(user_id)
+        failed = [r.to_dict() for r in self.jobs.status(user_id) if r.state == "failed"]
+        return {
+            "pending_messages": s.pending_messages,
+            "total_messages": s.total_messages,
+            "memories": s.memories,
+            "failed_jobs": failed,
+        }
+
+    def session(self, user_id: str, session_id: str, agent_id: str | None = None) -> Any:
+        """The conversation log of one session as a structured, renderable Session."""
+        from memscope.sessions import Session
+
+        return Session.from_messages(
+            self.list_messages(user_id, session_id=session_id, agent_id=agent_id), session_id=session_id
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Finish running jobs (queued work stays pending in the store) and close the store."""
+        if self._closed:
+            return
+        self._closed = True
+        self.jobs.close(wait=True)
+        self.runtime.close()
+
+    def __enter__(self) -> MemoryScope:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncMemoryScope:
+    """The same API for asyncio code: each call runs the sync method in a worker thread."""
+
+    def __init__(self, config: ConfigSource = None, **kwargs: Any) -> None:
+        self.sync = MemoryScope(config, **kwargs)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.sync, name)
+        if not callable(method) or name.startswith("_"):
+            return method
+
+        @functools.wraps(method)
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(method, *args, **kwargs)
+
+        return call
+
+    async def close(self) -> None:
+        """Close in a worker thread."""
+        await asyncio.to_thread(self.sync.close)
+
+    async def __aenter__(self) -> AsyncMemoryScope:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

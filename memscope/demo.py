@@ -1,0 +1,147 @@
+"""`memscope demo`: a scripted multi-session conversation through the whole system, printed as it goes."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress
+from rich.table import Table
+
+from memscope.api import MemoryScope
+from memscope.config import Settings, load_settings
+from memscope.engine import RunReport
+from memscope.jobs.base import CONSOLIDATE, REFLECT
+from memscope.jobs.logic import run_job
+
+__all__ = ["SESSIONS", "run_demo"]
+
+USER = "demo-tom"
+
+# (session date, [(role, text)]) — a user who changes jobs, writes fiction, and plans a trip.
+SESSIONS: list[tuple[datetime, list[tuple[str, str]]]] = [
+    (
+        datetime(2023, 1, 10, 9, 30, tzinfo=UTC),
+        [
+            ("user", "Hi! I'm Tom. I work as a data scientist at Meta in San Francisco."),
+            ("assistant", "Nice to meet you, Tom! What do you enjoy outside work?"),
+            ("user", "I go rock climbing most weekends, usually at Mission Cliffs."),
+        ],
+    ),
+    (
+        datetime(2023, 3, 15, 20, 0, tzinfo=UTC),
+        [
+            ("user", "Write a short story where I'm a dragon who lives on the moon."),
+            ("assistant", "Once upon a time, a dragon named Tom watched the Earth rise..."),
+            ("user", "Also, I've started learning PyTorch because I want to move into ML engineering."),
+        ],
+    ),
+    (
+        datetime(2023, 6, 2, 18, 15, tzinfo=UTC),
+        [
+            ("user", "Big news: I left Meta last month and joined Apple as an ML engineer."),
+            ("assistant", "Congratulations on the new role!"),
+            ("user", "Thanks! I'm flying to Paris next Friday for a conference."),
+        ],
+    ),
+]
+QUESTIONS = ["Where does Tom work now?", "What is Tom doing next week?", "What does Tom do for fun?"]
+NOW = datetime(2023, 6, 5, 12, 0, tzinfo=UTC)
+
+
+def _report_table(title: str, report: RunReport) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("step", "worker", "ms", "llm calls", "tokens in", "tokens out", "wrote"):
+        table.add_column(column)
+    for row in report.table_rows():
+        table.add_row(*row)
+    return table
+
+
+def run_demo(
+    config: Settings | str | Path | dict[str, Any] | None = None,
+    store_path: Path | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Run the demo; returns what it found (for tests). The store is a temporary file unless given."""
+    console = console or Console()
+    settings = load_settings(config)
+    tmp = None
+    if store_path is None:
+        tmp = tempfile.TemporaryDirectory(prefix="memscope-demo-")
+        store_path = Path(tmp.name) / "demo.db"
+    settings = settings.model_copy(update={"store": settings.store.model_copy(update={"path": store_path})})
+    outcome: dict[str, Any] = {"reports": [], "skipped": False}
+    try:
+        with MemoryScope(settings, background=False) as memory:
+            described = memory.runtime.describe()
+            console.print(
+                f"[bold]memscope demo[/] store={described['store']} ({store_path}) "
+                f"embedding={described['embedding']} llm={described['llm']}"
+            )
+            memory.delete_user(USER)
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("conversation", total=len(SESSIONS))
+                for number, (when, turns) in enumerate(SESSIONS, start=1):
+                    messages = [
+                        {"role": r, "content": t, "created_at": when.replace(minute=i)}
+                        for i, (r, t) in enumerate(turns)
+                    ]
+                    memory.add_messages(USER, messages, session_id=f"session-{number}")
+                    reports = run_job(memory.runtime, CONSOLIDATE, USER)
+                    outcome["reports"].extend(reports)
+                    progress.advance(task)
+                    for report in reports:
+                        console.print(_report_table(f"session {number}: {report.operation}", report))
+            if memory.runtime.has_llm:
+                outcome["reports"].extend(run_job(memory.runtime, REFLECT, USER))
+                console.print(_report_table("reflection", outcome["reports"][-1]))
+            notices = sorted({n for r in outcome["reports"] for n in r.notices})
+            if any(r.degraded for r in outcome["reports"]):
+                outcome["skipped"] = True
+                console.print(
+                    "[yellow]No LLM is configured[/]: the steps that need one were skipped, and the "
+                    "messages stay pending until one is. Set OPENAI_API_KEY (with OPENAI_BASE_URL for "
+                    "Ollama, vLLM or another compatible server) or DASHSCOPE_API_KEY, then run again."
+                )
+            for notice in notices:
+                console.print("  notice: " + escape(notice))
+            outcome["memories"] = _print_memories(memory, console)
+            outcome["answers"] = _print_retrieval(memory, console)
+            stats = memory.stats(USER)
+            console.print(f"pending messages: {stats['pending_messages']} of {stats['total_messages']}")
+            outcome["stats"] = stats
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return outcome
+
+
+def _print_memories(memory: MemoryScope, console: Console) -> list[Any]:
+    nodes = memory.list_memories(USER, statuses=("active", "expired"), limit=100)
+    table = Table(title=f"memories of {USER}", title_justify="left")
+    for column in ("type", "status", "content", "event time", "superseded by"):
+        table.add_column(column)
+    for n in nodes:
+        when = f"{n.event_time.start:%Y-%m-%d}" if n.event_time else ""
+        table.add_row(n.memory_type.value, n.status.value, escape(n.content), when, (n.superseded_by or "")[:8])
+    console.print(table if nodes else "no memories yet (consolidation needs an LLM)")
+    return nodes
+
+
+def _print_retrieval(memory: MemoryScope, console: Console) -> dict[str, list[str]]:
+    answers: dict[str, list[str]] = {}
+    for question in QUESTIONS:
+        started = time.perf_counter()
+        result = memory.retrieve(USER, question, top_k=3, now=NOW)
+        ms = (time.perf_counter() - started) * 1000
+        answers[question] = [item.content for item in result.items]
+        console.print(f"\n[bold]{question}[/]  ({ms:.1f} ms)")
+        for item in result.items:
+            console.print(f"  {item.score:.3f}  " + escape(f"[{item.kind}] {item.content}"))
+    return answers

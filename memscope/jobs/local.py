@@ -1,0 +1,158 @@
+"""The embedded job backend: a thread pool, a lock per user, and a periodic sweep of pending work."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import traceback
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from memscope.errors import JobError
+from memscope.jobs.base import CONSOLIDATE, REFLECT, JobRecord, JobState
+from memscope.jobs.logic import run_job, summarize, unreflected_count
+from memscope.models import utcnow
+from memscope.runtime import Runtime
+
+__all__ = ["LocalDispatcher"]
+
+log = logging.getLogger("memscope.jobs")
+KEEP_RECORDS = 1000
+
+
+class LocalDispatcher:
+    """Runs jobs in-process. The store is the source of truth: a restart's first sweep resumes work."""
+
+    def __init__(self, runtime: Runtime, *, threads: int | None = None, start_timers: bool = True) -> None:
+        self.runtime = runtime
+        jobs = runtime.settings.jobs
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads or jobs.local.threads, thread_name_prefix="memscope-job"
+        )
+        self._user_locks: dict[tuple[str, str | None], threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._records: OrderedDict[str, JobRecord] = OrderedDict()
+        self._futures: dict[str, Future[None]] = {}
+        self._queued: dict[tuple[str, str, str | None], str] = {}
+        self._recent_users: set[tuple[str, str | None]] = set()
+        self._closed = threading.Event()
+        self._timers: list[threading.Thread] = []
+        if start_timers:
+            self._start_timer("sweep", float(jobs.sweep_interval_s), self.sweep, run_now=True)
+            self._start_timer("reflect", float(jobs.reflect_interval_s), self.reflect_recent)
+
+    # -- submitting ------------------------------------------------------------------------------
+    def submit(self, operation: str, user_id: str, agent_id: str | None = None) -> str:
+        """Queue a job; a job of the same operation and user still waiting to start is reused."""
+        if self._closed.is_set():
+            raise JobError("the job executor is closed; open a new MemoryScope to queue work")
+        key = (operation, user_id, agent_id)
+        with self._lock:
+            existing = self._queued.get(key)
+            if existing is not None:
+                return existing
+            record = JobRecord(operation=operation, user_id=user_id, agent_id=agent_id)
+            self._records[record.id] = record
+            while len(self._records) > KEEP_RECORDS:
+                self._records.popitem(last=False)
+            self._queued[key] = record.id
+            self._futures[record.id] = self._pool.submit(self._execute, record)
+        return record.id
+
+    def _user_lock(self, user_id: str, agent_id: str | None) -> threading.Lock:
+        with self._lock:
+            return self._user_locks.setdefault((user_id, agent_id), threading.Lock())
+
+    def _execute(self, record: JobRecord) -> None:
+        with self._user_lock(record.user_id, record.agent_id):  # one consolidation/reflection per user
+            with self._lock:
+                self._queued.pop((record.operation, record.user_id, record.agent_id), None)
+            if self._closed.is_set() and record.operation in (CONSOLIDATE, REFLECT):
+                record.state, record.error = (
+                    JobState.FAILED,
+                    "not started: executor closed (work stays pending)",
+                )
+                return
+            record.state, record.started_at, record.attempts = JobState.RUNNING, utcnow(), record.attempts + 1
+            try:
+                reports = run_job(self.runtime, record.operation, record.user_id, record.agent_id)
+            except Exception as exc:  # recorded with its error, and logged: never swallowed
+                record.state, record.error = JobState.FAILED, f"{type(exc).__name__}: {exc}"
+                log.error(
+                    "job %s %s for %r failed:\n%s",
+                    record.id,
+                    record.operation,
+                    record.user_id,
+                    traceback.format_exc(),
+                )
+            else:
+                record.state, record.summary = JobState.SUCCEEDED, summarize(reports)
+                with self._lock:
+                    self._recent_users.add((record.user_id, record.agent_id))
+            finally:
+                record.finished_at = utcnow()
+
+    # -- waiting and status ----------------------------------------------------------------------
+    def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        """Block until the job ends or `timeout` seconds pass; returns its record either way."""
+        future = self._futures.get(job_id)
+        if future is None:
+            raise JobError(f"unknown job id {job_id!r}")
+        with contextlib.suppress(FutureTimeout):
+            future.result(timeout=timeout)
+        return self._records[job_id]
+
+    def status(self, user_id: str | None = None) -> list[JobRecord]:
+        """Recent jobs, newest first."""
+        with self._lock:
+            records = list(self._records.values())
+        return [r for r in reversed(records) if user_id is None or r.user_id == user_id]
+
+    # -- schedules -------------------------------------------------------------------------------
+    def sweep(self) -> int:
+        """Queue consolidation for every user with pending messages; returns how many were queued."""
+        if not self.runtime.has_llm:
+            return 0  # nothing could consolidate them; they stay pending until an LLM is configured
+        users = self.runtime.store.users_with_pending()
+        for user_id, agent_id in users:
+            self.submit(CONSOLIDATE, user_id, agent_id)
+        return len(users)
+
+    def reflect_recent(self) -> int:
+        """Queue reflection for users consolidated since the last call who have unreflected observations."""
+        with self._lock:
+            users, self._recent_users = self._recent_users, set()
+        queued = 0
+        for user_id, agent_id in users:
+            if self.runtime.has_llm and unreflected_count(self.runtime, user_id, agent_id) > 0:
+                self.submit(REFLECT, user_id, agent_id)
+                queued += 1
+        return queued
+
+    def _start_timer(self, name: str, interval: float, action: object, run_now: bool = False) -> None:
+        def loop() -> None:
+            if run_now:
+                self._safely(name, action)
+            while not self._closed.wait(interval):
+                self._safely(name, action)
+
+        thread = threading.Thread(target=loop, name=f"memscope-{name}", daemon=True)
+        thread.start()
+        self._timers.append(thread)
+
+    def _safely(self, name: str, action: object) -> None:
+        try:
+            action()  # type: ignore[operator]
+        except Exception:
+            log.exception("memscope %s timer failed; it will try again next interval", name)
+
+    def close(self, wait: bool = True) -> None:
+        """Stop timers and intake; running jobs finish; queued jobs are dropped (their work stays pending)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+        for thread in self._timers:
+            thread.join(timeout=1)

@@ -1,0 +1,108 @@
+"""The runtime: settings turned into a store, models, the operation catalog and a runner."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from memscope.config import Settings, load_settings
+from memscope.engine import OperationCatalog, OperationRunner, Resources, RunResult
+from memscope.llm.base import ChatModel, Embedder, Reranker, UsageMeter
+from memscope.stores.base import Store
+
+__all__ = ["Runtime", "open_store"]
+
+log = logging.getLogger("memscope")
+
+
+def open_store(settings: Settings) -> Store:
+    """The store the settings name (sqlite file or Elasticsearch), opened lazily by the backend."""
+    if settings.store.backend == "elasticsearch":
+        from memscope.stores.elasticsearch import ElasticsearchStore
+
+        es = settings.store.elasticsearch
+        return ElasticsearchStore(
+            es.url,
+            index_prefix=es.index_prefix,
+            api_key=es.api_key,
+            username=es.username,
+            password=es.password,
+            verify_certs=es.verify_certs,
+            request_timeout_s=float(es.request_timeout_s),
+        )
+    from memscope.stores.sqlite import SqliteStore
+
+    path = Path(settings.store.path).expanduser()
+    return SqliteStore(path)
+
+
+class Runtime:
+    """Everything an operation run needs, built once from settings and shared by API and jobs."""
+
+    def __init__(
+        self,
+        settings: Settings | str | Path | dict[str, Any] | None = None,
+        *,
+        store: Store | None = None,
+        embedder: Embedder | None = None,
+        llm: ChatModel | str | None = "from-settings",
+        reranker: Reranker | None = None,
+        clock: Any = None,
+    ) -> None:
+        from memscope.llm.factory import make_chat, make_embedder, make_reranker
+
+        self.settings = settings if isinstance(settings, Settings) else load_settings(settings)
+        s = self.settings
+        self.meter = UsageMeter()
+        self.store = store or open_store(s)
+        self.embedder = embedder or make_embedder(s.embedding.model_dump())
+        self.llm = make_chat(s.llm.model_dump(), meter=self.meter) if llm == "from-settings" else llm
+        if self.llm is not None and getattr(self.llm, "meter", None) is None:
+            self.llm.meter = self.meter  # type: ignore[union-attr]
+        self.reranker = reranker or make_reranker(s.rerank.model_dump())
+        self.store.check_embedding_model(self.embedder.name, self.embedder.dim)
+        self.catalog = OperationCatalog(paths=s.operations.paths, worker_modules=s.workers.modules)
+        resources = Resources(
+            store=self.store,
+            embedder=self.embedder,
+            llm=self.llm,  # type: ignore[arg-type]
+            reranker=self.reranker,
+            settings=s,
+            meter=self.meter,
+            language=s.language,
+            timezone=s.timezone,
+        )
+        if clock is not None:
+            resources.clock = clock
+        self.resources = resources
+        self.runner = OperationRunner(resources)
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def has_llm(self) -> bool:
+        """True when an LLM is configured."""
+        return self.llm is not None
+
+    def run(self, operation: str, **inputs: Any) -> RunResult:
+        """Run a catalog operation with keyword inputs (None-valued optional inputs use defaults)."""
+        spec = self.catalog.get(operation)
+        return self.runner.run(spec, {k: v for k, v in inputs.items() if v is not None})
+
+    def describe(self) -> dict[str, str]:
+        """The chosen backends, for logs and the CLI."""
+        return {
+            "store": self.settings.store.backend,
+            "jobs": self.settings.jobs.backend,
+            "embedding": self.embedder.name,
+            "llm": getattr(self.llm, "name", None) or "none",
+        }
+
+    def close(self) -> None:
+        """Close the store."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.store.close()
