@@ -1,5 +1,49 @@
-"""memscope: long-term memory for LLM chatbots."""
+"""memscope: long-term memory for LLM chatbots.
+
+The API is imported lazily, so `import memscope` stays fast (no numpy, SDKs or models loaded).
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+__all__ = [
+    "AsyncMemoryScope",
+    "MemoryNode",
+    "MemoryScope",
+    "Message",
+    "RetrievalResult",
+    "Session",
+    "__version__",
+    "load_settings",
+]
+
+_LAZY = {
+    "MemoryScope": "memscope.api",
+    "AsyncMemoryScope": "memscope.api",
+    "RetrievalResult": "memscope.api",
+    "Message": "memscope.models",
+    "MemoryNode": "memscope.models",
+    "Session": "memscope.sessions",
+    "load_settings": "memscope.config",
+}
+
+if TYPE_CHECKING:
+    from memscope.api import AsyncMemoryScope, MemoryScope, RetrievalResult
+    from memscope.config import load_settings
+    from memscope.models import MemoryNode, Message
+    from memscope.sessions import Session
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'memscope' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

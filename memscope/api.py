@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from memscope.config import Settings
 from memscope.engine import RunReport
-from memscope.errors import NoModelConfigured, ValidationError
+from memscope.errors import JobError, NoModelConfigured, ValidationError
 from memscope.jobs.base import CONSOLIDATE, REFLECT, Dispatcher, JobRecord
 from memscope.messages import to_messages
 from memscope.models import MemoryEvent, MemoryNode, MemoryStatus, Message, check_user_id
@@ -175,7 +175,8 @@ class MemoryScope:
     def consolidate(
         self, user_id: str, wait: bool = False, agent_id: str | None = None, timeout: float | None = None
     ) -> JobRecord | str:
-        """Queue consolidation of the user's pending messages; with `wait`, block and return the record."""
+        """Queue consolidation of the user's pending messages; `wait` blocks, returns the record, raises JobError
+        if it failed."""
         return self._queue(CONSOLIDATE, user_id, agent_id, wait, timeout)
 
     def reflect(
@@ -189,7 +190,12 @@ class MemoryScope:
     ) -> JobRecord | str:
         check_user_id(user_id)
         job_id = self.jobs.submit(op, user_id, agent_id)
-        return self.jobs.wait(job_id, timeout=timeout) if wait else job_id
+        if not wait:
+            return job_id
+        record = self.jobs.wait(job_id, timeout=timeout)
+        if record.state == "failed":
+            raise JobError(f"{op} for user {user_id!r} failed: {record.error} (messages stay pending)")
+        return record
 
     # -- memories --------------------------------------------------------------------------------
     def list_memories(
