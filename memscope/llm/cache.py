@@ -1,0 +1,77 @@
+"""An in-process LRU cache in front of any embedder, and the vector normalisation all embedders share."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+
+from memscope.llm.base import Embedder
+
+__all__ = ["CachedEmbedder", "normalize"]
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), as float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise ValueError(f"expected a 2-d array of vectors, got shape {vectors.shape}")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+
+
+class CachedEmbedder:
+    """Wraps an embedder; texts seen recently are served from memory, the rest embedded in one call."""
+
+    def __init__(self, inner: Embedder, max_items: int = 10_000) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.max_items = max(0, max_items)
+        self.hits = 0
+        self.misses = 0
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        """The inner embedder's dimension (the cache does not change the vector space)."""
+        return self.inner.dim
+
+    @dim.setter
+    def dim(self, value: int) -> None:
+        """Record a known dimension on the inner embedder."""
+        self.inner.dim = value
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Like the inner embedder's `embed`, with cached rows reused and repeated texts embedded once."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for text in texts:
+                row = self._cache.get(text)
+                if row is not None:
+                    self._cache.move_to_end(text)
+                    found[text] = row
+            missing = list(dict.fromkeys(t for t in texts if t not in found))
+            self.hits += sum(1 for t in texts if t in found)
+            self.misses += len(missing)
+        if missing:
+            fresh = self.inner.embed(missing)
+            with self._lock:
+                for text, row in zip(missing, fresh, strict=True):
+                    found[text] = row
+                    if self.max_items:
+                        self._cache[text] = row.copy()
+                        self._cache.move_to_end(text)
+                while len(self._cache) > self.max_items:
+                    self._cache.popitem(last=False)
+        return np.vstack([found[t] for t in texts]).astype(np.float32, copy=False)
+
+    def clear(self) -> None:
+        """Forget every cached vector."""
+        with self._lock:
+            self._cache.clear()

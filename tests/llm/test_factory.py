@@ -1,0 +1,141 @@
+"""Backend selection from config dicts and environment variables."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from memscope.errors import ConfigError
+from memscope.llm.cache import CachedEmbedder
+from memscope.llm.dashscope_backend import DashScopeChat, DashScopeEmbedder, DashScopeReranker
+from memscope.llm.factory import make_chat, make_embedder, make_reranker
+from memscope.llm.local_embedding import LocalEmbedder
+from memscope.llm.noop import NoopReranker
+from memscope.llm.openai_backend import OpenAIChat, OpenAIEmbedder
+from tests.support.scripted_server import ScriptedServer, chat_messages
+
+
+@pytest.mark.unit
+def test_auto_without_keys_is_no_llm() -> None:
+    assert make_chat({"backend": "auto"}) is None
+    assert make_chat({}) is None
+    assert make_chat({"backend": "none", "api_key": "sk"}) is None
+
+
+@pytest.mark.integration
+def test_auto_picks_openai_from_env(model_server: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    monkeypatch.setenv("OPENAI_BASE_URL", model_server.openai_base_url)
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-ds")  # openai wins when both are set
+    model_server.script("w", "hi from openai")
+
+    llm = make_chat({"backend": "auto", "timeout_s": 5, "max_retries": 0})
+
+    assert isinstance(llm, OpenAIChat) and llm.model == "gpt-4o-mini"
+    assert llm.chat([{"role": "user", "content": "hello"}], tag="w").text == "hi from openai"
+    (request,) = model_server.requests
+    assert request.json["model"] == "gpt-4o-mini" and request.header("Authorization") == "Bearer sk-env"
+
+
+@pytest.mark.unit
+def test_model_name_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    monkeypatch.setenv("MEMSCOPE_LLM_MODEL", "qwen3:8b")
+    assert make_chat({"backend": "auto"}).model == "qwen3:8b"  # type: ignore[union-attr]
+    monkeypatch.setenv("OPENAI_MODEL", "gpt-4.1-mini")
+    assert make_chat({"backend": "auto"}).model == "gpt-4.1-mini"  # type: ignore[union-attr]
+    assert make_chat({"backend": "auto", "model": "explicit"}).model == "explicit"  # type: ignore[union-attr]
+
+
+@pytest.mark.integration
+def test_auto_picks_dashscope_from_env(model_server: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-ds")
+    monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", model_server.dashscope_base_url)
+    model_server.script("w", "hi from qwen")
+
+    llm = make_chat({"backend": "auto", "timeout_s": 5})
+
+    assert isinstance(llm, DashScopeChat) and llm.model == "qwen-plus"
+    assert llm.chat([{"role": "user", "content": "hello"}], tag="w").text == "hi from qwen"
+    (request,) = model_server.requests
+    assert request.json["model"] == "qwen-plus"
+    assert chat_messages(request.json) == [{"role": "user", "content": "hello"}]
+
+
+@pytest.mark.integration
+def test_explicit_openai_compatible_server(model_server: ScriptedServer) -> None:
+    model_server.script("w", "local model says hi")
+    llm = make_chat(
+        {"backend": "openai", "model": "llama3", "api_key": "ollama", "base_url": model_server.openai_base_url}
+    )
+    assert isinstance(llm, OpenAIChat)
+    assert llm.chat([{"role": "user", "content": "x"}], tag="w").text == "local model says hi"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("cfg", "match"),
+    [
+        ({"backend": "openai"}, "OPENAI_API_KEY"),
+        ({"backend": "dashscope"}, "DASHSCOPE_API_KEY"),
+        ({"backend": "claude"}, "auto, openai, dashscope, none"),
+    ],
+)
+def test_chat_config_errors(cfg: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        make_chat(cfg)
+
+
+@pytest.mark.unit
+def test_local_embedder_is_cached_and_lazy() -> None:
+    emb = make_embedder({"backend": "local"})
+    assert isinstance(emb, CachedEmbedder) and isinstance(emb.inner, LocalEmbedder)
+    assert (emb.name, emb.dim) == ("all-MiniLM-L6-v2", 384)
+
+
+@pytest.mark.integration
+def test_remote_embedders_from_config(model_server: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    openai_emb = make_embedder(
+        {"backend": "openai", "api_key": "sk", "base_url": model_server.openai_base_url, "dim": 64}
+    )
+    assert isinstance(openai_emb, CachedEmbedder) and isinstance(openai_emb.inner, OpenAIEmbedder)
+    assert openai_emb.embed(["x"]).shape == (1, 64)
+
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-ds")
+    ds = make_embedder({"backend": "dashscope", "base_url": model_server.dashscope_base_url, "dim": 64})
+    assert isinstance(ds, CachedEmbedder) and isinstance(ds.inner, DashScopeEmbedder)
+    np.testing.assert_allclose(ds.embed(["x"]), openai_emb.embed(["x"]), atol=1e-6)
+    assert len(model_server.requests) == 2
+
+
+@pytest.mark.unit
+def test_embedding_config_errors() -> None:
+    with pytest.raises(ConfigError, match="local, openai, dashscope"):
+        make_embedder({"backend": "word2vec"})
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        make_embedder({"backend": "openai"})
+
+
+@pytest.mark.unit
+def test_rerankers_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(make_reranker({"backend": "none"}), NoopReranker)
+    assert isinstance(make_reranker({}), NoopReranker)
+    with pytest.raises(ConfigError, match="DASHSCOPE_API_KEY"):
+        make_reranker({"backend": "dashscope"})
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-ds")
+    assert isinstance(make_reranker({"backend": "dashscope"}), DashScopeReranker)
+    with pytest.raises(ConfigError, match="none, dashscope"):
+        make_reranker({"backend": "cohere"})
+
+
+@pytest.mark.unit
+def test_factory_import_is_light() -> None:
+    code = (
+        "import sys, memscope.llm.factory; "
+        "heavy = [m for m in ('openai', 'dashscope', 'torch', 'sentence_transformers') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
