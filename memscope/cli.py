@@ -248,6 +248,41 @@ def chat(
                 typer.echo(f"  error: {exc}", err=True)
 
 
+# -- elasticsearch --------------------------------------------------------------------------------
+es_app = typer.Typer(help="Create and migrate the Elasticsearch indices.", no_args_is_help=True)
+app.add_typer(es_app, name="es")
+
+
+def _es_store(config: Path | None):  # type: ignore[no-untyped-def]
+    from memscope.runtime import open_store
+
+    settings = _load_or_exit(config)
+    if settings.store.backend != "elasticsearch":
+        typer.echo("the config's store.backend is not elasticsearch; use configs/distributed.yaml", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    return open_store(settings)
+
+
+@es_app.command("init")
+def es_init(config: ConfigOpt = None) -> None:
+    """Put the index templates and create the indices and aliases (idempotent)."""
+    store = _es_store(config)
+    store.init_indices()
+    typer.echo("ok: indices and aliases ready")
+
+
+@es_app.command("migrate")
+def es_migrate(
+    version: Annotated[int, typer.Argument(help="The new template version.")],
+    delete_old: Annotated[bool, typer.Option(help="Delete the old indices after the alias moved.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Reindex into a new template version and move the aliases atomically (stop writers first)."""
+    store = _es_store(config)
+    for kind, old, new in store.migrate(version, delete_old=delete_old):
+        typer.echo(f"{kind}: {old} -> {new}")
+
+
 def summary(settings: Settings) -> str:
     """A few lines naming the chosen backends, for people checking a config."""
     data = settings_to_dict(settings)  # masked: URLs may carry passwords
@@ -292,6 +327,12 @@ def _describe_source(path: Path | None) -> str:
         return str(path)
     from_env = env_config_path()
     return f"{from_env} (from MEMSCOPE_CONFIG)" if from_env else "built-in defaults (= configs/default.yaml)"
+
+
+# -- background jobs: `memscope worker`, `memscope beat`, `memscope jobs status` ---------------------
+from memscope.jobs.commands import register as _register_job_commands  # noqa: E402
+
+_register_job_commands(app)
 
 
 def main() -> None:

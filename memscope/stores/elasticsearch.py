@@ -1,0 +1,873 @@
+"""The distributed store: Elasticsearch (8.x or 9.x server and Python client).
+
+Layout, mappings and the analyzer are described in `es_templates`; request bodies are built in
+`es_queries`. Choices worth knowing:
+
+- Nothing contacts the server at construction. The first call runs `init_indices()` (idempotent:
+  put the versioned templates, create `{prefix}-{kind}-v1` behind the alias `{prefix}-{kind}`).
+- The `embedding` dense_vector field (cosine, HNSW) is added to messages and memories on the first
+  `check_embedding_model` (or the first write carrying vectors), when the dims are known.
+- Hybrid search sends one `_msearch` with a kNN search and a BM25 `match` search under the same
+  filter, and fuses the rankings in Python (`rrf_fuse`), so it works on every licence. Every query
+  carries a `term` on `user_id`; returned documents are checked against the user once more.
+- Refresh: `add_messages`, `mark_consolidated`, `set_message_embeddings` and the memory documents of
+  `write_memories` use `refresh="wait_for"` (read-your-writes for searches and pending lists);
+  events and `touch_memories` use none (history reads events by id, which is realtime).
+- `write_memories` writes the events first, then the memories: each memory carries `event_seq`, the
+  length of its committed log, and event ids derive from (memory id, position), so a retry after a
+  crash rewrites the same events instead of duplicating them, and `history` reads them by id.
+- Bulk items failing with 429/5xx are retried twice with backoff; anything still failing raises
+  StoreError (StoreUnavailable when every failure is transient) naming each id and reason.
+- Elasticsearch `date` fields keep milliseconds; filters and sorts use microsecond integer twins
+  (`created_us`, `time_start_us`, `time_end_us`), so results match the SQLite store exactly.
+- `delete_user` refreshes the three indices (needs the `maintenance` index privilege) so that the
+  following `delete_by_query` sees every document, then retries while version conflicts remain.
+- `migrate(N)` reindexes each kind into `-vN` and moves the alias in one atomic `_aliases` call; the
+  old index is kept (a rollback is one alias swap) unless `delete_old=True`. Stop writers first:
+  writes made during the reindex to the old index are not copied.
+
+- Times come back in UTC; `write_memories` ignores updated_at and the access counters when deciding
+  whether a node changed, and keeps the stored counters when larger (as the SQLite store does).
+- Use the Python client of the server's major version (a 9.x client sends `compatible-with=9`,
+  which an 8.x server refuses).
+
+No async variant yet: `AsyncElasticsearchStore` would mirror this class over `AsyncElasticsearch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+from memscope.errors import EmbeddingMismatch, MemscopeError, StoreError, StoreUnavailable, ValidationError
+from memscope.models import EventKind, MemoryEvent, MemoryNode, MemoryStatus, Message, check_user_id, utcnow
+from memscope.stores import es_queries as q
+from memscope.stores.base import (
+    MemoryFilter,
+    MessageFilter,
+    ScoredMemory,
+    ScoredMessage,
+    SearchQuery,
+    StoreStats,
+)
+from memscope.stores.es_templates import (
+    KINDS,
+    TEMPLATE_VERSION,
+    alias_name,
+    check_prefix,
+    index_name,
+    index_template,
+    parse_index_version,
+    vector_mapping,
+)
+from memscope.stores.fusion import rrf_fuse
+
+__all__ = ["ElasticsearchStore"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_INSTALL_HINT = "the Elasticsearch store needs the `elasticsearch` client: run `pip install 'elasticsearch>=8.12'`"
+_RETRYABLE = frozenset({429, 500, 502, 503, 504})
+_EVENT_NS = uuid.UUID("6f1c0d8e-3b7a-5c1e-9a52-6d656d73636f")
+_PAGE = 1000
+_MAX_ID_BYTES = 512
+_REINDEX_TIMEOUT_S = 3600.0
+_META_ID = "embedding"
+_MSG_SORT = [{"created_us": "asc"}, {"id": "asc"}]
+_MEM_SORT = [{"created_us": "desc"}, {"id": "desc"}]
+
+
+def _import_es() -> Any:
+    """The `elasticsearch` module, imported on first use so `import memscope` stays light."""
+    try:
+        import elasticsearch
+    except ImportError as exc:
+        raise StoreError(_INSTALL_HINT) from exc
+    return elasticsearch
+
+
+def _translate(exc: BaseException, url: str) -> MemscopeError | None:
+    """The memscope error for an Elasticsearch client error, or None when it is not one."""
+    try:
+        import elastic_transport
+        import elasticsearch
+    except ImportError:
+        return None
+    if isinstance(exc, elastic_transport.SerializationError):
+        return StoreError(f"Elasticsearch request or answer could not be (de)serialised: {exc}")
+    if isinstance(exc, elastic_transport.TransportError):
+        return StoreUnavailable(
+            f"cannot reach Elasticsearch at {url}: {exc}. Check that it runs and that the url is right"
+            " (store.elasticsearch.url / MEMSCOPE_ES_URL)"
+        )
+    if isinstance(exc, elasticsearch.UnsupportedProductError):
+        return StoreError(f"the server at {url} does not answer as Elasticsearch: {exc}")
+    if isinstance(exc, elastic_transport.ApiError):
+        status = getattr(getattr(exc, "meta", None), "status", None)
+        if status in (401, 403):
+            return StoreError(
+                f"Elasticsearch at {url} refused the credentials ({status}): {exc}. Check api_key or"
+                " username/password and the role's index privileges"
+            )
+        if status in _RETRYABLE:
+            return StoreUnavailable(f"Elasticsearch at {url} is overloaded or failing ({status}): {exc}")
+        return StoreError(f"Elasticsearch at {url} rejected a request ({status}): {exc}")
+    return None
+
+
+def _mapped(fn: Callable[P, R]) -> Callable[P, R]:
+    """Map Elasticsearch client errors raised by a public method to memscope's StoreError family."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            mapped = _translate(exc, getattr(args[0], "url", "?"))
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    return wrapper
+
+
+def _event_id(memory_id: str, seq: int) -> str:
+    """The id of a memory's seq-th event: deterministic, so a retried write reuses it."""
+    return str(uuid.uuid5(_EVENT_NS, f"{memory_id}\x00{seq}"))
+
+
+def _storable(doc_id: str) -> bool:
+    return isinstance(doc_id, str) and 0 < len(doc_id.encode()) <= _MAX_ID_BYTES
+
+
+def _check_id(doc_id: str, what: str) -> None:
+    check_user_id(doc_id, what)
+    if not _storable(doc_id):
+        raise ValidationError(f"{what} {doc_id[:40]!r}... is longer than {_MAX_ID_BYTES} bytes in UTF-8")
+
+
+def _aware(value: datetime, what: str) -> str:
+    if value.tzinfo is None:
+        raise ValidationError(f"{what} {value.isoformat()} must be timezone-aware (e.g. datetime.now(UTC))")
+    return value.astimezone(UTC).isoformat()
+
+
+def _event_kind(old: MemoryStatus, new: MemoryStatus) -> EventKind:
+    if new != old and new == MemoryStatus.EXPIRED:
+        return EventKind.EXPIRE
+    if new != old and new == MemoryStatus.DELETED:
+        return EventKind.DELETE
+    return EventKind.UPDATE
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+class ElasticsearchStore:
+    """The Store protocol on Elasticsearch: one aliased, versioned index per kind of record."""
+
+    bulk_retries = 2
+    bulk_backoff_s = 0.2
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        index_prefix: str = "memscope",
+        api_key: str | tuple[str, str] | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        verify_certs: bool = True,
+        request_timeout_s: float = 10.0,
+        client: Any = None,
+    ) -> None:
+        self.url = url
+        self.index_prefix = check_prefix(index_prefix)
+        self._owns_client = client is None
+        self._client = (
+            client
+            if client is not None
+            else self._make_client(url, api_key, username, password, verify_certs, request_timeout_s)
+        )
+        self._lock = threading.Lock()
+        self._ready = False
+        self._dims: int | None = None
+        self._server: tuple[int, int] | None = None
+
+    @staticmethod
+    def _make_client(
+        url: str,
+        api_key: str | tuple[str, str] | None,
+        username: str | None,
+        password: str | None,
+        verify_certs: bool,
+        timeout: float,
+    ) -> Any:
+        es = _import_es()
+        options: dict[str, Any] = {"request_timeout": timeout, "max_retries": 2, "retry_on_timeout": True}
+        if api_key is not None:
+            options["api_key"] = api_key
+        if username is not None:
+            options["basic_auth"] = (username, password or "")
+        if url.lower().startswith("https"):
+            options["verify_certs"] = verify_certs
+        try:
+            return es.Elasticsearch(url, **options)
+        except ValueError as exc:
+            raise ValidationError(f"invalid Elasticsearch url {url!r}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"ElasticsearchStore({self.url!r}, index_prefix={self.index_prefix!r})"
+
+    def __enter__(self) -> ElasticsearchStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release connections (only those of a client this store created)."""
+        if self._owns_client:
+            self._client.close()
+
+    # -- set-up --------------------------------------------------------------------------------------
+
+    def alias(self, kind: str) -> str:
+        """The alias reads and writes of one kind go through, e.g. `memscope-memories`."""
+        return alias_name(self.index_prefix, kind)
+
+    def _es(self) -> Any:
+        """The client, after the indices exist (created on first use)."""
+        if not self._ready:
+            with self._lock:
+                if not self._ready:
+                    self._init_indices()
+        return self._client
+
+    def _server_version(self) -> tuple[int, int]:
+        if self._server is None:
+            number = str(self._client.info()["version"]["number"])
+            parts = [*number.split("-")[0].split("."), "0", "0"][:2]
+            self._server = (int(parts[0]), int(parts[1])) if all(p.isdigit() for p in parts) else (0, 0)
+        return self._server
+
+    def _template_version(self, kind: str) -> int | None:
+        es = _import_es()
+        try:
+            resp = self._client.indices.get_index_template(name=f"{self.index_prefix}-{kind}-template")
+        except es.NotFoundError:
+            return None
+        found = resp.get("index_templates") or [{}]
+        return int(found[0].get("index_template", {}).get("_meta", {}).get("version", 0))
+
+    @_mapped
+    def init_indices(self) -> None:
+        """Idempotent set-up: put the index templates, create `-v1` indices and aliases if missing."""
+        with self._lock:
+            self._init_indices()
+
+    def _init_indices(self) -> None:
+        es = _import_es()
+        keep_vectors = self._server_version() >= (9, 2)
+        for kind in KINDS:
+            current = self._template_version(kind)
+            if current is None or current < TEMPLATE_VERSION:
+                template = index_template(self.index_prefix, kind, keep_source_vectors=keep_vectors)
+                self._client.indices.put_index_template(**template)
+            alias = self.alias(kind)
+            if self._client.indices.exists_alias(name=alias):
+                continue
+            index = index_name(self.index_prefix, kind, max(current or 0, TEMPLATE_VERSION))
+            try:
+                self._client.indices.create(index=index, aliases={alias: {}})
+            except es.BadRequestError as exc:
+                if "resource_already_exists" not in str(exc):
+                    raise
+                self._client.indices.put_alias(index=index, name=alias)
+        self._ready = True
+
+    @_mapped
+    def migrate(self, new_version: int, *, delete_old: bool = False) -> list[tuple[str, str, str]]:
+        """Reindex every kind into `-v{new_version}` and move its alias atomically.
+
+        Returns (kind, old index, new index) for each kind moved; kinds already at that version or
+        later are skipped, so a re-run after a failure continues where it stopped.
+        """
+        es = self._es()
+        keep_vectors = self._server_version() >= (9, 2)
+        moved: list[tuple[str, str, str]] = []
+        for kind in KINDS:
+            alias = self.alias(kind)
+            indices = sorted(es.indices.get_alias(name=alias))
+            if len(indices) != 1:
+                raise StoreError(f"alias {alias} points to {indices}; it must point to exactly one index")
+            old = indices[0]
+            if (parse_index_version(old) or 0) >= new_version:
+                continue
+            es.indices.put_index_template(
+                **index_template(self.index_prefix, kind, new_version, keep_source_vectors=keep_vectors)
+            )
+            new = index_name(self.index_prefix, kind, new_version)
+            properties = es.indices.get_mapping(index=old)[old]["mappings"].get("properties", {})
+            extra = {"embedding": properties["embedding"]} if "embedding" in properties else None
+            if not es.indices.exists(index=new):
+                es.indices.create(index=new, mappings={"properties": extra} if extra else None)
+            resp = es.options(request_timeout=_REINDEX_TIMEOUT_S).reindex(
+                source={"index": old}, dest={"index": new}, wait_for_completion=True, refresh=True
+            )
+            if resp.get("failures"):
+                raise StoreError(f"reindex {old} -> {new} failed: {resp['failures'][:3]}; {alias} unchanged")
+            es.indices.update_aliases(
+                actions=[{"remove": {"index": old, "alias": alias}}, {"add": {"index": new, "alias": alias}}]
+            )
+            if delete_old:
+                es.indices.delete(index=old)
+            moved.append((kind, old, new))
+        self._dims = None
+        return moved
+
+    @_mapped
+    def delete_indices(self) -> list[str]:
+        """Delete every index and template of this prefix (irreversible); returns the indices deleted.
+
+        Names are listed first and deleted one by one, so it works with
+        `action.destructive_requires_name` (the default since Elasticsearch 8).
+        """
+        es, mod = self._client, _import_es()
+        deleted: list[str] = []
+        for kind in KINDS:
+            try:
+                indices = sorted(es.indices.get(index=f"{self.index_prefix}-{kind}-v*"))
+            except mod.NotFoundError:
+                indices = []
+            for index in indices:
+                es.indices.delete(index=index)
+                deleted.append(index)
+            with contextlib.suppress(mod.NotFoundError):
+                es.indices.delete_index_template(name=f"{self.index_prefix}-{kind}-template")
+        self._ready, self._dims = False, None
+        return deleted
+
+    # -- vectors -------------------------------------------------------------------------------------
+
+    def _vector_dims(self) -> int | None:
+        """The dims of the mapped `embedding` field of memories, or None while unmapped."""
+        if self._dims is None:
+            alias = self.alias("memories")
+            for body in self._es().indices.get_mapping(index=alias).values():
+                dims = body["mappings"].get("properties", {}).get("embedding", {}).get("dims")
+                if dims is not None:
+                    self._dims = int(dims)
+        return self._dims
+
+    def _ensure_vectors(self, dim: int) -> None:
+        if self._dims == dim:
+            return
+        for kind in ("messages", "memories"):
+            self._es().indices.put_mapping(index=self.alias(kind), properties=vector_mapping(dim))
+        self._dims = dim
+
+    def _prepare_vectors(self, dims: set[int]) -> None:
+        """Map the vector field on first use; reject vectors of another dimension than stored."""
+        if not dims:
+            return
+        current = self._vector_dims()
+        wrong = sorted(dims - {current}) if current is not None else []
+        if wrong or len(dims) > 1:
+            raise ValidationError(
+                f"embedding dimension(s) {wrong or sorted(dims)} do not match the store's dimension"
+                f" {current if current is not None else 'of the batch'}; embed with the store's model"
+                " or run `memscope reembed`"
+            )
+        if current is None:
+            self._ensure_vectors(dims.pop())
+
+    @_mapped
+    def check_embedding_model(self, model: str, dim: int) -> None:
+        """Record the embedder on first use; raise EmbeddingMismatch if the store holds another's."""
+        if not isinstance(dim, int) or dim <= 0:
+            raise ValidationError(f"embedding dim must be a positive integer, got {dim!r}")
+        es, mod = self._es(), _import_es()
+        meta = self._get(self.alias("meta"), _META_ID)
+        if meta is None:
+            mapped = self._vector_dims()
+            if mapped is not None and mapped != dim:
+                self._mismatch("an unrecorded model", mapped, model, dim)
+            self._ensure_vectors(dim)
+            record: dict[str, Any] = {"model": model, "dim": dim, "recorded_at": utcnow().isoformat()}
+            try:
+                es.index(index=self.alias("meta"), id=_META_ID, document=record, op_type="create", require_alias=True)
+                return
+            except mod.ConflictError:
+                meta = self._get(self.alias("meta"), _META_ID) or dict(record)
+        if meta["model"] != model or int(meta["dim"]) != dim:
+            self._mismatch(repr(meta["model"]), int(meta["dim"]), model, dim)
+        self._ensure_vectors(dim)
+
+    def _mismatch(self, stored: str, stored_dim: int, model: str, dim: int) -> None:
+        raise EmbeddingMismatch(
+            f"the Elasticsearch store {self.url} (indices {self.index_prefix}-*) holds vectors of embedding"
+            f" model {stored} (dim {stored_dim}), but the configured embedder is {model!r} (dim {dim})."
+            " Run `memscope reembed` to re-embed the store with the new model, or configure another"
+            " index_prefix."
+        )
+
+    # -- low-level helpers ---------------------------------------------------------------------------
+
+    def _get(self, index: str, doc_id: str) -> dict[str, Any] | None:
+        """One document's source by id (realtime), or None when it does not exist."""
+        es = _import_es()
+        try:
+            resp = self._es().get(index=index, id=doc_id)
+        except es.NotFoundError as exc:
+            if isinstance(exc.body, dict) and exc.body.get("found") is False:
+                return None
+            raise
+        return dict(resp["_source"])
+
+    def _mget(self, index: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Sources of the documents among `ids` that exist (realtime)."""
+        found: dict[str, dict[str, Any]] = {}
+        wanted = [i for i in dict.fromkeys(ids) if _storable(i)]
+        for start in range(0, len(wanted), _PAGE):
+            resp = self._es().mget(index=index, ids=wanted[start : start + _PAGE])
+            found.update({d["_id"]: d["_source"] for d in resp["docs"] if d.get("found")})
+        return found
+
+    def _bulk(self, actions: list[tuple[dict[str, Any], dict[str, Any]]], refresh: str | None) -> list[dict]:
+        """Send (action, body) pairs; retry items that failed with 429/5xx; each pair's final result."""
+        results: list[dict[str, Any]] = [{} for _ in actions]
+        todo = list(range(len(actions)))
+        for attempt in range(self.bulk_retries + 1):
+            operations = [part for i in todo for part in actions[i]]
+            resp = self._es().bulk(operations=operations, refresh=refresh, require_alias=True)
+            items = resp.get("items", [])
+            if len(items) != len(todo):
+                raise StoreError(f"Elasticsearch answered {len(items)} bulk items for {len(todo)} sent")
+            retry = []
+            for i, item in zip(todo, items, strict=True):
+                results[i] = next(iter(item.values()))
+                if results[i].get("status") in _RETRYABLE:
+                    retry.append(i)
+            if not retry or attempt == self.bulk_retries:
+                break
+            todo = retry
+            time.sleep(self.bulk_backoff_s * 2**attempt)
+        return results
+
+    @staticmethod
+    def _raise_failed(what: str, results: list[dict[str, Any]], ok: frozenset[int] = frozenset()) -> None:
+        failed = [r for r in results if r.get("status", 0) >= 300 and r.get("status") not in ok]
+        if not failed:
+            return
+        reasons = "; ".join(
+            f"{r.get('_id')}: {r.get('status')} {r.get('error', {}).get('type', '')}"
+            f" {r.get('error', {}).get('reason', '')}".rstrip()
+            for r in failed[:10]
+        )
+        more = f" (and {len(failed) - 10} more)" if len(failed) > 10 else ""
+        cls = StoreUnavailable if all(r.get("status") in _RETRYABLE for r in failed) else StoreError
+        raise cls(f"Elasticsearch {what} failed for {len(failed)} item(s): {reasons}{more}")
+
+    def _search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._es().search(index=index, **q.search_kwargs(body))
+
+    def _collect(
+        self, kind: str, query: dict[str, Any], sort: list[dict[str, str]], limit: int | None, offset: int
+    ) -> list[dict[str, Any]]:
+        """Sorted hits: one `from`/`size` page when it fits in 10,000, else `search_after` pages."""
+        index, messages = self.alias(kind), kind == "messages"
+        if limit is not None and limit <= 0:
+            return []
+        if limit is not None and offset + limit <= q.MAX_WINDOW:
+            body = q.list_body(query, sort, limit, offset=offset, messages=messages)
+            return list(self._search(index, body)["hits"]["hits"])
+        hits: list[dict[str, Any]] = []
+        after: list[Any] | None = None
+        skip = offset
+        while True:
+            body = q.list_body(query, sort, _PAGE, search_after=after, messages=messages)
+            page = self._search(index, body)["hits"]["hits"]
+            for hit in page:
+                if skip:
+                    skip -= 1
+                    continue
+                hits.append(hit)
+                if limit is not None and len(hits) >= limit:
+                    return hits
+            if len(page) < _PAGE:
+                return hits
+            after = page[-1]["sort"]
+
+    def _scripted(
+        self, kind: str, params: dict[str, dict[str, Any]], script: str, refresh: str | None
+    ) -> list[dict[str, Any]]:
+        """Run a painless update on each id with its own params (missing ids are skipped)."""
+        actions = [
+            (
+                {"update": {"_index": self.alias(kind), "_id": i}},
+                {"script": {"source": script, "lang": "painless", "params": p}},
+            )
+            for i, p in params.items()
+            if _storable(i)
+        ]
+        if not actions:
+            return []
+        results = self._bulk(actions, refresh)
+        self._raise_failed(f"update of {kind}", results, ok=frozenset({404}))
+        return results
+
+    # -- messages ------------------------------------------------------------------------------------
+
+    @_mapped
+    def add_messages(self, messages: Sequence[Message]) -> None:
+        """Store messages durably (idempotent by id); searchable by text before this returns."""
+        batch = list(messages)
+        if not batch:
+            return
+        for message in batch:
+            _check_id(message.id, "message id")
+        alias = self.alias("messages")
+        actions = [({"create": {"_index": alias, "_id": m.id}}, q.message_doc(m)) for m in batch]
+        results = self._bulk(actions, "wait_for")
+        self._raise_failed("add_messages", results, ok=frozenset({409}))
+        existing = [m for m, r in zip(batch, results, strict=True) if r.get("status") == 409]
+        if existing:
+            owners = self._mget(alias, [m.id for m in existing])
+            clashes = [m.id for m in existing if owners.get(m.id, {}).get("user_id", m.user_id) != m.user_id]
+            if clashes:
+                raise ValidationError(f"message id(s) {clashes[:5]} already belong to another user; give new ids")
+
+    @_mapped
+    def list_messages(
+        self, user_id: str, filter: MessageFilter | None = None, limit: int | None = None
+    ) -> list[Message]:
+        """Messages of one user, oldest first."""
+        check_user_id(user_id)
+        query = q.message_filter(user_id, filter or MessageFilter())
+        return self._messages(user_id, self._collect("messages", query, _MSG_SORT, limit, 0))
+
+    @staticmethod
+    def _messages(user_id: str, hits: list[dict[str, Any]]) -> list[Message]:
+        return [q.doc_to_message(h["_source"]) for h in hits if h["_source"].get("user_id") == user_id]
+
+    @_mapped
+    def mark_consolidated(self, user_id: str, message_ids: Sequence[str], at: datetime) -> int:
+        """Set consolidated_at on these pending messages of this user; returns how many changed."""
+        check_user_id(user_id)
+        params = {"user_id": user_id, "at": _aware(at, "consolidated_at")}
+        each = dict.fromkeys(message_ids, params)
+        results = self._scripted("messages", each, q.CONSOLIDATE_SCRIPT, "wait_for")
+        return sum(1 for r in results if r.get("result") == "updated")
+
+    @_mapped
+    def set_message_embeddings(self, user_id: str, embeddings: dict[str, Sequence[float]]) -> None:
+        """Attach vectors to messages of this user (ids not of this user are ignored)."""
+        check_user_id(user_id)
+        vectors = {mid: [float(x) for x in vec] for mid, vec in embeddings.items()}
+        if not vectors:
+            return
+        if any(not vec for vec in vectors.values()):
+            raise ValidationError("an embedding must not be empty")
+        self._prepare_vectors({len(vec) for vec in vectors.values()})
+        each = {mid: {"user_id": user_id, "embedding": vec} for mid, vec in vectors.items()}
+        self._scripted("messages", each, q.EMBED_SCRIPT, "wait_for")
+
+    @_mapped
+    def messages_without_embedding(self, user_id: str, limit: int = 256) -> list[Message]:
+        """Messages of this user that have no vector yet, oldest first."""
+        check_user_id(user_id)
+        query = q.message_filter(user_id, MessageFilter())
+        query["bool"]["must_not"] = [{"exists": {"field": "embedding"}}]
+        return self._messages(user_id, self._collect("messages", query, _MSG_SORT, limit, 0))
+
+    @_mapped
+    def search_messages(
+        self, user_id: str, query: SearchQuery, filter: MessageFilter | None = None
+    ) -> list[ScoredMessage]:
+        """Hybrid search over one user's messages; no text and no vector finds nothing."""
+        check_user_id(user_id)
+        filter_query = q.message_filter(user_id, filter or MessageFilter())
+        return [
+            ScoredMessage(q.doc_to_message(src), score, vr, tr, sim)
+            for src, score, vr, tr, sim in self._hybrid("messages", user_id, filter_query, query)
+        ]
+
+    @_mapped
+    def users_with_pending(self, limit: int = 1000) -> list[tuple[str, str]]:
+        """(user_id, agent_id) pairs that have pending messages: the sweep's source of truth."""
+        pairs: list[tuple[str, str]] = []
+        after: dict[str, Any] | None = None
+        while len(pairs) < limit:
+            composite: dict[str, Any] = {
+                "size": min(_PAGE, limit - len(pairs)),
+                "sources": [
+                    {"user_id": {"terms": {"field": "user_id"}}},
+                    {"agent_id": {"terms": {"field": "agent_id"}}},
+                ],
+            }
+            if after is not None:
+                composite["after"] = after
+            resp = self._es().search(
+                index=self.alias("messages"),
+                size=0,
+                query={"bool": {"must_not": [{"exists": {"field": "consolidated_at"}}]}},
+                aggs={"pairs": {"composite": composite}},
+            )
+            agg = resp["aggregations"]["pairs"]
+            pairs += [(b["key"]["user_id"], b["key"]["agent_id"]) for b in agg["buckets"]]
+            after = agg.get("after_key")
+            if after is None or len(agg["buckets"]) < composite["size"]:
+                break
+        return pairs[:limit]
+
+    # -- memories ------------------------------------------------------------------------------------
+
+    @_mapped
+    def write_memories(
+        self,
+        memories: Sequence[MemoryNode],
+        *,
+        operation: str | None = None,
+        run_id: str | None = None,
+    ) -> list[MemoryEvent]:
+        """Upsert by id and append one event per real change (add/update/expire/delete).
+
+        Idempotent: a node equal to the stored one, ignoring updated_at and the access counters,
+        records nothing and is not written. Stored access counters are kept when larger.
+        """
+        nodes = list(memories)
+        if not nodes:
+            return []
+        for node in nodes:
+            _check_id(node.id, "memory id")
+            if node.embedding is not None and not node.embedding:
+                raise ValidationError(f"memory {node.id} has an empty embedding; give a vector or None")
+        current = self._mget(self.alias("memories"), [n.id for n in nodes])
+        clashes = [n.id for n in nodes if current.get(n.id, {}).get("user_id", n.user_id) != n.user_id]
+        if clashes:
+            raise ValidationError(f"memory id(s) {clashes[:5]} already belong to another user; give new ids")
+        self._prepare_vectors({len(n.embedding) for n in nodes if n.embedding})
+        state = {i: (q.doc_to_memory(src), int(src.get("event_seq", 0))) for i, src in current.items()}
+        events: list[MemoryEvent] = []
+        event_actions: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        changed: dict[str, None] = {}
+        for node in nodes:
+            event, new = self._change(node, state.get(node.id), operation, run_id)
+            if event is None:
+                continue
+            seq = state[node.id][1] if node.id in state else 0
+            events.append(event)
+            event_actions.append(
+                ({"index": {"_index": self.alias("events"), "_id": event.id}}, q.event_doc(event, seq))
+            )
+            state[node.id] = (new, seq + 1)
+            changed[node.id] = None
+        if not events:
+            return []
+        self._raise_failed("write of memory events", self._bulk(event_actions, None))
+        memory_actions = [
+            ({"index": {"_index": self.alias("memories"), "_id": i}}, q.memory_doc(*state[i])) for i in changed
+        ]
+        self._raise_failed("write_memories", self._bulk(memory_actions, "wait_for"))
+        return events
+
+    @staticmethod
+    def _change(
+        node: MemoryNode, stored: tuple[MemoryNode, int] | None, operation: str | None, run_id: str | None
+    ) -> tuple[MemoryEvent | None, MemoryNode]:
+        """The event a write of `node` over `stored` records (None: no change) and the node to store."""
+        new = q.utc_node(node)
+        seq = 0 if stored is None else stored[1]
+        if stored is None:
+            kind, before = EventKind.ADD, None
+        else:
+            old = stored[0]
+            if q.comparable(old) == q.comparable(new):
+                return None, old
+            kind, before = _event_kind(old.status, new.status), old.public_dict()
+            new = new.model_copy(
+                update={
+                    "access_count": max(new.access_count, old.access_count),
+                    "last_accessed_at": _later(new.last_accessed_at, old.last_accessed_at),
+                }
+            )
+        event = MemoryEvent(
+            id=_event_id(node.id, seq),
+            user_id=new.user_id,
+            agent_id=new.agent_id,
+            memory_id=new.id,
+            kind=kind,
+            before=before,
+            after=new.public_dict(),
+            operation=operation,
+            run_id=run_id,
+            created_at=utcnow(),
+        )
+        return event, new
+
+    @_mapped
+    def get_memory(self, user_id: str, memory_id: str) -> MemoryNode | None:
+        """One memory of this user, or None (also when it belongs to another user)."""
+        check_user_id(user_id)
+        if not _storable(memory_id):
+            return None
+        source = self._get(self.alias("memories"), memory_id)
+        if source is None or source.get("user_id") != user_id:
+            return None
+        return q.doc_to_memory(source)
+
+    @_mapped
+    def list_memories(
+        self,
+        user_id: str,
+        filter: MemoryFilter | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[MemoryNode]:
+        """Memories of one user, newest first."""
+        check_user_id(user_id)
+        if offset < 0:
+            raise ValidationError(f"offset must be >= 0, got {offset}")
+        query = q.memory_filter(user_id, filter or MemoryFilter())
+        hits = self._collect("memories", query, _MEM_SORT, limit, offset)
+        return [q.doc_to_memory(h["_source"]) for h in hits if h["_source"].get("user_id") == user_id]
+
+    @_mapped
+    def search_memories(
+        self, user_id: str, query: SearchQuery, filter: MemoryFilter | None = None
+    ) -> list[ScoredMemory]:
+        """Hybrid search over one user's memories, best first; no text and no vector finds nothing."""
+        check_user_id(user_id)
+        filter_query = q.memory_filter(user_id, filter or MemoryFilter())
+        return [
+            ScoredMemory(q.doc_to_memory(src), score, vr, tr, sim)
+            for src, score, vr, tr, sim in self._hybrid("memories", user_id, filter_query, query)
+        ]
+
+    @_mapped
+    def touch_memories(self, user_id: str, memory_ids: Sequence[str], at: datetime) -> None:
+        """Count an access (access_count + 1, last_accessed_at) without writing an event."""
+        check_user_id(user_id)
+        params = {"user_id": user_id, "at": _aware(at, "last_accessed_at")}
+        self._scripted("memories", dict.fromkeys(memory_ids, params), q.TOUCH_SCRIPT, None)
+
+    @_mapped
+    def history(self, user_id: str, memory_id: str) -> list[MemoryEvent]:
+        """Every event of one memory, oldest first (read by id: realtime, no refresh needed)."""
+        check_user_id(user_id)
+        if not _storable(memory_id):
+            return []
+        source = self._get(self.alias("memories"), memory_id)
+        if source is None or source.get("user_id") != user_id:
+            return []
+        ids = [_event_id(memory_id, seq) for seq in range(int(source.get("event_seq", 0)))]
+        found = self._mget(self.alias("events"), ids)
+        docs = sorted((d for d in found.values() if d.get("user_id") == user_id), key=lambda d: d["seq"])
+        return [q.doc_to_event(d) for d in docs]
+
+    # -- hybrid search -------------------------------------------------------------------------------
+
+    def _hybrid(
+        self, kind: str, user_id: str, filter_query: dict[str, Any], query: SearchQuery
+    ) -> list[tuple[dict[str, Any], float, int | None, int | None, float | None]]:
+        """kNN and BM25 in one `_msearch`, fused by reciprocal rank: (source, score, ranks, similarity)."""
+        if query.top_k <= 0:
+            return []
+        k = min(q.MAX_WINDOW, max(query.candidates, query.top_k))
+        messages = kind == "messages"
+        searches: list[dict[str, Any]] = []
+        channels: list[str] = []
+        if query.embedding is not None and len(query.embedding) > 0:
+            dims = self._vector_dims()
+            if dims is not None and len(query.embedding) != dims:
+                raise ValidationError(
+                    f"query embedding has {len(query.embedding)} dimensions; this store's vectors have {dims}"
+                )
+            if dims is not None:
+                searches += [{}, q.knn_body(filter_query, query.embedding, k, messages=messages)]
+                channels.append("vector")
+        if query.text is not None and query.text.strip():
+            searches += [{}, q.text_body(filter_query, query.text, k, messages=messages)]
+            channels.append("text")
+        if not channels:
+            return []
+        resp = self._es().msearch(index=self.alias(kind), searches=searches)
+        hits: dict[str, list[dict[str, Any]]] = {}
+        for channel, answer in zip(channels, resp["responses"], strict=True):
+            if "error" in answer:
+                cls = StoreUnavailable if answer.get("status") in _RETRYABLE else StoreError
+                raise cls(f"Elasticsearch {channel} search of {kind} failed: {answer['error']}")
+            hits[channel] = [h for h in answer["hits"]["hits"] if h["_source"].get("user_id") == user_id]
+        sources = {h["_id"]: h["_source"] for ch in reversed(channels) for h in hits[ch]}
+        ranks = {ch: {h["_id"]: n for n, h in enumerate(hits[ch], start=1)} for ch in channels}
+        similarity = {h["_id"]: 2.0 * float(h["_score"]) - 1.0 for h in hits.get("vector", [])}
+        fused = rrf_fuse([[h["_id"] for h in hits[ch]] for ch in channels], k=query.rrf_k)
+        return [
+            (sources[i], score, ranks.get("vector", {}).get(i), ranks.get("text", {}).get(i), similarity.get(i))
+            for i, score in list(fused.items())[: query.top_k]
+        ]
+
+    # -- users ---------------------------------------------------------------------------------------
+
+    @_mapped
+    def delete_user(self, user_id: str) -> int:
+        """Delete the user's messages, memories and events; returns how many documents went."""
+        check_user_id(user_id)
+        es = self._es()
+        indices = [self.alias(kind) for kind in ("messages", "memories", "events")]
+        query = {"bool": {"filter": [{"term": {"user_id": user_id}}]}}
+        deleted = 0
+        for _ in range(3):
+            es.indices.refresh(index=indices)
+            resp = es.delete_by_query(index=indices, query=query, refresh=True, conflicts="proceed")
+            deleted += int(resp.get("deleted", 0))
+            if resp.get("failures"):
+                raise StoreError(f"deleting user {user_id!r} failed: {resp['failures'][:3]}; retry delete_user")
+            if not resp.get("version_conflicts"):
+                return deleted
+        raise StoreUnavailable(
+            f"deleting user {user_id!r} kept hitting version conflicts (concurrent writes); retry delete_user"
+        )
+
+    @_mapped
+    def stats(self, user_id: str) -> StoreStats:
+        """Counts of messages and memories for one user."""
+        check_user_id(user_id)
+        es = self._es()
+        user = {"bool": {"filter": [{"term": {"user_id": user_id}}]}}
+        msgs = es.search(
+            index=self.alias("messages"),
+            size=0,
+            track_total_hits=True,
+            query=user,
+            aggs={"pending": {"filter": {"bool": {"must_not": [{"exists": {"field": "consolidated_at"}}]}}}},
+        )
+        mems = es.search(
+            index=self.alias("memories"),
+            size=0,
+            query=user,
+            aggs={
+                "status": {
+                    "terms": {"field": "status", "size": 16},
+                    "aggs": {"type": {"terms": {"field": "memory_type", "size": 64}}},
+                }
+            },
+        )
+        counts = {
+            s["key"]: {t["key"]: int(t["doc_count"]) for t in s["type"]["buckets"]}
+            for s in mems["aggregations"]["status"]["buckets"]
+        }
+        return StoreStats(
+            pending_messages=int(msgs["aggregations"]["pending"]["doc_count"]),
+            total_messages=int(msgs["hits"]["total"]["value"]),
+            memories=counts,
+        )

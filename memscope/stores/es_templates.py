@@ -1,0 +1,187 @@
+"""Index names, versioned index templates and mappings of the Elasticsearch store.
+
+Each kind of record (messages, memories, events, meta) lives in a concrete index
+`{prefix}-{kind}-v{N}` behind the alias `{prefix}-{kind}`, created from the index template
+`{prefix}-{kind}-template` whose `_meta.version` is N. The code only ever reads and writes the
+aliases, so `migrate` can reindex into `-v{N+1}` and move the alias in one atomic call.
+
+Choices worth knowing:
+
+- Text is analysed by `memscope_text`: the `standard` tokenizer (which splits CJK text into single
+  characters), `cjk_width`, `lowercase`, then `cjk_bigram` with `output_unigrams: true`, so Chinese
+  matches by character pairs and a one-character query still finds something; English words pass
+  through as words. Built-in analyzers only: no plugin needed, works on every licence.
+- `dynamic: false`: a field the mapping does not name is kept in `_source` but not indexed, so a
+  newer model field round-trips without breaking writes.
+- The `embedding` (dense_vector) field is NOT in the template: its dims are only known when an
+  embedder is first seen, so the store adds it with `put_mapping` (see `vector_mapping`), and
+  `migrate` copies it into the new index.
+- ES `date` fields keep milliseconds, the model keeps microseconds: filters and sorts use `*_us`
+  integer twins (microseconds since the epoch, UTC), so answers match the SQLite store exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from memscope.errors import ValidationError
+
+__all__ = [
+    "KINDS",
+    "TEMPLATE_VERSION",
+    "alias_name",
+    "check_prefix",
+    "index_name",
+    "index_template",
+    "parse_index_version",
+    "template_name",
+    "vector_mapping",
+]
+
+TEMPLATE_VERSION = 1
+KINDS = ("messages", "memories", "events", "meta")
+TEMPLATE_PRIORITY = 500  # above Elastic's built-in templates (100), so ours always wins
+_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,199}$")
+_VERSION = re.compile(r"-v(\d+)$")
+
+_KEYWORD = {"type": "keyword"}
+_DATE = {"type": "date"}
+_US = {"type": "long"}
+_BLOB = {"type": "object", "enabled": False}
+_TEXT = {"type": "text", "analyzer": "memscope_text"}
+
+ANALYSIS: dict[str, Any] = {
+    "filter": {"memscope_cjk_bigram": {"type": "cjk_bigram", "output_unigrams": True}},
+    "analyzer": {
+        "memscope_text": {
+            "type": "custom",
+            "tokenizer": "standard",
+            "filter": ["cjk_width", "lowercase", "memscope_cjk_bigram"],
+        }
+    },
+}
+
+PROPERTIES: dict[str, dict[str, Any]] = {
+    "messages": {
+        "id": _KEYWORD,
+        "user_id": _KEYWORD,
+        "agent_id": _KEYWORD,
+        "session_id": _KEYWORD,
+        "role": _KEYWORD,
+        "name": _KEYWORD,
+        "content": _TEXT,
+        "created_at": _DATE,
+        "created_us": _US,
+        "consolidated_at": _DATE,
+        "metadata": _BLOB,
+    },
+    "memories": {
+        "id": _KEYWORD,
+        "user_id": _KEYWORD,
+        "agent_id": _KEYWORD,
+        "memory_type": _KEYWORD,
+        "status": _KEYWORD,
+        "key": _KEYWORD,
+        "content": _TEXT,
+        "event_time": _BLOB,
+        "time_start": _DATE,
+        "time_end": _DATE,
+        "time_start_us": _US,
+        "time_end_us": _US,
+        "created_at": _DATE,
+        "created_us": _US,
+        "updated_at": _DATE,
+        "source_message_ids": _KEYWORD,
+        "source_memory_ids": _KEYWORD,
+        "superseded_by": _KEYWORD,
+        "importance": {"type": "float"},
+        "access_count": {"type": "integer"},
+        "last_accessed_at": _DATE,
+        "event_seq": {"type": "integer"},
+        "metadata": _BLOB,
+    },
+    "events": {
+        "id": _KEYWORD,
+        "user_id": _KEYWORD,
+        "agent_id": _KEYWORD,
+        "memory_id": _KEYWORD,
+        "seq": {"type": "integer"},
+        "kind": _KEYWORD,
+        "operation": _KEYWORD,
+        "run_id": _KEYWORD,
+        "created_at": _DATE,
+        "before": _BLOB,
+        "after": _BLOB,
+    },
+    "meta": {"model": _KEYWORD, "dim": {"type": "integer"}, "recorded_at": _DATE},
+}
+
+
+def check_prefix(prefix: str) -> str:
+    """Validate an index prefix: lowercase letters, digits, '-', '_', '.', not starting with a symbol."""
+    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+        raise ValidationError(
+            f"index_prefix {prefix!r} is not a valid Elasticsearch index name prefix; use lowercase"
+            " letters, digits, '-', '_' or '.', starting with a letter or digit (e.g. 'memscope')"
+        )
+    return prefix
+
+
+def alias_name(prefix: str, kind: str) -> str:
+    """The alias every read and write goes through, e.g. `memscope-memories`."""
+    return f"{prefix}-{kind}"
+
+
+def index_name(prefix: str, kind: str, version: int) -> str:
+    """The concrete index of one template version, e.g. `memscope-memories-v1`."""
+    return f"{prefix}-{kind}-v{version}"
+
+
+def template_name(prefix: str, kind: str) -> str:
+    """The index template's name, e.g. `memscope-memories-template`."""
+    return f"{prefix}-{kind}-template"
+
+
+def parse_index_version(index: str) -> int | None:
+    """The N of a concrete index `...-vN`, or None when the name has no version suffix."""
+    match = _VERSION.search(index)
+    return int(match.group(1)) if match else None
+
+
+def index_template(
+    prefix: str, kind: str, version: int = TEMPLATE_VERSION, *, keep_source_vectors: bool = False
+) -> dict[str, Any]:
+    """Keyword arguments for `indices.put_index_template` of one kind at one version.
+
+    `keep_source_vectors` adds `index.mapping.exclude_source_vectors: false` (Elasticsearch 9.2+
+    leaves vectors out of `_source` by default; older servers reject the setting).
+    """
+    settings: dict[str, Any] = {}
+    if kind in ("messages", "memories"):
+        settings["analysis"] = ANALYSIS
+        if keep_source_vectors:
+            settings["index"] = {"mapping": {"exclude_source_vectors": False}}
+    return {
+        "name": template_name(prefix, kind),
+        "index_patterns": [f"{prefix}-{kind}-v*"],
+        "priority": TEMPLATE_PRIORITY,
+        "meta": {"version": version, "managed_by": "memscope", "kind": kind},
+        "template": {
+            "settings": settings,
+            "mappings": {"dynamic": False, "properties": PROPERTIES[kind]},
+        },
+    }
+
+
+def vector_mapping(dim: int) -> dict[str, Any]:
+    """The `embedding` field added to messages and memories once the embedder's dims are known."""
+    return {
+        "embedding": {
+            "type": "dense_vector",
+            "dims": dim,
+            "index": True,
+            "similarity": "cosine",
+            "index_options": {"type": "hnsw"},
+        }
+    }
