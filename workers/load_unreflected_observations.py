@@ -1,0 +1,67 @@
+"""load_unreflected_observations: active observations no reflection has processed yet, oldest first."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from pydantic import Field
+
+from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.models import MemoryNode, MemoryType
+from memscope.stores.base import MemoryFilter
+from memscope.workers._base import scope
+
+REFLECTED_AT = "reflected_at"
+"""Metadata key set (ISO time) on an observation once a reflection has processed it."""
+
+
+def is_reflected(node: MemoryNode) -> bool:
+    """True when a reflection has already processed this observation."""
+    return REFLECTED_AT in node.metadata
+
+
+@worker("load_unreflected_observations")
+class LoadUnreflectedObservations(Worker):
+    """Load up to `limit` active observations without metadata `reflected_at`, oldest first.
+
+    When fewer than `min_observations` are waiting it writes [] so the whole reflection is a
+    no-op (no model calls, nothing marked): the batch is not worth reflecting on yet. The store
+    has no metadata filter, so the user's active observations are scanned a page at a time.
+    """
+
+    reads = ("user_id",)
+    writes = ("unreflected",)
+
+    class Params(WorkerParams):
+        limit: int = Field(100, ge=1)
+        min_observations: int = Field(1, ge=1)
+        page_size: int = Field(500, ge=1)
+
+    def run(self, ctx: Context) -> None:
+        params = self.params
+        assert isinstance(params, LoadUnreflectedObservations.Params)
+        user_id, agent_id = scope(ctx)
+        wanted = MemoryFilter(agent_id=agent_id, memory_types=(MemoryType.OBSERVATION,))
+        found: list[MemoryNode] = []
+        offset = 0
+        while True:
+            page = self.resources.store.list_memories(user_id, wanted, limit=params.page_size, offset=offset)
+            found.extend(node for node in page if not is_reflected(node))
+            if len(page) < params.page_size:
+                break
+            offset += len(page)
+        found.sort(key=lambda node: (node.created_at, node.id))
+        batch = found[: params.limit]
+        ctx["unreflected"] = batch if len(batch) >= params.min_observations else []
+
+
+_GRANULARITY_FORMAT = {"month": "%Y-%m", "year": "%Y"}
+
+
+def memory_line(label: str, node: MemoryNode, zone: ZoneInfo) -> str:
+    """A memory as the reflection prompts show it: `[label] 2024-03-05 Tue: text (about 2024-03)`."""
+    line = f"[{label}] {node.created_at.astimezone(zone):%Y-%m-%d %a}: {node.content}"
+    if node.event_time is not None:
+        fmt = _GRANULARITY_FORMAT.get(str(node.event_time.granularity), "%Y-%m-%d")
+        line += f" (about {node.event_time.start.astimezone(zone):{fmt}})"
+    return line
