@@ -35,7 +35,8 @@ def local(text: str, zone: str) -> datetime:
 # (sentence, anchor, phrase found, start, end, granularity)
 ENGLISH = [
     ("what did I do last Friday?", "SH", "last Friday", "2023-05-05", "2023-05-06", G.DAY),
-    ("are we meeting next Friday?", "SH", "next Friday", "2023-05-12", "2023-05-13", G.DAY),
+    ("are we meeting next Friday?", "SH", "next Friday", "2023-05-19", "2023-05-20", G.DAY),
+    ("are we meeting this coming Friday?", "SH", "this coming Friday", "2023-05-12", "2023-05-13", G.DAY),
     ("what's planned for this Friday", "SH", "this Friday", "2023-05-12", "2023-05-13", G.DAY),
     ("I went hiking on Monday", "SH", "on Monday", "2023-05-08", "2023-05-09", G.DAY),
     ("What did I eat today?", "SH", "today", "2023-05-10", "2023-05-11", G.DAY),
@@ -335,8 +336,9 @@ def test_all_times_in_order_and_longest_wins() -> None:
 
 # (phrase, anchor, start, end, granularity): one of each kind through resolve_time_phrase
 PHRASES = [
-    ("next Friday", "SH", "2023-05-12", "2023-05-13", G.DAY),
-    ("next Friday evening", "SH", "2023-05-12 18:00", "2023-05-13", G.DAY),
+    ("next Friday", "SH", "2023-05-19", "2023-05-20", G.DAY),
+    ("next Friday evening", "SH", "2023-05-19 18:00", "2023-05-20", G.DAY),
+    ("coming Friday", "SH", "2023-05-12", "2023-05-13", G.DAY),
     ("last March", "SH", "2023-03-01", "2023-04-01", G.MONTH),
     ("2023-05-08", "SH", "2023-05-08", "2023-05-09", G.DAY),
     ("2023-05", "SH", "2023-05-01", "2023-06-01", G.MONTH),
@@ -411,13 +413,24 @@ def test_weekday_conventions_hold_for_every_anchor_day() -> None:
             anchor = datetime(2023, 1, 1, 12, 0, tzinfo=ZoneInfo(zone)) + timedelta(days=offset)
             today = anchor.date()
             days = {}
-            for phrase in ("last Friday", "next Friday", "this Friday", "Friday", "上周五", "下周五", "这周五"):
+            phrases = (
+                "last Friday",
+                "next Friday",
+                "coming Friday",
+                "this Friday",
+                "Friday",
+                "上周五",
+                "下周五",
+                "这周五",
+            )
+            for phrase in phrases:
                 got = resolve_time_phrase(phrase, anchor, zone)
                 assert got is not None and got.granularity == G.DAY
                 assert got.start.weekday() == 4 and got.end == local(str(got.start.date() + timedelta(days=1)), zone)
                 days[phrase] = got.start.date()
             assert 1 <= (today - days["last Friday"]).days <= 7
-            assert 1 <= (days["next Friday"] - today).days <= 7
+            assert 1 <= (days["coming Friday"] - today).days <= 7
+            assert days["next Friday"] == days["下周五"]
             assert 0 <= (today - days["Friday"]).days <= 6
             week = today.isocalendar()[:2]
             assert days["this Friday"] == days["这周五"] and days["这周五"].isocalendar()[:2] == week

@@ -2,7 +2,8 @@
 
 Conventions (weeks run Monday to Sunday):
 - "last Friday": the latest Friday strictly before the anchor day (on a Friday, 7 days earlier).
-- "next Friday": the first Friday strictly after the anchor day; "this Friday": this week's Friday.
+- "next Friday": Friday of next week (Monday-Sunday weeks, like 下周五); "this Friday": this week's
+  Friday; "coming Friday" / "this coming Friday": the first Friday strictly after the anchor day.
 - "Friday", "on Friday": the anchor day if it is a Friday, else the latest past one.
 - "March", "in March": the latest March not after the anchor month; "last March": strictly before it.
 - "May 8" (no year): the latest May 8 on or before the anchor day.
@@ -137,7 +138,9 @@ def _rel_weekday(m: re.Match[str], a: Anchor) -> EventTime:
     rel, wd, today = _rel(m["rel"]), _wd(m), a.today
     if rel < 0:
         return cal.day(a, cal.weekday_last(today, wd))
-    if rel > 0:
+    if rel > 0 and m["rel"].lower() == "next":  # "next Friday": Friday of next week, as 下周五
+        return cal.day(a, cal.monday(today, 1) + timedelta(days=wd))
+    if rel > 0:  # "coming Friday", "this coming Friday": the first one after today
         return cal.day(a, cal.weekday_next(today, wd))
     return cal.day(a, cal.monday(today) + timedelta(days=wd))
 
