@@ -1,0 +1,367 @@
+"""The SQLite store: the contract suite, plus what only a file on disk can show."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import memscope
+from memscope.errors import StoreError, ValidationError
+from memscope.models import MemoryStatus, Message
+from memscope.stores.base import (
+    MemoryFilter,
+    MessageFilter,
+    ScoredMemory,
+    ScoredMessage,
+    SearchQuery,
+    Store,
+)
+from memscope.stores.sqlite import SCHEMA_VERSION, SqliteStore, fts_normalize, fts_query
+from memscope.stores.testing import T0, StoreContractSuite, basis, memory, message, vec
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "memscope.db")
+    yield store
+    store.close()
+
+
+@pytest.mark.unit
+class TestSqliteStore(StoreContractSuite):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[Store]:
+        store = SqliteStore(tmp_path / "m.db")
+        yield store
+        store.close()
+
+
+# -- the file ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_satisfies_the_protocol(sqlite_store: SqliteStore) -> None:
+    assert isinstance(sqlite_store, Store)
+
+
+@pytest.mark.unit
+def test_creates_folders_wal_and_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "m.db"
+    SqliteStore(path).close()
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"messages", "memories", "memory_events", "meta", "messages_fts", "memories_fts"} <= tables
+    finally:
+        raw.close()
+
+
+@pytest.mark.unit
+def test_reopened_file_keeps_everything(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    with SqliteStore(path) as store:
+        store.check_embedding_model("model-a", 8)
+        store.add_messages([message("u", "remember the milk")])
+        node = memory("u", "buys oat milk", embedding=basis(2))
+        store.write_memories([node])
+    with SqliteStore(path) as store:
+        assert [m.content for m in store.list_messages("u")] == ["remember the milk"]
+        assert store.get_memory("u", node.id) == node
+        assert store.search_memories("u", SearchQuery(text="milk", embedding=basis(2)))[0].memory.id == node.id
+        store.check_embedding_model("model-a", 8)
+
+
+@pytest.mark.unit
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    SqliteStore(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(StoreError, match="newer than this memscope supports"):
+        SqliteStore(path)
+
+
+@pytest.mark.unit
+def test_closed_store_and_memory_path_are_clear_errors(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "m.db")
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.list_messages("u")
+    with pytest.raises(ValidationError, match="file path"):
+        SqliteStore(":memory:")
+
+
+@pytest.mark.unit
+def test_naive_datetimes_and_wrong_dimensions_are_refused(sqlite_store: SqliteStore) -> None:
+    with pytest.raises(ValidationError, match="timezone-aware"):
+        sqlite_store.mark_consolidated("u", ["x"], datetime(2024, 1, 1))
+    sqlite_store.check_embedding_model("model-a", 8)
+    with pytest.raises(ValidationError, match="dimension"):
+        sqlite_store.write_memories([memory("u", "too long a vector", embedding=[1.0] * 16)])
+
+
+# -- full-text ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_fts_normalize_splits_cjk_characters() -> None:
+    assert fts_normalize("我喜欢jazz").split() == ["我", "喜", "欢", "jazz"]
+    assert fts_normalize("\uff23\uff41\uff46\u00e9") == "Caf\u00e9"  # NFKC folds full-width letters
+
+
+@pytest.mark.unit
+def test_fts_query_quotes_every_term() -> None:
+    assert fts_query('cat" OR NEAR(x) *') == '"cat" OR "near" OR "x"'
+    assert fts_query("what do I like") == '"like"'  # stop words go unless nothing else is left
+    assert fts_query("what is it") == '"what" OR "is" OR "it"'
+    assert fts_query("吃烤鸭") == '"吃 烤" OR "烤 鸭"'
+    assert fts_query("猫") == '"猫"'
+    assert fts_query("😀 * ()") is None
+    assert fts_query("   ") is None
+    assert fts_query(" ".join(f"w{i}" for i in range(500))).count(" OR ") == 63  # type: ignore[union-attr]
+
+
+@pytest.mark.unit
+def test_english_text_is_stemmed(sqlite_store: SqliteStore) -> None:
+    node = memory("u", "She hikes every weekend")
+    sqlite_store.write_memories([node])
+    assert sqlite_store.search_memories("u", SearchQuery(text="hiking"))[0].memory.id == node.id
+
+
+@pytest.mark.unit
+def test_fts_rows_follow_updates_and_deletes(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    with SqliteStore(path) as store:
+        node = memory("u", "walrus")
+        store.write_memories([node])
+        store.write_memories([node.model_copy(update={"content": "penguin"})])
+        assert store.search_memories("u", SearchQuery(text="walrus")) == []
+        assert store.search_memories("u", SearchQuery(text="penguin"))[0].memory.id == node.id
+        store.add_messages([message("u", "walrus talk"), message("v", "other user")])
+        store.delete_user("u")
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("SELECT COUNT(*) FROM memories_fts").fetchone()[0] == 0
+        assert raw.execute("SELECT COUNT(*) FROM messages_fts").fetchone()[0] == 1
+    finally:
+        raw.close()
+
+
+# -- write semantics this backend documents ------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_stale_copy_neither_records_an_event_nor_undoes_a_touch(sqlite_store: SqliteStore) -> None:
+    node = memory("u", "likes tea")
+    sqlite_store.write_memories([node])
+    sqlite_store.touch_memories("u", [node.id], T0 + timedelta(days=1))
+    assert sqlite_store.write_memories([node]) == []  # access counters are not a change
+    [event] = sqlite_store.write_memories([node.model_copy(update={"content": "likes green tea"})])
+    assert event.after is not None and event.after["access_count"] == 1
+    stored = sqlite_store.get_memory("u", node.id)
+    assert stored is not None and stored.access_count == 1
+    assert stored.last_accessed_at == T0 + timedelta(days=1)
+
+
+# -- vectors -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_vector_search_is_exact_over_many_rows(sqlite_store: SqliteStore) -> None:
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(3000, 8)).astype(np.float32)
+    statuses = [MemoryStatus.EXPIRED if i % 3 == 0 else MemoryStatus.ACTIVE for i in range(3000)]
+    nodes = [memory("u", f"memory {i}", embedding=vectors[i].tolist(), status=statuses[i]) for i in range(3000)]
+    sqlite_store.write_memories(nodes)
+    query = rng.normal(size=8).astype(np.float32)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    sims = unit @ (query / np.linalg.norm(query))
+    active = [i for i in range(3000) if statuses[i] == MemoryStatus.ACTIVE]
+    expected = [nodes[i].id for i in sorted(active, key=lambda i: -sims[i])[:20]]
+    hits = sqlite_store.search_memories("u", SearchQuery(embedding=query.tolist(), top_k=20, candidates=20))
+    assert [h.memory.id for h in hits] == expected
+    assert [h.vector_rank for h in hits] == list(range(1, 21))
+    assert hits[0].vector_similarity == pytest.approx(float(sims[active][np.argmax(sims[active])]), abs=1e-5)
+
+
+@pytest.mark.unit
+def test_cached_vectors_see_writes_from_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    with SqliteStore(path) as reader, SqliteStore(path) as writer:
+        first = memory("u", "first", embedding=basis(0))
+        writer.write_memories([first])
+        assert [h.memory.id for h in reader.search_memories("u", SearchQuery(embedding=basis(1)))] == [first.id]
+        second = memory("u", "second", embedding=basis(1))
+        writer.write_memories([second])
+        assert reader.search_memories("u", SearchQuery(embedding=basis(1)))[0].memory.id == second.id
+        writer.write_memories([second.model_copy(update={"status": MemoryStatus.EXPIRED})])
+        assert reader.search_memories("u", SearchQuery(embedding=basis(1)))[0].memory.id == first.id
+        writer.delete_user("u")
+        assert reader.search_memories("u", SearchQuery(embedding=basis(1))) == []
+        every = MemoryFilter(statuses=list(MemoryStatus))
+        assert reader.search_memories("u", SearchQuery(embedding=basis(1)), every) == []
+        third = memory("u", "third", embedding=basis(0))
+        writer.write_memories([third])  # the deleted rows must not hold the only candidate slot
+        narrow = SearchQuery(embedding=basis(1), top_k=1, candidates=1)
+        assert [h.memory.id for h in reader.search_memories("u", narrow, every)] == [third.id]
+
+
+@pytest.mark.unit
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.integers(0, 5),  # which memory
+            st.one_of(st.none(), st.integers(0, 7)),  # its vector axis, or no vector
+            st.sampled_from(list(MemoryStatus)),
+            st.sampled_from(["default", "helper"]),
+            st.booleans(),  # also add and embed a message, and consolidate an older one
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_patched_cache_matches_a_fresh_build(
+    tmp_path: Path, ops: list[tuple[int, int | None, MemoryStatus, str, bool]]
+) -> None:
+    path = tmp_path / f"{uuid.uuid4().hex}.db"
+    with SqliteStore(path) as reader, SqliteStore(path) as writer:
+        message_ids: list[str] = []
+        for n, (which, axis, status, agent, with_message) in enumerate(ops):
+            embedding = None if axis is None else vec(*([0.3] * axis + [1.0]))
+            node = memory("u", f"memory {which}", id=f"m{which}", embedding=embedding, status=status, agent_id=agent)
+            writer.write_memories([node])
+            if with_message:
+                msg = message("u", f"message {n}", id=f"msg{n}", agent_id=agent)
+                writer.add_messages([msg])
+                writer.set_message_embeddings("u", {msg.id: basis(n % 8)})
+                if message_ids:
+                    writer.mark_consolidated("u", [message_ids[0]], T0)
+                message_ids.append(msg.id)
+            with SqliteStore(path) as fresh:
+                query = SearchQuery(embedding=basis(n % 8), top_k=50)
+                for f in (MemoryFilter(), MemoryFilter(statuses=list(MemoryStatus)), MemoryFilter(agent_id="helper")):
+                    assert _ranked(reader.search_memories("u", query, f)) == _ranked(
+                        fresh.search_memories("u", query, f)
+                    )
+                for mf in (MessageFilter(), MessageFilter(pending=True), MessageFilter(agent_id="helper")):
+                    assert _ranked(reader.search_messages("u", query, mf)) == _ranked(
+                        fresh.search_messages("u", query, mf)
+                    )
+
+
+def _ranked(hits: Sequence[ScoredMemory | ScoredMessage]) -> list[tuple[float, str]]:
+    """Hits as (similarity, id), ties in id order: the order among equal similarities is arbitrary."""
+    out = []
+    for hit in hits:
+        node = hit.memory if isinstance(hit, ScoredMemory) else hit.message
+        out.append((round(-(hit.vector_similarity or 0.0), 5), node.id))
+    return sorted(out)
+
+
+# -- concurrency -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_threads_share_one_store(sqlite_store: SqliteStore) -> None:
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(20):
+                user = f"user-{i % 3}"
+                sqlite_store.add_messages([message(user, f"t{worker} m{i}", id=f"t{worker}-m{i}")])
+                sqlite_store.write_memories([memory(user, f"t{worker} n{i}", id=f"t{worker}-n{i}", embedding=vec(i))])
+                sqlite_store.search_memories(user, SearchQuery(text="n1", embedding=vec(1, i)))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    messages = [m.id for u in ("user-0", "user-1", "user-2") for m in sqlite_store.list_messages(u)]
+    assert sorted(messages) == sorted(f"t{w}-m{i}" for w in range(4) for i in range(20))
+
+
+_WRITER = """
+import sys
+from memscope.models import MemoryNode, Message
+from memscope.stores.base import SearchQuery
+from memscope.stores.sqlite import SqliteStore
+
+path, worker, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+store = SqliteStore(path, timeout_s=60)
+for i in range(n):
+    user = f"user-{i % 3}"
+    store.add_messages([Message(id=f"{worker}-msg-{i}", user_id=user, content=f"message {i} from {worker}")])
+    vector = [float(i % 8 == d) + 0.1 for d in range(8)]
+    text = f"memory {i} of {worker}"
+    node = MemoryNode(id=f"{worker}-mem-{i}", user_id=user, content=text, embedding=vector)
+    store.write_memories([node], run_id=worker)
+    store.write_memories([node], run_id=worker)  # idempotent: no second event
+    store.search_memories(user, SearchQuery(text=f"memory {worker}", embedding=vector))
+    if i % 4 == 3:
+        store.mark_consolidated(user, [f"{worker}-msg-{i}"], node.created_at)
+store.close()
+"""
+
+
+@pytest.mark.integration
+def test_two_processes_write_one_file(tmp_path: Path) -> None:
+    path, n, workers = tmp_path / "shared.db", 40, ("p1", "p2", "p3")
+    SqliteStore(path).close()
+    env = {**os.environ, "PYTHONPATH": str(Path(memscope.__file__).resolve().parents[1])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path), w, str(n)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in workers
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+    with SqliteStore(path) as store:
+        users = ("user-0", "user-1", "user-2")
+        message_ids = [m.id for u in users for m in store.list_messages(u)]
+        assert sorted(message_ids) == sorted(f"{w}-msg-{i}" for w in workers for i in range(n))
+        every = MemoryFilter(statuses=list(MemoryStatus))
+        memory_ids = [m.id for u in users for m in store.list_memories(u, every)]
+        assert sorted(memory_ids) == sorted(f"{w}-mem-{i}" for w in workers for i in range(n))
+        for w in workers:
+            assert [len(store.history(f"user-{i % 3}", f"{w}-mem-{i}")) for i in range(n)] == [1] * n
+        assert sum(store.stats(u).pending_messages for u in users) == len(workers) * (n - n // 4)
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("SELECT COUNT(*) FROM messages_fts").fetchone()[0] == len(workers) * n
+        assert raw.execute("SELECT COUNT(*) FROM memories_fts").fetchone()[0] == len(workers) * n
+    finally:
+        raw.close()
+
+
+@pytest.mark.unit
+def test_message_ids_keep_their_first_version(sqlite_store: SqliteStore) -> None:
+    first = Message(id="m-1", user_id="u", content="first", created_at=T0)
+    sqlite_store.add_messages([first, first.model_copy(update={"content": "duplicate in one batch"})])
+    assert [m.content for m in sqlite_store.list_messages("u")] == ["first"]
