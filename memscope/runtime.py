@@ -9,6 +9,7 @@ from typing import Any
 
 from memscope.config import Settings, load_settings
 from memscope.engine import OperationCatalog, OperationRunner, Resources, RunResult
+from memscope.errors import OperationRunError, ValidationError
 from memscope.llm.base import ChatModel, Embedder, Reranker, UsageMeter
 from memscope.stores.base import Store
 
@@ -89,7 +90,12 @@ class Runtime:
     def run(self, operation: str, **inputs: Any) -> RunResult:
         """Run a catalog operation with keyword inputs (None-valued optional inputs use defaults)."""
         spec = self.catalog.get(operation)
-        return self.runner.run(spec, {k: v for k, v in inputs.items() if v is not None})
+        try:
+            return self.runner.run(spec, {k: v for k, v in inputs.items() if v is not None})
+        except OperationRunError as exc:
+            if isinstance(exc.__cause__, ValidationError):  # the caller's input: say what to fix, plainly
+                raise ValidationError(str(exc.__cause__)) from exc
+            raise
 
     def describe(self) -> dict[str, str]:
         """The chosen backends, for logs and the CLI."""

@@ -1,0 +1,293 @@
+"""retrieve_memory, the real operation, on a real SQLite file with the real local embedder."""
+# ruff: noqa: RUF001  (Chinese punctuation and odd Unicode are what these tests are about)
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from memscope.engine import OperationCatalog, OperationRunner, Resources, RunResult
+from memscope.errors import OperationRunError, ValidationError
+from memscope.llm.base import UsageMeter
+from memscope.llm.local_embedding import LocalEmbedder
+from memscope.models import EventTime, Granularity, MemoryNode, MemoryStatus, MemoryType, Message, Role
+from memscope.stores.sqlite import SqliteStore
+from memscope.workers._retrieval import MAX_QUERY_CHARS, RetrievedItem
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2024, 5, 15, 12, 0, tzinfo=UTC)  # a Wednesday; "last Friday" is 2024-05-10
+MONTH_AGO = NOW - timedelta(days=30)
+
+
+@pytest.fixture(scope="session")
+def local_embedder() -> LocalEmbedder:
+    embedder = LocalEmbedder()
+    embedder.warm_up()
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def catalog() -> OperationCatalog:
+    return OperationCatalog()
+
+
+@pytest.fixture
+def store(tmp_path) -> Iterator[SqliteStore]:
+    with SqliteStore(tmp_path / "m.db") as s:
+        yield s
+
+
+@pytest.fixture
+def resources(store, local_embedder) -> Resources:
+    return Resources(store=store, embedder=local_embedder, meter=UsageMeter(), clock=lambda: NOW)
+
+
+def retrieve(resources: Resources, catalog: OperationCatalog, user: str, query: str, **inputs) -> RunResult:
+    spec = catalog.get("retrieve_memory")
+    return OperationRunner(resources).run(spec, {"user_id": user, "query": query, **inputs})
+
+
+def remember(resources: Resources, user: str, content: str, **fields) -> MemoryNode:
+    """Write one memory with its embedding, straight into the store."""
+    fields.setdefault("created_at", MONTH_AGO)
+    fields.setdefault("updated_at", fields["created_at"])
+    vector = resources.embedder.embed([content])[0]
+    node = MemoryNode(user_id=user, content=content, embedding=[float(x) for x in vector], **fields)
+    resources.store.write_memories([node], operation="test")
+    return node
+
+
+def day(y: int, m: int, d: int) -> EventTime:
+    start = datetime(y, m, d, tzinfo=UTC)
+    return EventTime(start=start, end=start + timedelta(days=1), granularity=Granularity.DAY)
+
+
+def ids(result: RunResult) -> list[str]:
+    return [item.id for item in result["results"]]
+
+
+def test_finds_the_right_memory_among_distractors(resources, catalog):
+    target = remember(resources, "u1", "Tom works at Apple as a software engineer")
+    for text in (
+        "Tom likes hiking in the Alps",
+        "Tom's sister lives in Paris",
+        "Tom is allergic to peanuts",
+        "Tom plays the guitar on weekends",
+        "Tom's favourite colour is green",
+    ):
+        remember(resources, "u1", text)
+    result = retrieve(resources, catalog, "u1", "Which company is Tom employed by?")
+    first = result["results"][0]
+    assert isinstance(first, RetrievedItem)
+    assert (first.id, first.kind, first.memory_type) == (target.id, "memory", "observation")
+    assert first.score > result["results"][1].score
+    assert result.report.llm_calls == 0
+
+
+def test_chinese_memory_found_by_chinese_query(resources, catalog):
+    target = remember(resources, "u1", "我的猫叫小白，今年三岁了")
+    remember(resources, "u1", "我在北京的一家银行工作")
+    remember(resources, "u1", "我喜欢吃四川火锅")
+    result = retrieve(resources, catalog, "u1", "我的猫叫什么名字？")
+    assert ids(result)[0] == target.id
+
+
+def test_query_time_boosts_the_item_from_that_date(resources, catalog):
+    friday = remember(resources, "u1", "I went hiking in the mountains", event_time=day(2024, 5, 10))
+    april = remember(resources, "u1", "I went hiking in the forest", event_time=day(2024, 4, 12))
+    result = retrieve(resources, catalog, "u1", "What did I do last Friday?")
+    assert result["query_time"].start == datetime(2024, 5, 10, tzinfo=UTC)
+    assert ids(result)[:2] == [friday.id, april.id]
+    assert result["results"][0].explain["time"] == pytest.approx(0.5)
+    assert result["results"][1].explain["time"] == 0.0
+    # the same two memories, asked about the other date: the order flips, so it is the time that decides
+    result = retrieve(resources, catalog, "u1", "What did I do on April 12?")
+    assert ids(result)[:2] == [april.id, friday.id]
+
+
+def test_chinese_query_time(resources, catalog):
+    friday = remember(resources, "u1", "我去爬山了", event_time=day(2024, 5, 10))
+    other = remember(resources, "u1", "我去爬山了，很累", event_time=day(2024, 3, 1))
+    result = retrieve(resources, catalog, "u1", "我上周五做了什么？", timezone="Asia/Shanghai")
+    assert result["query_time"] is not None
+    assert ids(result)[:2] == [friday.id, other.id]
+
+
+def test_time_filtered_search_brings_that_period_into_the_candidates(resources, catalog):
+    # 60 memories closer to the query than the dated one: the open search (50 candidates) misses it
+    texts = [f"What did I do last Friday? Note {i}" for i in range(60)]
+    vectors = resources.embedder.embed(texts)
+    resources.store.write_memories(
+        [
+            MemoryNode(user_id="u1", content=t, embedding=[float(x) for x in v], created_at=MONTH_AGO,
+                       updated_at=MONTH_AGO)
+            for t, v in zip(texts, vectors, strict=True)
+        ]
+    )  # fmt: skip
+    visit = remember(resources, "u1", "Visited grandma in the countryside", event_time=day(2024, 5, 10))
+    result = retrieve(resources, catalog, "u1", "What did I do last Friday?", top_k=5)
+    hits = {h.memory.id: h for h in result["memory_hits"]}
+    assert visit.id in hits
+    assert hits[visit.id].score <= min(h.score for i, h in hits.items() if i != visit.id)  # no inflated rank
+    untimed = retrieve(resources, catalog, "u1", "What did I do that day?", top_k=5)
+    assert untimed["query_time"] is None
+    assert visit.id not in {h.memory.id for h in untimed["memory_hits"]}
+
+
+def test_read_your_writes_pending_message_without_embedding(resources, catalog):
+    said = Message(user_id="u1", content="I just adopted a puppy named Biscuit", created_at=NOW - timedelta(minutes=1))
+    resources.store.add_messages([said])
+    result = retrieve(resources, catalog, "u1", "What is my puppy called? Biscuit?")
+    assert [m.id for m in result["pending_messages"]] == [said.id]
+    hit = next(item for item in result["results"] if item.id == said.id)
+    assert (hit.kind, hit.memory_type, hit.role) == ("message", "message", "user")
+    assert result["context_text"].count("adopted a puppy named Biscuit") == 1  # not repeated as pending
+
+
+def test_pending_messages_are_the_most_recent_and_oldest_first(resources, catalog):
+    messages = [
+        Message(user_id="u1", content=f"message {i}", created_at=NOW - timedelta(days=40) + timedelta(hours=i))
+        for i in range(25)
+    ]
+    resources.store.add_messages(messages)
+    result = retrieve(resources, catalog, "u1", "hello")
+    assert [m.id for m in result["pending_messages"]] == [m.id for m in messages[5:]]
+
+
+def test_consolidated_message_is_deduplicated_into_its_memory(resources, catalog):
+    said = Message(user_id="u1", content="My daughter Mia starts school in September", created_at=MONTH_AGO)
+    resources.store.add_messages([said])
+    resources.store.mark_consolidated("u1", [said.id], MONTH_AGO)
+    memory = remember(resources, "u1", "User's daughter Mia starts school in September",
+                      source_message_ids=[said.id])  # fmt: skip
+    result = retrieve(resources, catalog, "u1", "When does Mia start school?")
+    assert said.id not in ids(result)
+    [item] = [i for i in result["results"] if i.id == memory.id]
+    assert said.id in item.source_message_ids
+
+
+def test_other_users_memories_never_returned(resources, catalog):
+    other = remember(resources, "u2", "Alice works at Google in Zurich")
+    resources.store.add_messages([Message(user_id="u2", content="I work at Google in Zurich")])
+    mine = remember(resources, "u1", "I like tea")
+    result = retrieve(resources, catalog, "u1", "Alice works at Google in Zurich")
+    assert other.id not in ids(result)
+    assert all(i.id == mine.id for i in result["results"])
+    assert result["pending_messages"] == []
+
+
+def test_memory_types_filter(resources, catalog):
+    insight = remember(resources, "u1", "Tom loves outdoor sports", memory_type=MemoryType.INSIGHT)
+    remember(resources, "u1", "Tom went skiing in January")
+    resources.store.add_messages([Message(user_id="u1", content="I love outdoor sports", created_at=MONTH_AGO)])
+    result = retrieve(resources, catalog, "u1", "outdoor sports", memory_types=["insight"])
+    assert ids(result) == [insight.id]
+    only_messages = retrieve(resources, catalog, "u1", "outdoor sports", memory_types=["message"])
+    assert [i.kind for i in only_messages["results"]] == ["message"]
+    with pytest.raises(OperationRunError) as info:
+        retrieve(resources, catalog, "u1", "outdoor sports", memory_types=["insihgt"])
+    assert isinstance(info.value.__cause__, ValidationError)
+    assert "allowed: observation, insight" in str(info.value.__cause__)
+
+
+def test_top_k_respected_and_access_counted(resources, catalog, store):
+    nodes = [remember(resources, "u1", f"Tom visited city number {i} on his trip") for i in range(12)]
+    result = retrieve(resources, catalog, "u1", "Which cities did Tom visit?", top_k=3)
+    assert len(result["results"]) == 3
+    returned = set(ids(result))
+    for node in nodes:
+        stored = store.get_memory("u1", node.id)
+        assert stored.access_count == (1 if node.id in returned else 0)
+        assert stored.last_accessed_at == (NOW if node.id in returned else None)
+    assert store.history("u1", nodes[0].id)[-1].kind == "add"  # touching records no event
+
+
+@pytest.mark.parametrize("top_k", [0, -1, "3", 10_000])
+def test_bad_top_k_is_a_validation_error(resources, catalog, top_k):
+    remember(resources, "u1", "Tom likes tea")
+    with pytest.raises(OperationRunError) as info:
+        retrieve(resources, catalog, "u1", "tea", top_k=top_k)
+    assert isinstance(info.value.__cause__, ValidationError)
+    assert "top_k" in str(info.value)
+
+
+def test_expired_and_deleted_memories_never_returned(resources, catalog):
+    live = remember(resources, "u1", "Tom lives in Berlin")
+    remember(resources, "u1", "Tom lives in Munich", status=MemoryStatus.EXPIRED, superseded_by=live.id)
+    remember(resources, "u1", "Tom lives in Hamburg", status=MemoryStatus.DELETED)
+    result = retrieve(resources, catalog, "u1", "Tom lives in Munich Hamburg")
+    assert ids(result) == [live.id]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "   \n\t ", "x" * 100_000, "🙂\u200b\x00 ̸ ﷽ 𝔘𝔫𝔦", '"*) OR NEAR( AND -', "word " * 20_000, "中" * 50_000],
+    ids=["empty", "blank", "huge", "odd", "fts-syntax", "many-words", "huge-cjk"],
+)
+def test_odd_queries_never_crash(resources, catalog, query):
+    empty = retrieve(resources, catalog, "nobody", query)
+    assert (empty["results"], empty["pending_messages"], empty["context_text"]) == ([], [], "")
+    remember(resources, "u1", "Tom works at Apple")
+    result = retrieve(resources, catalog, "u1", query)
+    assert len(result["results"]) <= 10
+    if not query.strip():
+        assert result["results"] == [] and result["query_vector"] is None
+
+
+def test_huge_query_is_truncated_for_search(resources, catalog):
+    target = remember(resources, "u1", "Tom works at Apple")
+    result = retrieve(resources, catalog, "u1", "Where does Tom work? " + "filler " * 20_000)
+    assert len(result["query_vector"]) == resources.embedder.dim
+    assert ids(result)[0] == target.id
+    assert MAX_QUERY_CHARS <= 10_000
+
+
+def test_format_context_en(resources, catalog, store):
+    remember(resources, "u1", "Tom works at Apple", event_time=day(2023, 5, 8))
+    remember(resources, "u1", "Tom moved to Cupertino", event_time=EventTime(
+        start=datetime(2023, 6, 1, tzinfo=UTC), end=datetime(2023, 7, 1, tzinfo=UTC), granularity=Granularity.MONTH))
+    store.add_messages([Message(user_id="u1", role=Role.USER, content="Weather is nice today",
+                                created_at=datetime(2024, 5, 15, 9, 30, tzinfo=UTC))])  # fmt: skip
+    result = retrieve(resources, catalog, "u1", "Where does Tom work at Apple?", memory_types=["observation"])
+    lines = result["context_text"].splitlines()
+    assert lines[0] == "Relevant memories:"
+    assert "- [2023-05-08] Tom works at Apple (observation)" in lines
+    assert "- [2023-06] Tom moved to Cupertino (observation)" in lines
+    assert lines[-2:] == ["Recent messages not yet consolidated:", "- [2024-05-15 09:30] user: Weather is nice today"]
+
+
+def test_format_context_zh_in_the_users_zone(store, local_embedder, catalog):
+    resources = Resources(store=store, embedder=local_embedder, language="zh", clock=lambda: NOW)
+    remember(resources, "u1", "我在苹果公司工作", created_at=datetime(2023, 5, 8, 20, tzinfo=UTC))
+    store.add_messages([Message(user_id="u1", content="今天天气很好", created_at=datetime(2024, 5, 15, 1, tzinfo=UTC))])
+    result = retrieve(resources, catalog, "u1", "我在哪里工作？", timezone="Asia/Shanghai")
+    lines = result["context_text"].splitlines()
+    assert lines[0] == "相关记忆："
+    assert "- [2023-05-09] 我在苹果公司工作 (observation)" in lines  # 20:00 UTC is the next day in Shanghai
+    assert lines[-2:] == ["尚未整理的最近消息：", "- [2024-05-15 09:00] user: 今天天气很好"]
+
+
+def test_works_without_an_embedder(store, catalog):
+    resources = Resources(store=store, clock=lambda: NOW)
+    node = MemoryNode(user_id="u1", content="Tom works at Apple", created_at=MONTH_AGO, updated_at=MONTH_AGO)
+    store.write_memories([node])
+    store.write_memories([MemoryNode(user_id="u1", content="Tom likes tea", created_at=MONTH_AGO,
+                                     updated_at=MONTH_AGO)])  # fmt: skip
+    result = retrieve(resources, catalog, "u1", "apple")
+    assert result["query_vector"] is None
+    assert ids(result) == [node.id]
+    assert 0 < result["results"][0].explain["relevance"] <= 1.0
+
+
+def test_now_input_and_result_to_dict(resources, catalog):
+    node = remember(resources, "u1", "Tom went to Rome", event_time=day(2023, 3, 3))
+    result = retrieve(resources, catalog, "u1", "What did Tom do yesterday?", now=datetime(2023, 3, 4, 10, tzinfo=UTC))
+    assert result["query_time"].start == datetime(2023, 3, 3, tzinfo=UTC)
+    data = result["results"][0].to_dict()
+    assert data["id"] == node.id and data["time"] == "2023-03-03T00:00:00+00:00"
+    assert data["event_time"]["granularity"] == "day" and set(data["explain"]) >= {"relevance", "time"}
+    with pytest.raises(OperationRunError, match="timezone-aware"):
+        retrieve(resources, catalog, "u1", "Rome", now=datetime(2023, 3, 4))

@@ -1,0 +1,209 @@
+"""Shared retrieval types and helpers: the RetrievedItem a retrieval returns, query clean-up, scoping."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from memscope.engine.worker import Context, Worker
+from memscope.errors import ValidationError
+from memscope.models import EventTime, MemoryNode, MemoryType, Message
+from memscope.stores.base import ScoredMemory, ScoredMessage
+
+__all__ = [
+    "MAX_QUERY_CHARS",
+    "RetrievedItem",
+    "clean_query",
+    "memory_types_of",
+    "merge_time_hits",
+    "query_now",
+    "search_text",
+    "top_k_of",
+    "wants_messages",
+]
+
+MESSAGE = "message"  # the memory_type of a raw-message result
+MAX_TOP_K = 1000
+MAX_QUERY_CHARS = 2000  # embedding models read ~256-512 tokens; BM25 keeps 64 terms: more is noise and cost
+
+_WORDS = re.compile(r"[^\W_]+")
+STOPWORDS = frozenset(
+    {
+        "a", "about", "after", "all", "am", "an", "and", "any", "are", "as", "at", "be", "been", "before",
+        "being", "but", "by", "can", "could", "did", "do", "does", "doing", "for", "from", "had", "has", "have",
+        "having", "he", "her", "hers", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "just",
+        "me", "my", "myself", "no", "nor", "not", "of", "on", "or", "our", "ours", "so", "some", "than", "that",
+        "the", "their", "them", "then", "there", "these", "they", "this", "those", "to", "too", "very", "was",
+        "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would",
+        "you", "your", "yours",
+    }
+)  # fmt: skip
+
+H = TypeVar("H", ScoredMemory, ScoredMessage)
+
+
+@dataclass
+class RetrievedItem:
+    """One retrieval result: a memory or a raw message, with its final score and provenance."""
+
+    kind: str  # "memory" | "message"
+    id: str
+    content: str
+    score: float
+    memory_type: str  # a MemoryType value, or "message"
+    time: datetime  # the event start, else created_at
+    event_time: EventTime | None = None
+    source_message_ids: list[str] = field(default_factory=list)
+    session_id: str | None = None
+    role: str | None = None
+    name: str | None = None  # the speaker's name, for messages
+    importance: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    explain: dict[str, float] = field(default_factory=dict)  # the score's parts (see fuse_scores)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "kind": self.kind,
+            "id": self.id,
+            "content": self.content,
+            "score": round(self.score, 6),
+            "memory_type": self.memory_type,
+            "time": self.time.isoformat(),
+            "event_time": None if self.event_time is None else self.event_time.model_dump(mode="json"),
+            "source_message_ids": list(self.source_message_ids),
+            "session_id": self.session_id,
+            "role": self.role,
+            "name": self.name,
+            "importance": self.importance,
+            "metadata": dict(self.metadata),
+            "explain": {k: round(v, 6) for k, v in self.explain.items()},
+        }
+
+    @classmethod
+    def from_memory(cls, node: MemoryNode, score: float) -> RetrievedItem:
+        """An item for a memory node."""
+        return cls(
+            kind="memory",
+            id=node.id,
+            content=node.content,
+            score=score,
+            memory_type=node.memory_type.value,
+            time=node.event_time.start if node.event_time is not None else node.created_at,
+            event_time=node.event_time,
+            source_message_ids=list(node.source_message_ids),
+            importance=node.importance,
+            metadata=dict(node.metadata),
+        )
+
+    @classmethod
+    def from_message(cls, message: Message, score: float) -> RetrievedItem:
+        """An item for a raw message."""
+        return cls(
+            kind="message",
+            id=message.id,
+            content=message.content,
+            score=score,
+            memory_type="message",
+            time=message.created_at,
+            source_message_ids=[message.id],
+            session_id=message.session_id,
+            role=message.role.value,
+            name=message.name,
+            metadata=dict(message.metadata),
+        )
+
+
+def clean_query(value: object) -> str:
+    """The query as searched: a string, stripped, capped at MAX_QUERY_CHARS; "" when there is none."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError(f"query must be a string, got {type(value).__name__}")
+    return value.strip()[:MAX_QUERY_CHARS].strip()
+
+
+def search_text(query: str) -> str:
+    """The query's words for BM25, English function words dropped ("what did I do" matches nothing useful).
+
+    Keeps the query as it is when every word is a function word, so a search still runs.
+    """
+    words = _WORDS.findall(query)
+    kept = [w for w in words if w.lower() not in STOPWORDS]
+    return " ".join(kept or words)
+
+
+def query_now(worker: Worker, ctx: Context) -> datetime:
+    """The query's "now": the `now` input (aware datetime or ISO text) if given, else the clock."""
+    value = ctx.get("now")
+    if value is None:
+        return worker.resources.now()
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValidationError(
+                f"now {value!r} is not an ISO-8601 datetime (e.g. 2024-05-08T13:00:00+00:00)"
+            ) from exc
+    if not isinstance(value, datetime):
+        raise ValidationError(f"now must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None:
+        raise ValidationError("now must be timezone-aware (e.g. datetime(2024, 5, 8, tzinfo=UTC))")
+    return value
+
+
+def memory_types_of(value: object) -> list[MemoryType] | None:
+    """Parse the `memory_types` input (None, a name, or a list of names) into MemoryTypes.
+
+    "message" is accepted too (retrieval's raw-message results) and is not a MemoryType: it is
+    dropped here; see `wants_messages`.
+    """
+    if value is None:
+        return None
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, Sequence):
+        raise ValidationError(f"memory_types must be a list of type names, got {type(value).__name__}")
+    try:
+        return [MemoryType(str(n)) for n in names if str(n) != MESSAGE]
+    except ValueError:
+        allowed = ", ".join([*(t.value for t in MemoryType), MESSAGE])
+        raise ValidationError(f"memory_types {list(names)!r}: unknown type; allowed: {allowed}") from None
+
+
+def wants_messages(value: object) -> bool:
+    """Whether retrieval searches raw messages: with no `memory_types`, or when it names "message"."""
+    if value is None:
+        return True
+    return MESSAGE in ([value] if isinstance(value, str) else list(value))  # type: ignore[call-overload]
+
+
+def merge_time_hits(hits: list[H], time_hits: list[H], key: Callable[[H], str]) -> list[H]:
+    """Add the time-filtered search's hits to the open search's, best first.
+
+    A hit found only by the time-filtered search ranked below every open-search hit there, so its
+    score is capped at the lowest open-search score: the merge admits it as a candidate without
+    inflating its relevance (fuse_scores adds the time-match boost).
+    """
+    if not time_hits:
+        return hits
+    seen = {key(h) for h in hits}
+    floor = min((h.score for h in hits), default=None)
+    merged = list(hits)
+    for hit in time_hits:
+        if key(hit) not in seen:
+            if floor is not None:
+                hit.score = min(hit.score, floor)
+            merged.append(hit)
+    return sorted(merged, key=lambda h: h.score, reverse=True)
+
+
+def top_k_of(ctx: Context, default: int = 10) -> int:
+    """The `top_k` input, checked: a whole number from 1 to MAX_TOP_K."""
+    value = ctx.get("top_k")
+    value = default if value is None else value
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
+        raise ValidationError(f"top_k must be a whole number from 1 to {MAX_TOP_K}, got {value!r}")
+    return value

@@ -1,0 +1,30 @@
+"""extract_query_time: the time a query asks about ("last Friday", "上周三"), found by rules, no LLM."""
+
+from __future__ import annotations
+
+from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.timerules import extract_time
+from memscope.workers._base import user_zone
+from memscope.workers._retrieval import clean_query, query_now
+
+
+@worker("extract_query_time")
+class ExtractQueryTime(Worker):
+    """Find the time range a query refers to (English and Chinese rules), resolved against now."""
+
+    reads = ("query",)
+    optional_reads = ("now", "timezone")
+    writes = ("query_time",)
+
+    class Params(WorkerParams):
+        max_chars: int = 500  # time words sit near the question; scanning more costs time for nothing
+
+    params: Params
+
+    def run(self, ctx: Context) -> None:
+        text = clean_query(ctx["query"])[: self.params.max_chars]
+        if not text:
+            ctx["query_time"] = None
+            return
+        found = extract_time(text, anchor=query_now(self, ctx), tz=user_zone(self, ctx))
+        ctx["query_time"] = None if found is None else found.time

@@ -1,0 +1,83 @@
+"""format_context: the retrieval as a compact text block for a chatbot's system prompt (en or zh).
+
+    Relevant memories:
+    - [2023-05-08] Tom works at Apple (observation)
+    - [2023-05-09 14:02] user: I just moved to Berlin (message)
+    Recent messages not yet consolidated:
+    - [2023-05-10 09:30] user: My sister arrives tomorrow
+
+Dates are shown in the user's zone, as precisely as the memory's event time is known (2023,
+2023-05, 2023-05-08). Pending messages already listed as results are not repeated. No results
+and no pending messages give "".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.models import Granularity, Message
+from memscope.workers._base import user_zone
+from memscope.workers._retrieval import RetrievedItem
+
+HEADINGS = {
+    "en": ("Relevant memories:", "Recent messages not yet consolidated:"),
+    "zh": ("相关记忆：", "尚未整理的最近消息："),  # noqa: RUF001 (Chinese punctuation)
+}
+_DATE_FORMATS = {Granularity.YEAR: "%Y", Granularity.MONTH: "%Y-%m", Granularity.INSTANT: "%Y-%m-%d %H:%M"}
+
+
+@worker("format_context")
+class FormatContext(Worker):
+    """Render results and pending messages as dated lines under headings, for a system prompt."""
+
+    reads = ("results", "pending_messages")
+    optional_reads = ("timezone",)
+    writes = ("context_text",)
+
+    class Params(WorkerParams):
+        max_item_chars: int = 500  # longer contents are cut with an ellipsis
+
+    params: Params
+
+    def run(self, ctx: Context) -> None:
+        zone = user_zone(self, ctx)
+        results: Sequence[RetrievedItem] = ctx["results"]
+        shown = {i.id for i in results if i.kind == "message"}
+        pending = [m for m in ctx["pending_messages"] if m.id not in shown]
+        memories_heading, pending_heading = HEADINGS.get(self.resources.language, HEADINGS["en"])
+        lines: list[str] = []
+        if results:
+            lines.append(memories_heading)
+            lines += [self._item_line(i, zone) for i in results]
+        if pending:
+            lines.append(pending_heading)
+            lines += [self._message_line(m, zone) for m in pending]
+        ctx["context_text"] = "\n".join(lines)
+
+    def _item_line(self, item: RetrievedItem, zone: ZoneInfo) -> str:
+        if item.kind == "message":
+            stamp = _stamp(item.time, zone, Granularity.INSTANT)
+            return f"- [{stamp}] {_speaker(item.role, item.name)}: {self._clip(item.content)} (message)"
+        granularity = item.event_time.granularity if item.event_time is not None else Granularity.DAY
+        return f"- [{_stamp(item.time, zone, granularity)}] {self._clip(item.content)} ({item.memory_type})"
+
+    def _message_line(self, message: Message, zone: ZoneInfo) -> str:
+        stamp = _stamp(message.created_at, zone, Granularity.INSTANT)
+        return f"- [{stamp}] {_speaker(message.role.value, message.name)}: {self._clip(message.content)}"
+
+    def _clip(self, text: str) -> str:
+        flat = " ".join(text.split())
+        limit = self.params.max_item_chars
+        return flat if len(flat) <= limit else flat[: max(limit - 1, 0)].rstrip() + "…"
+
+
+def _stamp(value: datetime, zone: ZoneInfo, granularity: Granularity) -> str:
+    return value.astimezone(zone).strftime(_DATE_FORMATS.get(granularity, "%Y-%m-%d"))
+
+
+def _speaker(role: str | None, name: str | None) -> str:
+    role = role or "user"
+    return f"{role} ({name})" if name else role

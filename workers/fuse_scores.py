@@ -1,0 +1,119 @@
+"""fuse_scores: one final score per candidate, memories and messages together; the top_k win.
+
+    score = relevance * type_weight[type]
+          + time_match_boost * time_share
+          + recency_weight * 0.5 ** (age_days / recency_half_life_days)
+          + importance_weight * importance
+
+- relevance in [0, 1]: the reranker's score when rerank ran; else, from the store's fused RRF score
+  divided by the best possible one (channels / (rrf_k + 1); channels counts the search channels that
+  ran: text when the query has words, vector when it has a vector), blended with the hit's cosine
+  similarity when it has one: (1 - similarity_weight) * rrf_norm + similarity_weight * max(0, cos).
+  Rank fusion alone cannot tell a strong match from the best of weak ones, and a BM25 match on a
+  common word ("Tom") would reorder close vector hits; the similarity is an absolute measure.
+- time_share in [0, 1]: 0 with no query time, else the share of the item's time span (a memory's
+  event time, else its created_at; a message's created_at) inside the query's range: 1 for an item
+  wholly inside, a fraction for a vague item (a month) that only partly overlaps (a day).
+- age_days: now minus the item's time (event start, else created_at), floored at 0.
+- importance: the memory's; `message_importance` for raw messages.
+A message that is a source of a memory hit is dropped in favour of that memory, whose relevance
+becomes the larger of the two (the match on the message speaks for the memory).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.models import TimeRange
+from memscope.stores.base import ScoredMemory, ScoredMessage
+from memscope.workers._retrieval import RetrievedItem, clean_query, query_now, search_text, top_k_of
+
+DEFAULT_TYPE_WEIGHTS = {
+    "insight": 1.1, "observation": 1.0, "customized": 1.2, "profile": 1.2, "belief": 1.0, "message": 0.8,
+}  # fmt: skip
+
+
+@worker("fuse_scores")
+class FuseScores(Worker):
+    """Combine relevance, memory type, time match, recency and importance; keep the top_k results."""
+
+    reads = ("query", "query_vector", "query_time", "memory_hits", "message_hits")
+    optional_reads = ("top_k", "now", "rerank_scores")
+    writes = ("results",)
+
+    class Params(WorkerParams):
+        type_weights: dict[str, float] = DEFAULT_TYPE_WEIGHTS
+        time_match_boost: float = 0.5
+        recency_half_life_days: float = 180.0
+        recency_weight: float = 0.1
+        importance_weight: float = 0.1
+        message_importance: float = 0.5
+        similarity_weight: float = Field(0.5, ge=0.0, le=1.0)
+        rrf_k: int = 60  # must match the k the store fused with (SearchQuery.rrf_k)
+
+    params: Params
+
+    def run(self, ctx: Context) -> None:
+        top_k = top_k_of(ctx)
+        now = query_now(self, ctx)
+        query_time: TimeRange | None = ctx["query_time"]
+        rerank: dict[str, float] = ctx.get("rerank_scores") or {}
+        channels = (ctx["query_vector"] is not None) + bool(search_text(clean_query(ctx["query"])))
+        best = max(channels, 1) / (self.params.rrf_k + 1)
+        a = self.params.similarity_weight
+
+        def relevance(item_id: str, hit: ScoredMemory | ScoredMessage) -> float:
+            if rerank:
+                return rerank.get(item_id, 0.0)
+            fused = min(1.0, hit.score / best)
+            cos = hit.vector_similarity
+            return fused if cos is None else (1 - a) * fused + a * max(0.0, min(1.0, cos))
+
+        items: dict[str, RetrievedItem] = {}
+        rel: dict[str, float] = {}
+        for hit in ctx["memory_hits"]:
+            items[hit.memory.id] = RetrievedItem.from_memory(hit.memory, 0.0)
+            rel[hit.memory.id] = relevance(hit.memory.id, hit)
+        owner = {mid: item.id for item in items.values() for mid in item.source_message_ids}
+        for hit in ctx["message_hits"]:
+            r = relevance(hit.message.id, hit)
+            if hit.message.id in owner:
+                rel[owner[hit.message.id]] = max(rel[owner[hit.message.id]], r)
+            elif hit.message.id not in items:
+                items[hit.message.id] = RetrievedItem.from_message(hit.message, 0.0)
+                rel[hit.message.id] = r
+        spans = {h.memory.id: h.memory.time_span() for h in ctx["memory_hits"]}
+        for item in items.values():
+            span = spans.get(item.id) or TimeRange(start=item.time, end=item.time)
+            self._score(item, rel[item.id], span, query_time, now)
+        ranked = sorted(items.values(), key=lambda i: (-i.score, -i.time.timestamp(), i.id))
+        ctx["results"] = ranked[:top_k]
+
+    def _score(
+        self, item: RetrievedItem, relevance: float, span: TimeRange, query_time: TimeRange | None,
+        now: datetime,
+    ) -> None:
+        p = self.params
+        age_days = max(0.0, (now - item.time).total_seconds() / 86400)
+        parts = {
+            "relevance": relevance * p.type_weights.get(item.memory_type, 1.0),
+            "time": p.time_match_boost * (_share(span, query_time) if query_time is not None else 0.0),
+            "recency": p.recency_weight * 0.5 ** (age_days / max(p.recency_half_life_days, 1e-9)),
+            "importance": p.importance_weight
+            * (item.importance if item.importance is not None else p.message_importance),
+        }
+        item.explain = parts
+        item.score = sum(parts.values())
+
+
+def _share(span: TimeRange, query: TimeRange) -> float:
+    """The share of `span` that lies inside `query` (an instant: 1 inside, 0 outside)."""
+    if not span.overlaps(query):
+        return 0.0
+    length = (span.effective_end() - span.start).total_seconds()
+    inside = (min(span.effective_end(), query.effective_end()) - max(span.start, query.start)).total_seconds()
+    return max(0.0, min(1.0, inside / length)) if length > 0 else 1.0
+

@@ -1,0 +1,55 @@
+"""search_messages: hybrid search over the user's raw conversation turns, consolidated or not.
+
+Messages are searched so that what was said is found before (or without) consolidation: a message
+with no vector yet is still found by BM25. As in search_memories, a query time adds a second search
+restricted to messages created in that period, merged into the candidates. With `memory_types`
+given, messages are searched only when it names "message".
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.models import Role
+from memscope.stores.base import MessageFilter, SearchQuery
+from memscope.workers._base import scope
+from memscope.workers._retrieval import clean_query, merge_time_hits, search_text, top_k_of, wants_messages
+
+
+@worker("search_messages")
+class SearchMessages(Worker):
+    """Find the user's messages matching the query by text and vector (plus its time period)."""
+
+    reads = ("user_id", "query", "query_vector")
+    optional_reads = ("agent_id", "memory_types", "query_time", "top_k")
+    writes = ("message_hits",)
+
+    class Params(WorkerParams):
+        candidates: int = 50
+        time_candidates: int = 20
+        roles: list[Role] = [Role.USER, Role.ASSISTANT]  # system and tool turns are not conversation
+
+    params: Params
+
+    def run(self, ctx: Context) -> None:
+        user_id, agent_id = scope(ctx)
+        text = search_text(clean_query(ctx["query"]))
+        vector = ctx["query_vector"]
+        if (not text and vector is None) or not wants_messages(ctx.get("memory_types")):
+            ctx["message_hits"] = []
+            return
+        wanted = max(self.params.candidates, top_k_of(ctx))
+        query = SearchQuery(text=text or None, embedding=vector, top_k=wanted, candidates=wanted)
+        where = MessageFilter(agent_id=agent_id)
+        store = self.resources.store
+        hits = store.search_messages(user_id, query, where)
+        query_time = ctx.get("query_time")
+        if query_time is not None and self.params.time_candidates > 0:
+            n = self.params.time_candidates
+            timed = store.search_messages(
+                user_id, replace(query, top_k=n, candidates=n), replace(where, time_range=query_time)
+            )
+            hits = merge_time_hits(hits, timed, key=lambda h: h.message.id)
+        roles = set(self.params.roles)
+        ctx["message_hits"] = [h for h in hits if h.message.role in roles]
