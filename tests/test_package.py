@@ -1,0 +1,45 @@
+"""Package-level promises: a light import, the public names, every LLM worker's prompts in en and zh."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import memscope
+from memscope.engine import OperationCatalog, registered_workers
+from memscope.workers._base import load_prompts
+
+pytestmark = pytest.mark.unit
+
+
+def test_import_is_light():
+    code = (
+        "import sys, memscope; print(','.join(m for m in ('numpy', 'torch', 'openai', 'celery') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
+
+
+def test_public_names_resolve():
+    for name in memscope.__all__:
+        assert getattr(memscope, name) is not None
+
+
+def test_at_least_twenty_workers_and_every_llm_worker_speaks_en_and_zh():
+    workers = registered_workers()
+    assert len(workers) >= 20
+    llm_workers = [name for name, cls in workers.items() if cls.uses_llm]
+    assert len(llm_workers) >= 6
+    for name in llm_workers:
+        prompts = load_prompts(name)
+        for language in ("en", "zh"):
+            assert prompts[language]["system"].strip() and prompts[language]["user"].strip(), (name, language)
+
+
+def test_builtin_operations_reference_only_registered_workers():
+    catalog = OperationCatalog()
+    for name in catalog.names():
+        for step in catalog.get(name).workers():
+            assert step.worker in registered_workers()
