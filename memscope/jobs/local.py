@@ -7,7 +7,7 @@ import logging
 import threading
 import traceback
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from memscope.errors import JobError
@@ -31,7 +31,7 @@ class LocalDispatcher:
         self._pool = ThreadPoolExecutor(
             max_workers=threads or jobs.local.threads, thread_name_prefix="memscope-job"
         )
-        self._user_locks: dict[tuple[str, str | None], threading.Lock] = {}
+        self._user_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._records: OrderedDict[str, JobRecord] = OrderedDict()
         self._futures: dict[str, Future[None]] = {}
@@ -61,12 +61,13 @@ class LocalDispatcher:
             self._futures[record.id] = self._pool.submit(self._execute, record)
         return record.id
 
-    def _user_lock(self, user_id: str, agent_id: str | None) -> threading.Lock:
+    def _user_lock(self, user_id: str) -> threading.Lock:
+        # per user, not per (user, agent): a job for agent None covers every agent's messages
         with self._lock:
-            return self._user_locks.setdefault((user_id, agent_id), threading.Lock())
+            return self._user_locks.setdefault(user_id, threading.Lock())
 
     def _execute(self, record: JobRecord) -> None:
-        with self._user_lock(record.user_id, record.agent_id):  # one consolidation/reflection per user
+        with self._user_lock(record.user_id):  # one consolidation/reflection per user
             with self._lock:
                 self._queued.pop((record.operation, record.user_id, record.agent_id), None)
             if self._closed.is_set() and record.operation in (CONSOLIDATE, REFLECT):
@@ -100,7 +101,7 @@ class LocalDispatcher:
         future = self._futures.get(job_id)
         if future is None:
             raise JobError(f"unknown job id {job_id!r}")
-        with contextlib.suppress(FutureTimeout):
+        with contextlib.suppress(FutureTimeout, CancelledError):  # still running, or dropped by close()
             future.result(timeout=timeout)
         return self._records[job_id]
 
@@ -154,5 +155,11 @@ class LocalDispatcher:
             return
         self._closed.set()
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        with self._lock:
+            for job_id, future in self._futures.items():
+                record = self._records.get(job_id)
+                if future.cancelled() and record is not None and record.state is JobState.QUEUED:
+                    record.state, record.finished_at = JobState.FAILED, utcnow()
+                    record.error = "not started: executor closed (work stays pending)"
         for thread in self._timers:
             thread.join(timeout=1)

@@ -1,0 +1,96 @@
+"""The in-process job executor (embedded mode): per-user serialisation, restart via the sweep, close."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memscope.api import MemoryScope
+from memscope.jobs.base import JobState
+from tests.jobs import probe_workers
+from tests.jobs.conftest import consolidation_problems, wait_for
+from tests.jobs.probe_workers import GATE, PROBE_OPERATION, events_of
+from tests.support.scripted_server import BUILTIN_MODES, ScriptedServer
+
+pytestmark = pytest.mark.integration
+PROBE = "jobs_probe_op"
+
+
+@pytest.fixture(autouse=True)
+def _probe_reset() -> Iterator[None]:
+    """A closed gate and no events; the gate is opened at teardown so no job thread stays blocked."""
+    GATE.clear()
+    with probe_workers.EVENTS_LOCK:
+        probe_workers.EVENTS.clear()
+    yield
+    GATE.set()
+
+
+def make_config(tmp_path: Path, server: ScriptedServer, *, threads: int = 4, llm: bool = True) -> dict[str, Any]:
+    """Embedded mode on a SQLite file in tmp_path, models at the in-process scripted server, the probe op."""
+    ops = tmp_path / "ops"
+    ops.mkdir(exist_ok=True)
+    (ops / "jobs_probe_op.yaml").write_text(PROBE_OPERATION, encoding="utf-8")
+    server.default(None, BUILTIN_MODES["consolidation"])
+    models = {"base_url": server.openai_base_url, "api_key": "dummy-key"}
+    return {
+        "store": {"backend": "sqlite", "path": str(tmp_path / "memscope.db")},
+        "jobs": {"backend": "local", "local": {"threads": threads}, "sweep_interval_s": 3600,
+                 "reflect_min_observations": 1000},
+        "llm": {"backend": "openai", "model": "gpt-4o-mini", **models} if llm else {"backend": "none"},
+        "embedding": {"backend": "openai", "model": "text-embedding-3-small", "dim": 64, **models},
+        "operations": {"paths": [str(ops)]},
+        "workers": {"modules": ["tests.jobs.probe_workers"]},
+    }
+
+
+def test_one_job_per_user_at_a_time(tmp_path: Path, model_server: ScriptedServer) -> None:
+    with MemoryScope(make_config(tmp_path, model_server), background=False) as memory:
+        jobs = memory.jobs
+        first = jobs.submit(PROBE, "u1")
+        wait_for(lambda: events_of("u1") == ["start"], 10, "the first job to start")
+        second = jobs.submit(PROBE, "u1")
+        assert second != first
+        assert jobs.submit(PROBE, "u1") == second  # still queued: reused, not queued twice
+        other_agent = jobs.submit(PROBE, "u1", agent_id="assistant-2")  # same user: waits as well
+        other_user = jobs.submit(PROBE, "u2")
+        wait_for(lambda: events_of("u2") == ["start"], 10, "another user's job to run meanwhile")
+        assert events_of("u1") == ["start"]
+        GATE.set()
+        for job_id in (first, second, other_agent, other_user):
+            assert jobs.wait(job_id, timeout=20).state is JobState.SUCCEEDED
+        assert events_of("u1") == ["start", "end"] * 3  # never two at once
+        assert [r.id for r in jobs.status("u2")] == [other_user]
+
+
+def test_a_restart_resumes_pending_messages_through_the_sweep(tmp_path: Path, model_server: ScriptedServer) -> None:
+    with MemoryScope(make_config(tmp_path, model_server, llm=False)) as before:
+        before.add_messages("ann", [f"I grow tomato variety {i}" for i in range(5)])
+        assert len(before.list_messages("ann", pending=True)) == 5  # no LLM: stored, kept pending
+    with MemoryScope(make_config(tmp_path, model_server)) as after:  # the first sweep runs at start
+        wait_for(lambda: not after.list_messages("ann", pending=True), 30, "the sweep to consolidate them")
+        assert consolidation_problems(after.runtime.store, "ann", 5) == []
+
+
+def test_close_leaves_queued_work_pending(tmp_path: Path, model_server: ScriptedServer) -> None:
+    memory = MemoryScope(make_config(tmp_path, model_server, threads=1), background=False)
+    try:
+        running = memory.jobs.submit(PROBE, "u1")
+        wait_for(lambda: events_of("u1") == ["start"], 10, "the probe to hold the only thread")
+        memory.add_messages("bob", ["I am a carpenter", "I live in Oslo"])  # queued behind the probe
+        queued = memory.jobs.status("bob")[0]
+        assert queued.state is JobState.QUEUED
+        memory.jobs.close(wait=False)
+        GATE.set()
+        assert memory.jobs.wait(running, timeout=20).state is JobState.SUCCEEDED  # running work finishes
+        dropped = memory.jobs.wait(queued.id, timeout=5)
+        assert dropped.state is JobState.FAILED and "executor closed" in (dropped.error or "")
+        assert len(memory.list_messages("bob", pending=True)) == 2
+    finally:
+        GATE.set()
+        memory.close()
+    with MemoryScope(make_config(tmp_path, model_server)) as reopened:
+        wait_for(lambda: not reopened.list_messages("bob", pending=True), 30, "the next start to pick them up")
