@@ -59,7 +59,9 @@ class Runtime:
         self.meter = UsageMeter()
         self.store = store or open_store(s)
         self.embedder = embedder or make_embedder(s.embedding.model_dump())
-        self.llm = make_chat(s.llm.model_dump(), meter=self.meter) if llm == "from-settings" else llm
+        self.llm: ChatModel | None = (
+            make_chat(s.llm.model_dump(), meter=self.meter) if isinstance(llm, str) else llm
+        )
         if self.llm is not None and getattr(self.llm, "meter", None) is None:
             self.llm.meter = self.meter  # type: ignore[union-attr]
         self.reranker = reranker or make_reranker(s.rerank.model_dump())

@@ -210,7 +210,7 @@ class Session(BaseModel):
             if t.role is Role.SYSTEM:
                 continue
             role = assistant if t.role is Role.ASSISTANT else "user"
-            blocks = [{"text": t.content}] if t.content else []
+            blocks: list[dict[str, Any]] = [{"text": t.content}] if t.content else []
             if isinstance(t, Prompt) and t.role is Role.TOOL:
                 blocks = [{"tool_result": t.content, "tool_call_id": t.tool_call_id}]
             if isinstance(t, Response):

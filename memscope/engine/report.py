@@ -61,7 +61,7 @@ class RunReport:
 
     def table_rows(self) -> list[tuple[str, ...]]:
         """Rows (step, worker, ms, calls, tokens in/out, written) for a printed table."""
-        rows = []
+        rows: list[tuple[str, ...]] = []
         for s in self.steps:
             label = f"{s.index}" if s.branch is None else f"{s.index}.{s.branch}"
             written = ", ".join(f"{k}={v}" for k, v in s.written.items()) or (
