@@ -108,7 +108,7 @@ class ExtractObservations(LLMWorker):
     writes = ("new_observations",)
 
     class Params(WorkerParams):
-        max_observations: int = 30  # per batch; the model is asked for the most valuable first
+        max_observations: int = 100  # per batch (of up to 50 messages): a bound on a runaway answer
 
     params: Params
 
