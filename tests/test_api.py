@@ -16,6 +16,7 @@ from rich.console import Console
 from memscope import AsyncMemoryScope, MemoryScope
 from memscope.demo import run_demo
 from memscope.errors import NoModelConfigured, ValidationError
+from memscope.messages import to_messages
 from tests.support.scripted_server import BUILTIN_MODES, ScriptedServer
 
 pytestmark = pytest.mark.integration
@@ -201,3 +202,15 @@ def test_demo_command_runs_on_the_embedded_default_without_a_model(tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "No LLM is configured" in done.stdout
+
+
+def test_consolidation_batch_size_comes_from_the_config(tmp_path: Path, model_server: ScriptedServer):
+    model_server.default(None, BUILTIN_MODES["consolidation"])
+    cfg = config(tmp_path, model_server)
+    cfg["jobs"]["consolidate_batch"] = 2
+    with MemoryScope(cfg, background=False) as memory:
+        memory.runtime.store.add_messages(to_messages("kim", [f"I have {i} plants" for i in range(5)]))
+        first = memory.runtime.run("consolidate_memory", user_id="kim")
+        assert len(first["consolidated_ids"]) == 2
+        memory.consolidate("kim", wait=True)  # the job drains the rest, batch by batch
+        assert memory.stats("kim")["pending_messages"] == 0

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from memscope.engine import Context, Worker, WorkerParams, worker
 from memscope.stores.base import MessageFilter
 from memscope.workers._base import scope
 
+DEFAULT_BATCH = 50
+
 
 @worker("load_pending_messages")
 class LoadPendingMessages(Worker):
-    """Load up to `limit` of the user's pending messages, oldest first: one consolidation batch."""
+    """Load up to `limit` of the user's pending messages, oldest first: one consolidation batch.
+
+    With no `limit`, the batch is the config's `jobs.consolidate_batch` (50 by default).
+    """
 
     reads = ("user_id",)
     writes = ("messages",)
 
     class Params(WorkerParams):
-        limit: int = 50
+        limit: int | None = Field(default=None, ge=1)
 
     def run(self, ctx: Context) -> None:
         user_id, agent_id = scope(ctx)
+        settings = self.resources.settings
+        limit = self.params.limit or (settings.jobs.consolidate_batch if settings else DEFAULT_BATCH)
         ctx["messages"] = self.resources.store.list_messages(
-            user_id, MessageFilter(agent_id=agent_id, pending=True), limit=self.params.limit
+            user_id, MessageFilter(agent_id=agent_id, pending=True), limit=limit
         )
