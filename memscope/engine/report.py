@@ -18,6 +18,7 @@ class StepReport:
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    llm_retries: int = 0  # model calls retried after a 429, 5xx or timeout (not counted in llm_calls)
     written: dict[str, int] = field(default_factory=dict)
     skipped: str | None = None  # why the step did not run (e.g. no LLM configured)
     branch: int | None = None  # index inside a parallel group
@@ -40,6 +41,11 @@ class RunReport:
         return sum(s.llm_calls for s in self.steps)
 
     @property
+    def llm_retries(self) -> int:
+        """Retried model calls over all steps."""
+        return sum(s.llm_retries for s in self.steps)
+
+    @property
     def prompt_tokens(self) -> int:
         """Prompt tokens over all steps."""
         return sum(s.prompt_tokens for s in self.steps)
@@ -54,6 +60,7 @@ class RunReport:
         data = asdict(self)
         data.update(
             llm_calls=self.llm_calls,
+            llm_retries=self.llm_retries,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
         )
@@ -72,7 +79,7 @@ class RunReport:
                     label,
                     s.worker,
                     f"{s.wall_ms:.1f}",
-                    str(s.llm_calls),
+                    f"{s.llm_calls} (+{s.llm_retries} retried)" if s.llm_retries else str(s.llm_calls),
                     str(s.prompt_tokens),
                     str(s.completion_tokens),
                     written,

@@ -131,6 +131,7 @@ class OperationRunner:
                         usage = meter.stop()
                         report.llm_calls, report.prompt_tokens = usage.calls, usage.prompt_tokens
                         report.completion_tokens = usage.completion_tokens
+                        report.llm_retries = usage.retries
                 missing = [name for name in worker.declared_writes(worker.params) if name not in ctx]
                 if missing:
                     raise RuntimeError(f"worker declares writes {missing} but did not set them")

@@ -22,9 +22,11 @@ class Usage:
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    retries: int = 0  # attempts that failed transiently (429, 5xx, timeout) and were tried again
 
     def add(self, other: Usage) -> None:
         """Accumulate another usage into this one."""
+        self.retries += other.retries
         self.calls += other.calls
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from memscope.errors import ModelError, ModelUnavailable
 from memscope.llm.base import ChatResult, RerankResult, Usage, UsageMeter
 from memscope.llm.cache import normalize
-from memscope.llm.retry import retry_unavailable
+from memscope.llm.retry import record_retry, retry_unavailable
 from memscope.llm.structured import WORKER_HEADER, run_structured, strip_think, with_schema_prompt
 
 __all__ = ["DashScopeChat", "DashScopeEmbedder", "DashScopeReranker", "map_dashscope_status"]
@@ -48,6 +48,8 @@ def map_dashscope_status(status: int, code: str | None, message: str | None, wha
 
 class _DashScopeBase:
     """Key, endpoint, timeout and retries shared by the DashScope backends."""
+
+    _count_retry = record_retry
 
     def __init__(
         self,
@@ -95,6 +97,7 @@ class _DashScopeBase:
             retries=self.max_retries,
             base_delay_s=self.retry_base_delay_s,
             max_delay_s=self.retry_max_delay_s,
+            on_retry=self._count_retry,
         )
 
 

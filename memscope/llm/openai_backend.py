@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from memscope.errors import ModelError, ModelUnavailable
 from memscope.llm.base import ChatResult, Usage, UsageMeter
 from memscope.llm.cache import normalize
-from memscope.llm.retry import retry_unavailable
+from memscope.llm.retry import record_retry, retry_unavailable
 from memscope.llm.structured import (
     WORKER_HEADER,
     json_schema_format,
@@ -81,6 +81,8 @@ class _Retrying:
     retry_base_delay_s: float
     retry_max_delay_s: float
 
+    _count_retry = record_retry
+
     def _call(self, fn: Callable[[], R], what: str) -> R:
         def once() -> R:
             try:
@@ -93,6 +95,7 @@ class _Retrying:
             retries=self.max_retries,
             base_delay_s=self.retry_base_delay_s,
             max_delay_s=self.retry_max_delay_s,
+            on_retry=self._count_retry,
         )
 
 

@@ -300,7 +300,8 @@ def test_rate_limited_filter_is_retried(tmp_path: Path, model_server: Any, make_
     assert chat_tags(model_server).count("filter_informative") == 2  # the 429 and the retry
     step = next(s for s in result.report.steps if s.worker == "filter_informative")
     assert step.llm_calls == 1 and step.prompt_tokens > 0  # the meter counts answered calls
-    assert result.report.llm_calls == 3
+    assert step.llm_retries == 1  # and, apart, the attempt that was retried
+    assert result.report.llm_calls == 3 and result.report.llm_retries == 1
     assert pending(res.store) == [] and [m.content for m in res.store.list_memories(USER)] == [
         "Tom is allergic to peanuts"
     ]
