@@ -93,14 +93,15 @@ def run_demo(
                         for i, (r, t) in enumerate(turns)
                     ]
                     memory.add_messages(USER, messages, session_id=f"session-{number}")
-                    reports = run_job(memory.runtime, CONSOLIDATE, USER)
+                    reports = _consolidate(memory, CONSOLIDATE, console)
                     outcome["reports"].extend(reports)
                     progress.advance(task)
                     for report in reports:
                         console.print(_report_table(f"session {number}: {report.operation}", report))
             if memory.runtime.has_llm:
-                outcome["reports"].extend(run_job(memory.runtime, REFLECT, USER))
-                console.print(_report_table("reflection", outcome["reports"][-1]))
+                for report in _consolidate(memory, REFLECT, console):
+                    outcome["reports"].append(report)
+                    console.print(_report_table("reflection", report))
             notices = sorted({n for r in outcome["reports"] for n in r.notices})
             if any(r.degraded for r in outcome["reports"]):
                 outcome["skipped"] = True
@@ -120,6 +121,18 @@ def run_demo(
         if tmp is not None:
             tmp.cleanup()
     return outcome
+
+
+def _consolidate(memory: MemoryScope, operation: str, console: Console) -> list[RunReport]:
+    """Run the job in-process to show each step's report; with Celery, queue it and show its totals."""
+    if memory.settings.jobs.backend != "celery":
+        return run_job(memory.runtime, operation, USER)
+    record = memory.jobs.wait(memory.jobs.submit(operation, USER), timeout=600)
+    if record.state != "succeeded":
+        console.print(f"{operation} job {record.id}: {record.state} {escape(record.error or '')}")
+    else:
+        console.print(f"{operation} job {record.id} on a Celery worker: {record.summary}")
+    return []
 
 
 def _print_memories(memory: MemoryScope, console: Console) -> list[Any]:
