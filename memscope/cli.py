@@ -7,7 +7,7 @@ terminal width (rich would wrap and could eat `[...]` as markup). Exit codes: 0 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -163,7 +163,7 @@ def workers_list(
 
     if config:
         load_worker_modules(_load_or_exit(config).workers.modules)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": name,
             "description": cls.summary(),
@@ -333,6 +333,109 @@ def _describe_source(path: Path | None) -> str:
 from memscope.jobs.commands import register as _register_job_commands  # noqa: E402
 
 _register_job_commands(app)
+
+
+# -- benchmarks: `memscope bench retrieval|ingest|locomo|locomo-qa` (run from a source checkout) -----
+bench_app = typer.Typer(help="Latency, throughput and LoCoMo benchmarks (from a memscope source checkout).",
+                        no_args_is_help=True)  # fmt: skip
+app.add_typer(bench_app, name="bench")
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of a table.")]
+NoProgressOpt = Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")]
+
+
+def _bench(module: str):  # type: ignore[no-untyped-def]
+    """Import benchmarks.<module>; the benchmarks live in the source tree, not in the installed package."""
+    import importlib
+    import sys
+
+    try:
+        return importlib.import_module(f"benchmarks.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("benchmarks", f"benchmarks.{module}"):
+            raise
+        checkout = Path.cwd()
+        if (checkout / "benchmarks" / f"{module}.py").exists():
+            sys.path.insert(0, str(checkout))
+            return importlib.import_module(f"benchmarks.{module}")
+        typer.echo("`memscope bench` needs the benchmarks/ folder: run it from a memscope source checkout", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+@bench_app.command("retrieval")
+def bench_retrieval(
+    memories: Annotated[list[int], typer.Option("--memories", "-n", help="Memories in the store (repeatable).")],
+    users: Annotated[int, typer.Option(help="Users the memories are spread over; the timed one has N/U.")] = 1,
+    queries: Annotated[int, typer.Option(help="Timed retrievals.")] = 200,
+    top_k: Annotated[int, typer.Option("--top-k", help="Results per retrieval.")] = 10,
+    json_out: JsonOpt = False,
+    no_progress: NoProgressOpt = False,
+) -> None:
+    """Time the real retrieve_memory operation on a fresh SQLite store (embeddings precomputed)."""
+    bench = _bench("retrieval")
+    results = [
+        bench.run_retrieval_bench(n, users, queries, top_k, show_progress=not (no_progress or json_out))
+        for n in memories
+    ]
+    bench.report(results, json_out)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    messages: Annotated[int, typer.Option(help="Timed add_messages calls (one message each).")] = 1000,
+    json_out: JsonOpt = False,
+    no_progress: NoProgressOpt = False,
+) -> None:
+    """add_messages acknowledgement latency: embedded, and with Celery when Redis on 127.0.0.1:6379 answers."""
+    bench = _bench("ingest")
+    bench.report(bench.run_ingest_bench(messages, show_progress=not (no_progress or json_out)), json_out)
+
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Folder of LoCoMo conv-*.json files.", exists=True,
+                                        file_okay=False)]  # fmt: skip
+KOpt = Annotated[int, typer.Option("--k", help="Items retrieved per question.")]
+
+
+@bench_app.command("locomo")
+def bench_locomo(
+    data: DataOpt,
+    k: KOpt = 10,
+    limit_conversations: Annotated[int | None, typer.Option(help="Only the first N conversations.")] = None,
+    consolidate: Annotated[bool, typer.Option(help="Consolidate with the configured LLM first.")] = False,
+    embed_cache: Annotated[Path | None, typer.Option(help="Keep turn/question vectors in this .npz file.")] = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    no_progress: NoProgressOpt = False,
+) -> None:
+    """LoCoMo retrieval recall@k (categories 1-4) with the local embedder; no LLM unless --consolidate."""
+    bench = _bench("locomo")
+    settings = settings_to_dict(_load_or_exit(config), mask_secrets=False)
+    if not consolidate:
+        settings["llm"] = {"backend": "none"}
+    summary = bench.run_locomo(data, k, limit_conversations, consolidate, settings,
+                               show_progress=not (no_progress or json_out), embed_cache=embed_cache)  # fmt: skip
+    bench.report(summary, json_out)
+
+
+@bench_app.command("locomo-qa")
+def bench_locomo_qa(
+    data: DataOpt,
+    k: KOpt = 10,
+    limit_questions: Annotated[int | None, typer.Option(help="Only the first N scored questions.")] = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    no_progress: NoProgressOpt = False,
+) -> None:
+    """Answer LoCoMo questions from retrieved memory with the configured LLM; an LLM judge scores them (J)."""
+    from memscope.errors import NoModelConfigured
+
+    bench = _bench("locomo_qa")
+    settings = _load_or_exit(config)
+    try:
+        summary = bench.run_locomo_qa(data, settings, k, limit_questions, show_progress=not (no_progress or json_out))
+    except NoModelConfigured as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    bench.report(summary, json_out)
 
 
 def main() -> None:

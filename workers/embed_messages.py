@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.workers._base import user_zone
+from memscope.workers._retrieval import message_embedding_text
 
 
 @worker("embed_messages")
 class EmbedMessages(Worker):
-    """Embed the user's messages that have no vector yet, in batches (no LLM; skipped without an embedder)."""
+    """Embed the user's messages that have no vector yet, in batches (no LLM; skipped without an embedder).
+
+    The text embedded is the speaker, the day and the content (see `message_embedding_text`).
+    """
 
     reads = ("user_id",)
+    optional_reads = ("timezone",)
     writes = ("embedded_messages",)
 
     class Params(WorkerParams):
@@ -26,13 +32,14 @@ class EmbedMessages(Worker):
             ctx["embedded_messages"] = done
             return
         user_id = ctx["user_id"]
+        zone = user_zone(self, ctx)
         store.check_embedding_model(embedder.name, embedder.dim)
         for _ in range(self.params.max_batches):
             found = store.messages_without_embedding(user_id, limit=self.params.batch_size)
             batch = [m for m in found if m.id not in seen]  # a vector the store refused: do not loop on it
             if not batch:
                 break
-            vectors = embedder.embed([m.content for m in batch])
+            vectors = embedder.embed([message_embedding_text(m, zone) for m in batch])
             store.set_message_embeddings(
                 user_id, {m.id: [float(x) for x in v] for m, v in zip(batch, vectors, strict=True)}
             )

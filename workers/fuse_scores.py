@@ -16,6 +16,8 @@
   wholly inside, a fraction for a vague item (a month) that only partly overlaps (a day).
 - age_days: now minus the item's time (event start, else created_at), floored at 0.
 - importance: the memory's; `message_importance` for raw messages.
+- session_boost (default 0; retrieve_memory sets it): added to raw turns of the best-matching
+  conversation session(s), see `_lift_best_sessions`.
 A message that is a source of a memory hit is dropped in favour of that memory, whose relevance
 becomes the larger of the two (the match on the message speaks for the memory).
 """
@@ -53,6 +55,9 @@ class FuseScores(Worker):
         message_importance: float = 0.5
         similarity_weight: float = Field(0.5, ge=0.0, le=1.0)
         rrf_k: int = 60  # must match the k the store fused with (SearchQuery.rrf_k)
+        session_boost: float = 0.0  # added to raw turns of the conversation session(s) that match best
+        session_top: int = Field(1, ge=1)  # how many best sessions are lifted
+        session_evidence: int = Field(3, ge=1)  # a session's match: the sum of its best N turns' scores
 
     params: Params
 
@@ -89,8 +94,35 @@ class FuseScores(Worker):
         for item in items.values():
             span = spans.get(item.id) or TimeRange(start=item.time, end=item.time)
             self._score(item, rel[item.id], span, query_time, now)
+        self._lift_best_sessions(list(items.values()))
         ranked = sorted(items.values(), key=lambda i: (-i.score, -i.time.timestamp(), i.id))
         ctx["results"] = ranked[:top_k]
+
+    def _lift_best_sessions(self, items: list[RetrievedItem]) -> None:
+        """Add `session_boost` to the raw turns of the best-matching session(s).
+
+        A conversation session is about a few things: when several of its turns match the query, its
+        other matching turns are likelier to hold the answer than a lone match elsewhere (the question
+        and its answer, the event and its follow-up). A session's match is the sum of its best
+        `session_evidence` candidate scores.
+        """
+        p = self.params
+        if p.session_boost <= 0:
+            return
+        by_session: dict[str, list[float]] = {}
+        for item in items:
+            if item.kind == "message" and item.session_id is not None:
+                by_session.setdefault(item.session_id, []).append(item.score)
+        if not by_session:
+            return
+        strength = {k: sum(sorted(v, reverse=True)[: p.session_evidence]) for k, v in by_session.items()}
+        order = sorted(strength, key=lambda k: (-strength[k], k))
+        lift = {k: p.session_boost for k in order[: p.session_top]}
+        for item in items:
+            boost = lift.get(item.session_id or "", 0.0) if item.kind == "message" else 0.0
+            if boost > 0:
+                item.explain["session"] = boost
+                item.score += boost
 
     def _score(
         self, item: RetrievedItem, relevance: float, span: TimeRange, query_time: TimeRange | None,

@@ -31,6 +31,7 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -43,10 +44,13 @@ from memscope.errors import EmbeddingMismatch, StoreError, StoreUnavailable, Val
 from memscope.models import (
     EventKind,
     EventTime,
+    Granularity,
     MemoryEvent,
     MemoryNode,
     MemoryStatus,
+    MemoryType,
     Message,
+    Role,
     TimeRange,
     check_user_id,
     utcnow,
@@ -68,6 +72,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _MAX_QUERY_TERMS = 64
 _CACHE_BYTES = 512 * 1024 * 1024
+_PARALLEL_ROWS = 20_000  # from this many vectors, the text query runs beside the vector product
+_SIMS_KEPT = 4  # recent query-vector similarity arrays kept (a retrieval searches twice with one vector)
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002ebef]")
 _WORD = re.compile(r"[^\W_]+")
 # Dropped from queries (not from the index) unless nothing else is left: they match nearly every row,
@@ -309,6 +315,63 @@ def _memory_from_row(row: sqlite3.Row | dict[str, Any]) -> MemoryNode:
     )
 
 
+def _message_body(row: dict[str, Any]) -> str:
+    """A message as text-indexed: the speaker's name (when given) and the content, so "what did Caroline
+    say" matches Caroline's turns."""
+    return f"{row['name']}: {row['content']}" if row.get("name") else row["content"]
+
+
+def _memory_from_stored(row: sqlite3.Row) -> MemoryNode:
+    """`_memory_from_row` without re-validation, for rows this store wrote (validated then): the hot path."""
+    blob = row["embedding"]
+    event = row["event_time"]
+    if event is not None:
+        data = json.loads(event)
+        event = EventTime.model_construct(
+            start=datetime.fromisoformat(data["start"]),
+            end=datetime.fromisoformat(data["end"]),
+            granularity=Granularity(data["granularity"]),
+        )
+    last = row["last_accessed_at"]
+    return MemoryNode.model_construct(
+        id=row["id"],
+        user_id=row["user_id"],
+        agent_id=row["agent_id"],
+        memory_type=MemoryType(row["memory_type"]),
+        content=row["content"],
+        key=row["key"],
+        embedding=None if blob is None else np.frombuffer(blob, dtype=np.float32).astype(float).tolist(),
+        status=MemoryStatus(row["status"]),
+        event_time=event,
+        created_at=_from_us(row["created_at"]),
+        updated_at=_from_us(row["updated_at"]),
+        source_message_ids=json.loads(row["source_message_ids"]),
+        source_memory_ids=json.loads(row["source_memory_ids"]),
+        superseded_by=row["superseded_by"],
+        importance=float(row["importance"]),
+        access_count=int(row["access_count"]),
+        last_accessed_at=None if last is None else _from_us(last),
+        metadata=json.loads(row["metadata"]),
+    )
+
+
+def _message_from_stored(row: sqlite3.Row) -> Message:
+    """`_message_from_row` without re-validation, for rows this store wrote: the hot path."""
+    done = row["consolidated_at"]
+    return Message.model_construct(
+        id=row["id"],
+        user_id=row["user_id"],
+        agent_id=row["agent_id"],
+        session_id=row["session_id"],
+        role=Role(row["role"]),
+        content=row["content"],
+        name=row["name"],
+        created_at=_from_us(row["created_at"]),
+        metadata=json.loads(row["metadata"]),
+        consolidated_at=None if done is None else _from_us(done),
+    )
+
+
 def _message_row(message: Message) -> dict[str, Any]:
     return {
         "id": message.id,
@@ -518,6 +581,8 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._closed = False
         self._cache: OrderedDict[tuple[str, str, int], _VectorIndex] = OrderedDict()
+        self._sims: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+        self._pool: ThreadPoolExecutor | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -586,6 +651,13 @@ class SqliteStore:
             self._closed = True
             connections, self._connections = self._connections, []
             self._cache.clear()
+            self._sims.clear()
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        with self._lock:
+            connections += self._connections  # a helper thread may have opened one meanwhile
+            self._connections = []
         for conn in connections:
             conn.close()
 
@@ -666,7 +738,7 @@ class SqliteStore:
                 if cur.rowcount == 1:
                     conn.execute(
                         "INSERT INTO messages_fts (rowid, body) VALUES (?, ?)",
-                        (cur.lastrowid, fts_normalize(row["content"])),
+                        (cur.lastrowid, fts_normalize(_message_body(row))),
                     )
 
     @_mapped
@@ -733,7 +805,7 @@ class SqliteStore:
             "SELECT * FROM messages WHERE +user_id = ? AND id IN (SELECT value FROM json_each(?))",
             (user_id, _json([h[0] for h in hits])),
         )
-        found = {r["id"]: _message_from_row(r) for r in rows.fetchall()}
+        found = {r["id"]: _message_from_stored(r) for r in rows.fetchall()}
         return [ScoredMessage(found[i], s, vr, tr, sim) for i, s, vr, tr, sim in hits if i in found]
 
     @_mapped
@@ -886,7 +958,7 @@ class SqliteStore:
             "SELECT * FROM memories WHERE +user_id = ? AND id IN (SELECT value FROM json_each(?))",
             (user_id, _json([h[0] for h in hits])),
         )
-        found = {r["id"]: _memory_from_row(r) for r in rows.fetchall()}
+        found = {r["id"]: _memory_from_stored(r) for r in rows.fetchall()}
         return [ScoredMemory(found[i], s, vr, tr, sim) for i, s, vr, tr, sim in hits if i in found]
 
     @_mapped
@@ -895,12 +967,19 @@ class SqliteStore:
         check_user_id(user_id)
         if not memory_ids:
             return
-        with self._write() as conn:
-            conn.execute(
-                "UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?"
-                " WHERE +user_id = ? AND id IN (SELECT value FROM json_each(?))",
-                (_to_us(at), user_id, _json(list(dict.fromkeys(memory_ids)))),
-            )
+        # Access counters are bookkeeping on the retrieval hot path: this commit skips the fsync
+        # (WAL + synchronous NORMAL: never corrupt, at worst the last touches lost on power failure).
+        conn = self._conn()
+        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?"
+                    " WHERE +user_id = ? AND id IN (SELECT value FROM json_each(?))",
+                    (_to_us(at), user_id, _json(list(dict.fromkeys(memory_ids)))),
+                )
+        finally:
+            conn.execute("PRAGMA synchronous = FULL")
 
     @_mapped
     def history(self, user_id: str, memory_id: str) -> list[MemoryEvent]:
@@ -982,16 +1061,27 @@ class SqliteStore:
         vector_ids: list[str] = []
         text_ids: list[str] = []
         similarity: Callable[[str], float | None] = lambda _: None  # noqa: E731
+        match = fts_query(query.text)
+        text_sql = (
+            f"SELECT m.id FROM {kind}_fts JOIN {kind} m ON m.pk = {kind}_fts.rowid"
+            f" WHERE {kind}_fts MATCH ? AND {where} ORDER BY rank LIMIT ?"  # rank = bm25, sorted inside FTS5
+        )
+
+        def text_channel() -> list[str]:
+            return [r[0] for r in self._conn().execute(text_sql, [match, *params, wanted]).fetchall()]
+
+        # Both channels release the GIL (SQLite, BLAS): over a large matrix the text query runs on a helper
+        # thread (its own connection) while the vector product runs here; small ones are not worth the hop.
+        pending = None
+        if match is not None and query.embedding is not None:
+            rows = len(self._vector_index(kind, user_id, len(query.embedding)).ids)
+            if rows >= _PARALLEL_ROWS:
+                pending = self._text_pool().submit(text_channel)
         if query.embedding is not None:
             vector_ids, similarity = self._vector_channel(kind, user_id, query.embedding, wanted, mask_of)
             rankings.append(vector_ids)
-        match = fts_query(query.text)
         if match is not None:
-            sql = (
-                f"SELECT m.id FROM {kind}_fts JOIN {kind} m ON m.pk = {kind}_fts.rowid"
-                f" WHERE {kind}_fts MATCH ? AND {where} ORDER BY bm25({kind}_fts) LIMIT ?"
-            )
-            text_ids = [r[0] for r in self._conn().execute(sql, [match, *params, wanted]).fetchall()]
+            text_ids = pending.result() if pending is not None else text_channel()
             rankings.append(text_ids)
         if not rankings:
             return []
@@ -1014,7 +1104,7 @@ class SqliteStore:
         if norm > 0:
             q = q / norm
         index = self._vector_index(kind, user_id, int(q.shape[0]))
-        sims = index.matrix @ q
+        sims = self._similarities(kind, user_id, index, q)
 
         def similarity(memory_id: str) -> float | None:
             pos = index.pos.get(memory_id)
@@ -1029,6 +1119,29 @@ class SqliteStore:
             top = np.argpartition(-scores, wanted - 1)[:wanted]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [index.ids[i] for i in allowed[top]], similarity
+
+    def _text_pool(self) -> ThreadPoolExecutor:
+        """The helper thread(s) running text queries beside the vector product (made on first use)."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"the SQLite store {self.path} is closed; open a new SqliteStore")
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memscope-sqlite")
+            return self._pool
+
+    def _similarities(self, kind: str, user_id: str, index: _VectorIndex, q: np.ndarray) -> np.ndarray:
+        """Cosine of `q` with every row; the last few are kept, as a retrieval often searches twice with one
+        vector (open, then time-filtered) and the product is the costliest step of a large search."""
+        key = (kind, user_id, index.version, len(index.ids), q.tobytes())
+        with self._lock:
+            sims = self._sims.get(key)
+        if sims is None:
+            sims = index.matrix @ q
+            with self._lock:
+                self._sims[key] = sims
+                while len(self._sims) > _SIMS_KEPT:
+                    self._sims.popitem(last=False)
+        return sims
 
     def _vector_index(self, kind: str, user_id: str, dim: int) -> _VectorIndex:
         """The cached matrix of one user's vectors, brought up to date with the user's version.
