@@ -1,0 +1,252 @@
+"""`memscope bench retrieval`: end-to-end latency of the real `retrieve_memory` operation on SQLite.
+
+A fresh store (a temp file) is filled with N synthetic memories with precomputed vectors (random unit
+vectors near topic centres, so nearest neighbours mean something), then `MemoryScope.retrieve` is
+timed with a precomputed query vector: the framework is timed, not the embedding model.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._common import console, emit, peak_rss_mb, progress, rss_mb, summarize
+
+__all__ = ["PrecomputedEmbedder", "RetrievalBenchResult", "SyntheticCorpus", "run_retrieval_bench"]
+
+DIM = 384
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def _options(text: str) -> list[str]:
+    return text.split("|")
+
+
+PEOPLE = _options(
+    "Alice|Bob|Carmen|Deepak|Elena|Farid|Grace|Hiro|Ines|Jonas|Kemi|Liam|Mei|Nora|Oscar|Priya|Quentin|Rosa|Sven"
+    "|Tariq|Uma|Victor|Wen|Yusuf"
+)
+RELATIONS = _options("sister|brother|colleague|neighbour|best friend|cousin|manager|old classmate|daughter|son")
+PLACES = _options("Berlin|Lisbon|Nairobi|Osaka|Toronto|Lima|Krakow|Hanoi|Austin|Dublin|Marseille|Seoul|Oslo")
+JOBS = _options(
+    "a nurse|a software engineer|a teacher|a chef|an architect|a pilot|a lawyer|a barista|a data analyst"
+    "|a carpenter|a journalist|a vet"
+)
+HOBBIES = _options(
+    "rock climbing|pottery|chess|salsa dancing|birdwatching|baking sourdough|running|painting watercolours"
+    "|playing the cello|gardening|surfing|knitting|photography"
+)
+FOODS = _options("sushi|spicy ramen|vegan curry|tapas|dumplings|pho|pizza margherita|falafel")
+MONTHS = _options("January|February|March|April|May|June|July|August|September|October|November|December")
+TEMPLATES = [
+    "User's {rel} {person} lives in {place}.",
+    "User works as {job} in {place}.",
+    "User started {hobby} in {month} {year}.",
+    "{person} is the user's {rel} and works as {job}.",
+    "User plans to visit {place} with {person} in {month}.",
+    "User's favourite food is {food}; they had it with {person} last {month}.",
+    "User goes {hobby} with {person} every weekend.",
+    "User moved to {place} in {year} to work as {job}.",
+    "User's {rel} {person} took up {hobby} recently.",
+    "User is allergic to {food} and avoids it at restaurants.",
+    "User met {person} at a {hobby} class in {place}.",
+    "User's birthday dinner in {month} {year} was {food} at a place in {place}.",
+]  # fmt: skip
+QUESTIONS = [
+    "Where does my {rel} live?",
+    "What does {person} do for work?",
+    "When did I start {hobby}?",
+    "Who do I go {hobby} with?",
+    "What food do I like?",
+    "When am I going to {place}?",
+    "What happened with {person} in {month}?",
+    "What do you remember about my {rel}?",
+]
+
+
+@dataclass
+class SyntheticCorpus:
+    """Varied memory sentences from templates, with vectors clustered by topic (deterministic by seed)."""
+
+    seed: int = 7
+    topics: int = 256
+    rng: random.Random = field(init=False)
+    np_rng: np.random.Generator = field(init=False)
+    centres: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.np_rng = np.random.default_rng(self.seed)
+        self.centres = _unit(self.np_rng.standard_normal((self.topics, DIM)).astype(np.float32))
+
+    def _fill(self, template: str) -> str:
+        r = self.rng
+        return template.format(
+            person=r.choice(PEOPLE), rel=r.choice(RELATIONS), place=r.choice(PLACES), job=r.choice(JOBS),
+            hobby=r.choice(HOBBIES), food=r.choice(FOODS), month=r.choice(MONTHS), year=r.randint(2015, 2025),
+        )  # fmt: skip
+
+    def sentences(self, n: int) -> list[str]:
+        """n memory sentences."""
+        return [self._fill(self.rng.choice(TEMPLATES)) for _ in range(n)]
+
+    def question(self) -> str:
+        """One question a user might ask."""
+        return self._fill(self.rng.choice(QUESTIONS))
+
+    def vectors(self, n: int, spread: float = 0.6) -> np.ndarray:
+        """n unit vectors, each a topic centre plus noise."""
+        topic = self.np_rng.integers(0, self.topics, size=n)
+        noise = self.np_rng.standard_normal((n, DIM)).astype(np.float32) * (spread / np.sqrt(DIM))
+        return _unit(self.centres[topic] + noise)
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    return (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).astype(np.float32)
+
+
+class PrecomputedEmbedder:
+    """An Embedder returning vectors set beforehand (`next_vector`), so only the framework is timed."""
+
+    name = "bench-precomputed"
+    dim = DIM
+
+    def __init__(self) -> None:
+        self.next_vector: np.ndarray = np.zeros(DIM, dtype=np.float32)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """`next_vector` for every text."""
+        return np.tile(self.next_vector, (len(texts), 1)).astype(np.float32)
+
+
+@dataclass
+class RetrievalBenchResult:
+    """The figures of one retrieval benchmark run."""
+
+    memories: int
+    users: int
+    user_memories: int
+    queries: int
+    top_k: int
+    fill_s: float
+    first_query_ms: float
+    latency: dict[str, float]
+    steps_p50_ms: dict[str, float]
+    rss_after_fill_mb: float
+    peak_rss_mb: float
+    store_file_mb: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return dict(self.__dict__)
+
+
+def _nodes(user_id: str, corpus: SyntheticCorpus, n: int, start: int) -> list[Any]:
+    from memscope.models import EventTime, Granularity, MemoryNode, MemoryType
+
+    texts, vectors = corpus.sentences(n), corpus.vectors(n)
+    rng = corpus.rng
+    out = []
+    for i in range(n):
+        created = NOW - timedelta(days=rng.uniform(0, 730), seconds=i)
+        kind = rng.random()
+        mtype = MemoryType.OBSERVATION if kind < 0.8 else MemoryType.INSIGHT if kind < 0.95 else MemoryType.CUSTOMIZED
+        event = None
+        if rng.random() < 0.3:
+            day = created - timedelta(days=rng.uniform(0, 30))
+            event = EventTime(start=day, end=day + timedelta(days=1), granularity=Granularity.DAY)
+        out.append(
+            MemoryNode(
+                id=f"{user_id}-m{start + i:07d}", user_id=user_id, memory_type=mtype, content=texts[i],
+                embedding=vectors[i].tolist(), created_at=created, updated_at=created, event_time=event,
+                importance=round(rng.uniform(0.2, 0.9), 2),
+            )
+        )  # fmt: skip
+    return out
+
+
+def fill_store(store: Any, memories: int, users: int, corpus: SyntheticCorpus, batch: int = 1000,
+               show_progress: bool = True) -> tuple[str, int]:  # fmt: skip
+    """Write `memories` memories spread evenly over `users` users; returns (timed user, its count)."""
+    per_user = [memories // users + (1 if u < memories % users else 0) for u in range(users)]
+    with progress("writing memories", memories, show_progress) as advance:
+        for u, count in enumerate(per_user):
+            done = 0
+            while done < count:
+                n = min(batch, count - done)
+                store.write_memories(_nodes(f"user{u:04d}", corpus, n, done), operation="bench")
+                done += n
+                advance(n)
+    return "user0000", per_user[0]
+
+
+def run_retrieval_bench(
+    memories: int = 1000, users: int = 1, queries: int = 200, top_k: int = 10, show_progress: bool = True,
+    path: Path | None = None,
+) -> RetrievalBenchResult:  # fmt: skip
+    """Fill a fresh store and time `queries` retrievals for the first user (after one warm-up query)."""
+    from memscope.api import MemoryScope
+    from memscope.runtime import Runtime
+    from memscope.stores.sqlite import SqliteStore
+
+    if memories < 1 or users < 1 or queries < 1:
+        raise ValueError("memories, users and queries must be at least 1")
+    with tempfile.TemporaryDirectory(prefix="memscope-bench-") as tmp:
+        db = path or Path(tmp) / "bench.db"
+        settings = {"store": {"path": str(db)}, "llm": {"backend": "none"}, "rerank": {"backend": "none"}}
+        store = SqliteStore(db)
+        embedder = PrecomputedEmbedder()
+        runtime = Runtime(settings, store=store, embedder=embedder, llm=None)
+        corpus = SyntheticCorpus()
+        started = time.perf_counter()
+        user, user_memories = fill_store(store, memories, users, corpus, show_progress=show_progress)
+        fill_s = time.perf_counter() - started
+        rss_fill = rss_mb()
+        probes = corpus.vectors(queries + 1, spread=0.8)
+        questions = [corpus.question() for _ in range(queries + 1)]
+        samples: list[float] = []
+        steps: dict[str, list[float]] = {}
+        with MemoryScope(runtime=runtime, background=False) as memory:
+            embedder.next_vector = probes[0]
+            t0 = time.perf_counter()
+            memory.retrieve(user, questions[0], top_k=top_k, now=NOW)
+            first_ms = (time.perf_counter() - t0) * 1000
+            with progress("retrieving", queries, show_progress) as advance:
+                for vector, question in zip(probes[1:], questions[1:], strict=True):
+                    embedder.next_vector = vector
+                    t0 = time.perf_counter()
+                    result = memory.retrieve(user, question, top_k=top_k, now=NOW)
+                    samples.append((time.perf_counter() - t0) * 1000)
+                    for step in result.report.steps:
+                        steps.setdefault(step.worker, []).append(step.wall_ms)
+                    advance()
+        size_mb = db.stat().st_size / 2**20 if db.exists() else float("nan")
+    return RetrievalBenchResult(
+        memories=memories, users=users, user_memories=user_memories, queries=queries, top_k=top_k,
+        fill_s=round(fill_s, 2), first_query_ms=round(first_ms, 3), latency=summarize(samples).to_dict(),
+        steps_p50_ms={k: round(float(np.median(v)), 3) for k, v in steps.items()},
+        rss_after_fill_mb=round(rss_fill, 1), peak_rss_mb=round(peak_rss_mb(), 1), store_file_mb=round(size_mb, 1),
+    )  # fmt: skip
+
+
+def report(results: list[RetrievalBenchResult], as_json: bool) -> None:
+    """Print one row per run (rich table) or the JSON list."""
+    rows = [
+        [r.memories, r.users, r.user_memories, r.latency["p50"], r.latency["p95"], r.latency["p99"],
+         r.latency["mean"], r.first_query_ms, r.peak_rss_mb, r.store_file_mb, r.fill_s]
+        for r in results
+    ]  # fmt: skip
+    columns = ["memories", "users", "timed user's", "p50 ms", "p95 ms", "p99 ms", "mean ms", "first (cold) ms",
+               "peak RSS MiB", "file MiB", "fill s"]  # fmt: skip
+    emit("retrieve_memory latency (embedding excluded)", columns, rows, [r.to_dict() for r in results], as_json)
+    if not as_json and results:
+        steps = ", ".join(f"{k} {v:.2f}" for k, v in results[-1].steps_p50_ms.items())
+        console().print(f"per-step p50 ms (last run): {steps}")

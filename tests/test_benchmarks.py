@@ -1,0 +1,147 @@
+"""Smoke tests of `memscope bench ...`: each command on tiny sizes against real parts, so none can rot.
+
+No timing is asserted (speed belongs in the benchmarks themselves); the figures' shape and the
+measured recall / verdicts are.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from benchmarks.locomo import load_conversation, parse_session_date
+from memscope.cli import app
+from tests.support.scripted_server import ScriptedServer
+
+pytestmark = pytest.mark.integration
+
+
+def invoke(*args: str) -> Any:
+    """Run `memscope bench ...` and return its JSON output."""
+    result = CliRunner().invoke(app, ["bench", *args, "--json"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return json.loads(result.stdout)
+
+
+def write_locomo(folder: Path) -> Path:
+    """A tiny conversation in the LoCoMo file format: two sessions, a photo, four questions (one adversarial)."""
+    conv = {
+        "speaker_a": "Caroline",
+        "speaker_b": "Melanie",
+        "session_1_date_time": "1:56 pm on 8 May, 2023",
+        "session_1": [
+            {"speaker": "Caroline", "dia_id": "D1:1", "text": "Hey Mel! How have you been?"},
+            {"speaker": "Melanie", "dia_id": "D1:2", "text": "Busy with the kids. I painted a sunrise over the lake."},
+            {"speaker": "Caroline", "dia_id": "D1:3", "text": "I went to a support group yesterday, it was moving."},
+        ],
+        "session_2_date_time": "7:55 pm on 9 June, 2023",
+        "session_2": [
+            {"speaker": "Melanie", "dia_id": "D2:1", "text": "We went camping at the beach with the family."},
+            {
+                "speaker": "Caroline",
+                "dia_id": "D2:2",
+                "text": "Look at this!",
+                "img_url": ["http://example.invalid/x.jpg"],
+                "blip_caption": "a photo of a violin on a wooden table",
+                "query": "violin",
+            },
+            {"speaker": "Melanie", "dia_id": "D2:3", "text": "Lovely. Pottery class is my new hobby."},
+        ],
+        "qa": [
+            {"question": "What did Melanie paint?", "answer": "a sunrise", "evidence": ["D1:2"], "category": 4},
+            {"question": "Where did Melanie go camping?", "answer": "the beach", "evidence": ["D2:1"], "category": 4},
+            {"question": "What instrument does Caroline play?", "answer": "violin", "evidence": ["D2:2"],
+             "category": 3},
+            {"question": "Did Caroline paint?", "adversarial_answer": "yes", "evidence": ["D1:2"], "category": 5},
+        ],
+    }  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "conv-01.json").write_text(json.dumps(conv), encoding="utf-8")
+    return folder
+
+
+def server_config(tmp_path: Path, server: ScriptedServer) -> Path:
+    """A config file with LLM and embeddings on the scripted server."""
+    openai = {"api_key": "test", "base_url": server.openai_base_url}
+    cfg = {
+        "store": {"path": str(tmp_path / "unused.db")},
+        "llm": {"backend": "openai", "model": "test-model", **openai},
+        "embedding": {"backend": "openai", "model": "test-embed", "dim": 64, **openai},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def test_session_dates_and_turns_parse(tmp_path: Path) -> None:
+    assert parse_session_date("1:56 pm on 8 May, 2023") == datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
+    assert parse_session_date("12:48 am on 1 February, 2023") == datetime(2023, 2, 1, 0, 48, tzinfo=UTC)
+    with pytest.raises(ValueError, match="unrecognised LoCoMo session date"):
+        parse_session_date("yesterday")
+    conv = load_conversation(write_locomo(tmp_path) / "conv-01.json")
+    assert [t.dia_id for t in conv.turns] == ["D1:1", "D1:2", "D1:3", "D2:1", "D2:2", "D2:3"]
+    assert conv.turns[4].content == "Look at this! [shares a photo of a violin on a wooden table]"
+    assert conv.turns[1].created_at > conv.turns[0].created_at  # order kept within a session
+    assert conv.last_date.date() == datetime(2023, 6, 9).date()
+    assert len(conv.scored_questions()) == 3  # the adversarial one is not scored
+
+
+def test_bench_retrieval_times_the_real_operation() -> None:
+    out = invoke("retrieval", "--memories", "120", "--memories", "300", "--users", "3", "--queries", "5")
+    assert [r["memories"] for r in out] == [120, 300]
+    assert [r["user_memories"] for r in out] == [40, 100]
+    for row in out:
+        assert row["latency"]["count"] == 5
+        assert row["latency"]["p50"] <= row["latency"]["p95"] <= row["latency"]["p99"]
+        assert {"search_memories", "fuse_scores", "format_context"} <= set(row["steps_p50_ms"])
+        assert row["peak_rss_mb"] > 0
+
+
+def test_bench_ingest_reports_embedded_and_celery_rows() -> None:
+    out = invoke("ingest", "--messages", "15")
+    embedded, celery = out["rows"]
+    assert embedded["latency"]["count"] == 15 and embedded["unavailable"] is None
+    # Celery runs when Redis answers, else the row says why; either way it does not crash the command
+    assert (celery["latency"] is not None and celery["latency"]["count"] == 15) or celery["unavailable"]
+
+
+def test_bench_locomo_measures_recall(tmp_path: Path, model_server: ScriptedServer) -> None:
+    data = write_locomo(tmp_path / "locomo")
+    out = invoke("locomo", "--data", str(data), "--k", "2", "--config", str(server_config(tmp_path, model_server)))
+    assert out["questions"] == 3 and out["k"] == 2
+    assert out["per_category"]["single-hop"]["questions"] == 2
+    assert out["per_category"]["multi-hop"]["questions"] == 0
+    assert out["conversations"]["conv-01"]["turns"] == 6
+    assert 0.0 < out["recall"] <= 1.0
+    # embeddings come from the scripted server; no chat call is made without --consolidate
+    assert model_server.requests_to("/embeddings") and not model_server.requests_to("/chat/completions")
+
+
+def test_bench_locomo_qa_answers_and_judges(tmp_path: Path, model_server: ScriptedServer) -> None:
+    model_server.script("locomo_answer", "a sunrise", "the mountains")
+    model_server.script(
+        "locomo_judge",
+        {"reasoning": "same thing", "label": "CORRECT"},
+        {"reasoning": "beach is not mountains", "label": "WRONG"},
+    )
+    data = write_locomo(tmp_path / "locomo")
+    config = server_config(tmp_path, model_server)
+    out = invoke("locomo-qa", "--data", str(data), "--limit-questions", "2", "--config", str(config))
+    assert out["questions"] == 2 and out["j_score"] == 0.5
+    assert [r["label"] for r in out["rows"]] == ["CORRECT", "WRONG"]
+    assert [r["answer"] for r in out["rows"]] == ["a sunrise", "the mountains"]
+    assert out["tokens_per_question"]["answer_prompt"] > 0 and out["tokens_per_question"]["judge_prompt"] > 0
+    asks = [r for r in model_server.requests_to("/chat/completions") if r.tag == "locomo_answer"]
+    assert "sunrise" in asks[0].json["messages"][0]["content"]  # asked with the retrieved memory in context
+
+
+def test_bench_locomo_qa_without_a_model_says_what_to_do(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "locomo-qa", "--data", str(write_locomo(tmp_path / "d"))])
+    assert result.exit_code == 2
+    assert "locomo-qa needs an LLM" in result.output
