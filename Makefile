@@ -22,6 +22,7 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check memscope workers tests benchmarks
+	$(BIN)/mypy memscope
 	$(BIN)/python -m pytest -q
 
 lint: setup
