@@ -3,6 +3,13 @@
 Every method is scoped by `user_id`, enforced inside the backend: no call returns one user's data
 to another. `agent_id=None` in a read means every agent of that user; writes carry the agent in
 the record itself.
+
+Semantics every backend follows (the contract kit checks them):
+
+- `created_after` is strict (`>`), `created_before` is strict (`<`).
+- An empty `ids` or `memory_types` list matches nothing; None means no restriction.
+- A text search ORs the query's words (BM25 ranks rows matching more, rarer words higher); it is
+  not a phrase or AND search, and query text never changes the query's structure.
 """
 
 from __future__ import annotations
@@ -27,15 +34,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class MemoryFilter:
-    """Which memories of one user a list or search considers."""
+    """Which memories of one user a list or search considers (all given conditions must hold)."""
 
     agent_id: str | None = None
-    memory_types: Sequence[MemoryType] | None = None
+    memory_types: Sequence[MemoryType] | None = None  # [] matches nothing
     statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,)
     time_range: TimeRange | None = None  # overlaps the memory's event time, else its created_at
     key: str | None = None
-    ids: Sequence[str] | None = None
-    created_after: datetime | None = None
+    ids: Sequence[str] | None = None  # [] matches nothing
+    created_after: datetime | None = None  # strict: created_at > created_after
+    created_before: datetime | None = None  # strict: created_at < created_before
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,8 @@ class MessageFilter:
     agent_id: str | None = None
     session_id: str | None = None
     pending: bool | None = None  # True: not consolidated yet; False: consolidated; None: both
-    time_range: TimeRange | None = None  # on created_at
-    ids: Sequence[str] | None = None
+    time_range: TimeRange | None = None  # on created_at, [start, end)
+    ids: Sequence[str] | None = None  # [] matches nothing
 
 
 @dataclass(frozen=True)
@@ -110,9 +118,14 @@ class Store(Protocol):
         ...
 
     def list_messages(
-        self, user_id: str, filter: MessageFilter | None = None, limit: int | None = None
+        self,
+        user_id: str,
+        filter: MessageFilter | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> list[Message]:
-        """Messages of one user, oldest first."""
+        """Messages of one user, oldest first (by created_at, then id); `newest_first` reverses the order,
+        so `limit=N, newest_first=True` gives the latest N."""
         ...
 
     def mark_consolidated(self, user_id: str, message_ids: Sequence[str], at: datetime) -> int:

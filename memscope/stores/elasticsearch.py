@@ -36,17 +36,16 @@ No async variant yet: `AsyncElasticsearchStore` would mirror this class over `As
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
-from memscope.errors import EmbeddingMismatch, MemscopeError, StoreError, StoreUnavailable, ValidationError
-from memscope.models import EventKind, MemoryEvent, MemoryNode, MemoryStatus, Message, check_user_id, utcnow
+from memscope.errors import EmbeddingMismatch, StoreError, StoreUnavailable, ValidationError
+from memscope.models import MemoryEvent, MemoryNode, Message, check_user_id, utcnow
+from memscope.stores import es_admin
 from memscope.stores import es_queries as q
 from memscope.stores.base import (
     MemoryFilter,
@@ -56,86 +55,25 @@ from memscope.stores.base import (
     SearchQuery,
     StoreStats,
 )
+from memscope.stores.changes import change_kind, kept_access
+from memscope.stores.es_errors import RETRYABLE, import_es, mapped
 from memscope.stores.es_templates import (
-    KINDS,
-    TEMPLATE_VERSION,
     alias_name,
     check_prefix,
-    index_name,
-    index_template,
-    parse_index_version,
     vector_mapping,
 )
 from memscope.stores.fusion import rrf_fuse
 
 __all__ = ["ElasticsearchStore"]
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
-_INSTALL_HINT = "the Elasticsearch store needs the `elasticsearch` client: run `pip install 'elasticsearch>=8.12'`"
-_RETRYABLE = frozenset({429, 500, 502, 503, 504})
 _EVENT_NS = uuid.UUID("6f1c0d8e-3b7a-5c1e-9a52-6d656d73636f")
 _PAGE = 1000
 _MAX_ID_BYTES = 512
-_REINDEX_TIMEOUT_S = 3600.0
 _META_ID = "embedding"
 _MSG_SORT = [{"created_us": "asc"}, {"id": "asc"}]
+_MSG_SORT_NEWEST = [{"created_us": "desc"}, {"id": "desc"}]
 _MEM_SORT = [{"created_us": "desc"}, {"id": "desc"}]
-
-
-def _import_es() -> Any:
-    """The `elasticsearch` module, imported on first use so `import memscope` stays light."""
-    try:
-        import elasticsearch
-    except ImportError as exc:
-        raise StoreError(_INSTALL_HINT) from exc
-    return elasticsearch
-
-
-def _translate(exc: BaseException, url: str) -> MemscopeError | None:
-    """The memscope error for an Elasticsearch client error, or None when it is not one."""
-    try:
-        import elastic_transport
-        import elasticsearch
-    except ImportError:
-        return None
-    if isinstance(exc, elastic_transport.SerializationError):
-        return StoreError(f"Elasticsearch request or answer could not be (de)serialised: {exc}")
-    if isinstance(exc, elastic_transport.TransportError):
-        return StoreUnavailable(
-            f"cannot reach Elasticsearch at {url}: {exc}. Check that it runs and that the url is right"
-            " (store.elasticsearch.url / MEMSCOPE_ES_URL)"
-        )
-    if isinstance(exc, elasticsearch.UnsupportedProductError):
-        return StoreError(f"the server at {url} does not answer as Elasticsearch: {exc}")
-    if isinstance(exc, elastic_transport.ApiError):
-        status = getattr(getattr(exc, "meta", None), "status", None)
-        if status in (401, 403):
-            return StoreError(
-                f"Elasticsearch at {url} refused the credentials ({status}): {exc}. Check api_key or"
-                " username/password and the role's index privileges"
-            )
-        if status in _RETRYABLE:
-            return StoreUnavailable(f"Elasticsearch at {url} is overloaded or failing ({status}): {exc}")
-        return StoreError(f"Elasticsearch at {url} rejected a request ({status}): {exc}")
-    return None
-
-
-def _mapped(fn: Callable[P, R]) -> Callable[P, R]:
-    """Map Elasticsearch client errors raised by a public method to memscope's StoreError family."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            mapped = _translate(exc, getattr(args[0], "url", "?"))
-            if mapped is None:
-                raise
-            raise mapped from exc
-
-    return wrapper
 
 
 def _event_id(memory_id: str, seq: int) -> str:
@@ -157,18 +95,6 @@ def _aware(value: datetime, what: str) -> str:
     if value.tzinfo is None:
         raise ValidationError(f"{what} {value.isoformat()} must be timezone-aware (e.g. datetime.now(UTC))")
     return value.astimezone(UTC).isoformat()
-
-
-def _event_kind(old: MemoryStatus, new: MemoryStatus) -> EventKind:
-    if new != old and new == MemoryStatus.EXPIRED:
-        return EventKind.EXPIRE
-    if new != old and new == MemoryStatus.DELETED:
-        return EventKind.DELETE
-    return EventKind.UPDATE
-
-
-def _later(a: datetime | None, b: datetime | None) -> datetime | None:
-    return b if a is None else a if b is None else max(a, b)
 
 
 class ElasticsearchStore:
@@ -211,7 +137,7 @@ class ElasticsearchStore:
         verify_certs: bool,
         timeout: float,
     ) -> Any:
-        es = _import_es()
+        es = import_es()
         options: dict[str, Any] = {"request_timeout": timeout, "max_retries": 2, "retry_on_timeout": True}
         if api_key is not None:
             options["api_key"] = api_key
@@ -254,105 +180,32 @@ class ElasticsearchStore:
 
     def _server_version(self) -> tuple[int, int]:
         if self._server is None:
-            number = str(self._client.info()["version"]["number"])
-            parts = [*number.split("-")[0].split("."), "0", "0"][:2]
-            self._server = (int(parts[0]), int(parts[1])) if all(p.isdigit() for p in parts) else (0, 0)
+            self._server = es_admin.server_version(self._client)
         return self._server
 
-    def _template_version(self, kind: str) -> int | None:
-        es = _import_es()
-        try:
-            resp = self._client.indices.get_index_template(name=f"{self.index_prefix}-{kind}-template")
-        except es.NotFoundError:
-            return None
-        found = resp.get("index_templates") or [{}]
-        return int(found[0].get("index_template", {}).get("_meta", {}).get("version", 0))
-
-    @_mapped
+    @mapped
     def init_indices(self) -> None:
         """Idempotent set-up: put the index templates, create `-v1` indices and aliases if missing."""
         with self._lock:
             self._init_indices()
 
     def _init_indices(self) -> None:
-        es = _import_es()
-        keep_vectors = self._server_version() >= (9, 2)
-        for kind in KINDS:
-            current = self._template_version(kind)
-            if current is None or current < TEMPLATE_VERSION:
-                template = index_template(self.index_prefix, kind, keep_source_vectors=keep_vectors)
-                self._client.indices.put_index_template(**template)
-            alias = self.alias(kind)
-            if self._client.indices.exists_alias(name=alias):
-                continue
-            index = index_name(self.index_prefix, kind, max(current or 0, TEMPLATE_VERSION))
-            try:
-                self._client.indices.create(index=index, aliases={alias: {}})
-            except es.BadRequestError as exc:
-                if "resource_already_exists" not in str(exc):
-                    raise
-                self._client.indices.put_alias(index=index, name=alias)
+        es_admin.init_indices(self._client, self.index_prefix, self._server_version())
         self._ready = True
 
-    @_mapped
+    @mapped
     def migrate(self, new_version: int, *, delete_old: bool = False) -> list[tuple[str, str, str]]:
-        """Reindex every kind into `-v{new_version}` and move its alias atomically.
-
-        Returns (kind, old index, new index) for each kind moved; kinds already at that version or
-        later are skipped, so a re-run after a failure continues where it stopped.
-        """
-        es = self._es()
-        keep_vectors = self._server_version() >= (9, 2)
-        moved: list[tuple[str, str, str]] = []
-        for kind in KINDS:
-            alias = self.alias(kind)
-            indices = sorted(es.indices.get_alias(name=alias))
-            if len(indices) != 1:
-                raise StoreError(f"alias {alias} points to {indices}; it must point to exactly one index")
-            old = indices[0]
-            if (parse_index_version(old) or 0) >= new_version:
-                continue
-            es.indices.put_index_template(
-                **index_template(self.index_prefix, kind, new_version, keep_source_vectors=keep_vectors)
-            )
-            new = index_name(self.index_prefix, kind, new_version)
-            properties = es.indices.get_mapping(index=old)[old]["mappings"].get("properties", {})
-            extra = {"embedding": properties["embedding"]} if "embedding" in properties else None
-            if not es.indices.exists(index=new):
-                es.indices.create(index=new, mappings={"properties": extra} if extra else None)
-            resp = es.options(request_timeout=_REINDEX_TIMEOUT_S).reindex(
-                source={"index": old}, dest={"index": new}, wait_for_completion=True, refresh=True
-            )
-            if resp.get("failures"):
-                raise StoreError(f"reindex {old} -> {new} failed: {resp['failures'][:3]}; {alias} unchanged")
-            es.indices.update_aliases(
-                actions=[{"remove": {"index": old, "alias": alias}}, {"add": {"index": new, "alias": alias}}]
-            )
-            if delete_old:
-                es.indices.delete(index=old)
-            moved.append((kind, old, new))
+        """Reindex every kind into `-v{new_version}` and move its alias atomically (see `es_admin.migrate`)."""
+        moved = es_admin.migrate(
+            self._es(), self.index_prefix, self._server_version(), new_version, delete_old=delete_old
+        )
         self._dims = None
         return moved
 
-    @_mapped
+    @mapped
     def delete_indices(self) -> list[str]:
-        """Delete every index and template of this prefix (irreversible); returns the indices deleted.
-
-        Names are listed first and deleted one by one, so it works with
-        `action.destructive_requires_name` (the default since Elasticsearch 8).
-        """
-        es, mod = self._client, _import_es()
-        deleted: list[str] = []
-        for kind in KINDS:
-            try:
-                indices = sorted(es.indices.get(index=f"{self.index_prefix}-{kind}-v*"))
-            except mod.NotFoundError:
-                indices = []
-            for index in indices:
-                es.indices.delete(index=index)
-                deleted.append(index)
-            with contextlib.suppress(mod.NotFoundError):
-                es.indices.delete_index_template(name=f"{self.index_prefix}-{kind}-template")
+        """Delete every index and template of this prefix (irreversible); returns the indices deleted."""
+        deleted = es_admin.delete_indices(self._client, self.index_prefix)
         self._ready, self._dims = False, None
         return deleted
 
@@ -390,12 +243,12 @@ class ElasticsearchStore:
         if current is None:
             self._ensure_vectors(dims.pop())
 
-    @_mapped
+    @mapped
     def check_embedding_model(self, model: str, dim: int) -> None:
         """Record the embedder on first use; raise EmbeddingMismatch if the store holds another's."""
         if not isinstance(dim, int) or dim <= 0:
             raise ValidationError(f"embedding dim must be a positive integer, got {dim!r}")
-        es, mod = self._es(), _import_es()
+        es, mod = self._es(), import_es()
         meta = self._get(self.alias("meta"), _META_ID)
         if meta is None:
             mapped = self._vector_dims()
@@ -424,7 +277,7 @@ class ElasticsearchStore:
 
     def _get(self, index: str, doc_id: str) -> dict[str, Any] | None:
         """One document's source by id (realtime), or None when it does not exist."""
-        es = _import_es()
+        es = import_es()
         try:
             resp = self._es().get(index=index, id=doc_id)
         except es.NotFoundError as exc:
@@ -455,7 +308,7 @@ class ElasticsearchStore:
             retry = []
             for i, item in zip(todo, items, strict=True):
                 results[i] = next(iter(item.values()))
-                if results[i].get("status") in _RETRYABLE:
+                if results[i].get("status") in RETRYABLE:
                     retry.append(i)
             if not retry or attempt == self.bulk_retries:
                 break
@@ -474,7 +327,7 @@ class ElasticsearchStore:
             for r in failed[:10]
         )
         more = f" (and {len(failed) - 10} more)" if len(failed) > 10 else ""
-        cls = StoreUnavailable if all(r.get("status") in _RETRYABLE for r in failed) else StoreError
+        cls = StoreUnavailable if all(r.get("status") in RETRYABLE for r in failed) else StoreError
         raise cls(f"Elasticsearch {what} failed for {len(failed)} item(s): {reasons}{more}")
 
     def _search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -527,7 +380,7 @@ class ElasticsearchStore:
 
     # -- messages ------------------------------------------------------------------------------------
 
-    @_mapped
+    @mapped
     def add_messages(self, messages: Sequence[Message]) -> None:
         """Store messages durably (idempotent by id); searchable by text before this returns."""
         batch = list(messages)
@@ -546,20 +399,25 @@ class ElasticsearchStore:
             if clashes:
                 raise ValidationError(f"message id(s) {clashes[:5]} already belong to another user; give new ids")
 
-    @_mapped
+    @mapped
     def list_messages(
-        self, user_id: str, filter: MessageFilter | None = None, limit: int | None = None
+        self,
+        user_id: str,
+        filter: MessageFilter | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> list[Message]:
-        """Messages of one user, oldest first."""
+        """Messages of one user, oldest first (newest first if asked)."""
         check_user_id(user_id)
         query = q.message_filter(user_id, filter or MessageFilter())
-        return self._messages(user_id, self._collect("messages", query, _MSG_SORT, limit, 0))
+        sort = _MSG_SORT_NEWEST if newest_first else _MSG_SORT
+        return self._messages(user_id, self._collect("messages", query, sort, limit, 0))
 
     @staticmethod
     def _messages(user_id: str, hits: list[dict[str, Any]]) -> list[Message]:
         return [q.doc_to_message(h["_source"]) for h in hits if h["_source"].get("user_id") == user_id]
 
-    @_mapped
+    @mapped
     def mark_consolidated(self, user_id: str, message_ids: Sequence[str], at: datetime) -> int:
         """Set consolidated_at on these pending messages of this user; returns how many changed."""
         check_user_id(user_id)
@@ -568,7 +426,7 @@ class ElasticsearchStore:
         results = self._scripted("messages", each, q.CONSOLIDATE_SCRIPT, "wait_for")
         return sum(1 for r in results if r.get("result") == "updated")
 
-    @_mapped
+    @mapped
     def set_message_embeddings(self, user_id: str, embeddings: dict[str, Sequence[float]]) -> None:
         """Attach vectors to messages of this user (ids not of this user are ignored)."""
         check_user_id(user_id)
@@ -581,7 +439,7 @@ class ElasticsearchStore:
         each = {mid: {"user_id": user_id, "embedding": vec} for mid, vec in vectors.items()}
         self._scripted("messages", each, q.EMBED_SCRIPT, "wait_for")
 
-    @_mapped
+    @mapped
     def messages_without_embedding(self, user_id: str, limit: int = 256) -> list[Message]:
         """Messages of this user that have no vector yet, oldest first."""
         check_user_id(user_id)
@@ -589,7 +447,7 @@ class ElasticsearchStore:
         query["bool"]["must_not"] = [{"exists": {"field": "embedding"}}]
         return self._messages(user_id, self._collect("messages", query, _MSG_SORT, limit, 0))
 
-    @_mapped
+    @mapped
     def search_messages(
         self, user_id: str, query: SearchQuery, filter: MessageFilter | None = None
     ) -> list[ScoredMessage]:
@@ -601,7 +459,7 @@ class ElasticsearchStore:
             for src, score, vr, tr, sim in self._hybrid("messages", user_id, filter_query, query)
         ]
 
-    @_mapped
+    @mapped
     def users_with_pending(self, limit: int = 1000) -> list[tuple[str, str]]:
         """(user_id, agent_id) pairs that have pending messages: the sweep's source of truth."""
         pairs: list[tuple[str, str]] = []
@@ -631,7 +489,7 @@ class ElasticsearchStore:
 
     # -- memories ------------------------------------------------------------------------------------
 
-    @_mapped
+    @mapped
     def write_memories(
         self,
         memories: Sequence[MemoryNode],
@@ -687,19 +545,15 @@ class ElasticsearchStore:
         """The event a write of `node` over `stored` records (None: no change) and the node to store."""
         new = q.utc_node(node)
         seq = 0 if stored is None else stored[1]
-        if stored is None:
-            kind, before = EventKind.ADD, None
-        else:
-            old = stored[0]
-            if q.comparable(old) == q.comparable(new):
-                return None, old
-            kind, before = _event_kind(old.status, new.status), old.public_dict()
-            new = new.model_copy(
-                update={
-                    "access_count": max(new.access_count, old.access_count),
-                    "last_accessed_at": _later(new.last_accessed_at, old.last_accessed_at),
-                }
-            )
+        old = None if stored is None else stored[0]
+        kind = change_kind(None if old is None else q.comparable(old), q.comparable(new))
+        if kind is None:
+            return None, old if old is not None else new
+        before = None
+        if old is not None:
+            before = old.public_dict()
+            count, last = kept_access(new.access_count, new.last_accessed_at, old.access_count, old.last_accessed_at)
+            new = new.model_copy(update={"access_count": count, "last_accessed_at": last})
         event = MemoryEvent(
             id=_event_id(node.id, seq),
             user_id=new.user_id,
@@ -714,7 +568,7 @@ class ElasticsearchStore:
         )
         return event, new
 
-    @_mapped
+    @mapped
     def get_memory(self, user_id: str, memory_id: str) -> MemoryNode | None:
         """One memory of this user, or None (also when it belongs to another user)."""
         check_user_id(user_id)
@@ -725,7 +579,7 @@ class ElasticsearchStore:
             return None
         return q.doc_to_memory(source)
 
-    @_mapped
+    @mapped
     def list_memories(
         self,
         user_id: str,
@@ -741,7 +595,7 @@ class ElasticsearchStore:
         hits = self._collect("memories", query, _MEM_SORT, limit, offset)
         return [q.doc_to_memory(h["_source"]) for h in hits if h["_source"].get("user_id") == user_id]
 
-    @_mapped
+    @mapped
     def search_memories(
         self, user_id: str, query: SearchQuery, filter: MemoryFilter | None = None
     ) -> list[ScoredMemory]:
@@ -753,14 +607,14 @@ class ElasticsearchStore:
             for src, score, vr, tr, sim in self._hybrid("memories", user_id, filter_query, query)
         ]
 
-    @_mapped
+    @mapped
     def touch_memories(self, user_id: str, memory_ids: Sequence[str], at: datetime) -> None:
         """Count an access (access_count + 1, last_accessed_at) without writing an event."""
         check_user_id(user_id)
         params = {"user_id": user_id, "at": _aware(at, "last_accessed_at")}
         self._scripted("memories", dict.fromkeys(memory_ids, params), q.TOUCH_SCRIPT, None)
 
-    @_mapped
+    @mapped
     def history(self, user_id: str, memory_id: str) -> list[MemoryEvent]:
         """Every event of one memory, oldest first (read by id: realtime, no refresh needed)."""
         check_user_id(user_id)
@@ -804,7 +658,7 @@ class ElasticsearchStore:
         hits: dict[str, list[dict[str, Any]]] = {}
         for channel, answer in zip(channels, resp["responses"], strict=True):
             if "error" in answer:
-                cls = StoreUnavailable if answer.get("status") in _RETRYABLE else StoreError
+                cls = StoreUnavailable if answer.get("status") in RETRYABLE else StoreError
                 raise cls(f"Elasticsearch {channel} search of {kind} failed: {answer['error']}")
             hits[channel] = [h for h in answer["hits"]["hits"] if h["_source"].get("user_id") == user_id]
         sources = {h["_id"]: h["_source"] for ch in reversed(channels) for h in hits[ch]}
@@ -818,7 +672,7 @@ class ElasticsearchStore:
 
     # -- users ---------------------------------------------------------------------------------------
 
-    @_mapped
+    @mapped
     def delete_user(self, user_id: str) -> int:
         """Delete the user's messages, memories and events; returns how many documents went."""
         check_user_id(user_id)
@@ -838,7 +692,7 @@ class ElasticsearchStore:
             f"deleting user {user_id!r} kept hitting version conflicts (concurrent writes); retry delete_user"
         )
 
-    @_mapped
+    @mapped
     def stats(self, user_id: str) -> StoreStats:
         """Counts of messages and memories for one user."""
         check_user_id(user_id)

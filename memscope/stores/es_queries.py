@@ -13,11 +13,13 @@ from typing import Any
 
 from memscope.models import EventTime, MemoryEvent, MemoryNode, Message
 from memscope.stores.base import MemoryFilter, MessageFilter
+from memscope.stores.changes import ACCESS_FIELDS
 
 __all__ = [
     "CONSOLIDATE_SCRIPT",
     "EMBED_SCRIPT",
     "MAX_WINDOW",
+    "MESSAGE_TEXT_FIELDS",
     "TOUCH_SCRIPT",
     "comparable",
     "doc_to_event",
@@ -37,11 +39,11 @@ __all__ = [
     "utc_node",
 ]
 
+MESSAGE_TEXT_FIELDS = ("content", "name.text")  # searched together (BM25F) for messages
 MAX_WINDOW = 10_000  # index.max_result_window and the kNN num_candidates ceiling
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _MESSAGE_SOURCE = {"excludes": ["embedding"]}  # Message has no embedding field
-_ACCESS_FIELDS = {"updated_at", "access_count", "last_accessed_at"}
 
 TOUCH_SCRIPT = (
     "if (ctx._source.user_id != params.user_id) { ctx.op = 'noop'; } else {"
@@ -93,7 +95,7 @@ def utc_node(node: MemoryNode) -> MemoryNode:
 
 def comparable(node: MemoryNode) -> dict[str, Any]:
     """What decides whether a write is a real change: all but updated_at and the access counters."""
-    return utc_node(node).model_dump(mode="json", exclude=_ACCESS_FIELDS)
+    return utc_node(node).model_dump(mode="json", exclude=set(ACCESS_FIELDS))
 
 
 def memory_doc(node: MemoryNode, event_seq: int) -> dict[str, Any]:
@@ -167,6 +169,8 @@ def memory_filter(user_id: str, f: MemoryFilter) -> dict[str, Any]:
         clauses.append({"terms": {"id": list(f.ids)}})
     if f.created_after is not None:
         clauses.append({"range": {"created_us": {"gt": to_us(f.created_after)}}})
+    if f.created_before is not None:
+        clauses.append({"range": {"created_us": {"lt": to_us(f.created_before)}}})
     return {"bool": {"filter": clauses}}
 
 
@@ -220,10 +224,19 @@ def knn_body(filter_query: dict[str, Any], vector: Sequence[float], k: int, *, m
 
 
 def text_body(filter_query: dict[str, Any], text: str, size: int, *, messages: bool) -> dict[str, Any]:
-    """A BM25 `match` on content among the documents `filter_query` selects."""
+    """A BM25 search of `text` (its words OR'ed) among the documents `filter_query` selects.
+
+    Memories match on `content`; messages on `content` and the speaker's `name` as one field
+    (`combined_fields`, BM25F), as the SQLite store indexes `name: content`, so "what did Caroline
+    say" finds Caroline's turns.
+    """
+    if messages:
+        match: dict[str, Any] = {"combined_fields": {"query": text, "fields": list(MESSAGE_TEXT_FIELDS)}}
+    else:
+        match = {"match": {"content": {"query": text}}}
     body: dict[str, Any] = {
         "size": size,
-        "query": {"bool": {"must": [{"match": {"content": {"query": text}}}], "filter": [filter_query]}},
+        "query": {"bool": {"must": [match], "filter": [filter_query]}},
         "track_total_hits": False,
     }
     if messages:

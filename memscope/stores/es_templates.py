@@ -69,7 +69,7 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "agent_id": _KEYWORD,
         "session_id": _KEYWORD,
         "role": _KEYWORD,
-        "name": _KEYWORD,
+        "name": {"type": "keyword", "fields": {"text": _TEXT}},  # name.text: searched with content
         "content": _TEXT,
         "created_at": _DATE,
         "created_us": _US,

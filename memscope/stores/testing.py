@@ -150,6 +150,17 @@ class StoreContractSuite:
             assert back.created_at.tzinfo is not None and back.created_at == m.created_at
         assert store.list_messages(user, limit=2) == got[:2]
 
+    def test_list_messages_newest_first(self, store: Store) -> None:
+        user = uid()
+        msgs = [message(user, f"m{i}", created_at=T0 + timedelta(minutes=i)) for i in range(5)]
+        store.add_messages(msgs)
+        store.mark_consolidated(user, [msgs[4].id], T0 + timedelta(days=1))
+        newest = store.list_messages(user, newest_first=True)
+        assert [m.id for m in newest] == [m.id for m in reversed(msgs)]
+        latest_pending = store.list_messages(user, MessageFilter(pending=True), limit=2, newest_first=True)
+        assert [m.id for m in latest_pending] == [msgs[3].id, msgs[2].id]
+        assert [m.id for m in store.list_messages(user, limit=2)] == [msgs[0].id, msgs[1].id]
+
     def test_add_messages_is_idempotent_by_id(self, store: Store) -> None:
         user = uid()
         first = message(user, "hello")
@@ -372,6 +383,11 @@ class StoreContractSuite:
             (MemoryFilter(key="coffee"), {i.id}),
             (MemoryFilter(ids=[o.id, e.id, "missing"]), {o.id}),
             (MemoryFilter(created_after=T0 + timedelta(hours=12)), {i.id, c.id}),
+            (MemoryFilter(created_after=T0), {i.id, c.id}),  # strict: created_at > created_after
+            (MemoryFilter(created_before=T0 + timedelta(days=1)), {o.id}),  # strict: created_at < created_before
+            (MemoryFilter(created_before=T0 + timedelta(days=1, microseconds=1)), {o.id, i.id}),
+            (MemoryFilter(created_after=T0, created_before=T0 + timedelta(days=2)), {i.id}),
+            (MemoryFilter(ids=[]), set()),
         ]
         for f, expected in cases:
             self.assert_memory_filter(store, user, f, expected)

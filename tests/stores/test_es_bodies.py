@@ -513,8 +513,30 @@ def test_message_filters_and_search_with_pending(
     body = fake.sent("/memscope-messages/_msearch")[0].body
     assert body[1]["knn"]["filter"] == query
     assert body[1]["knn"]["k"] == 5
-    assert body[3]["query"] == {"bool": {"must": [{"match": {"content": {"query": "hello"}}}], "filter": [query]}}
+    text = {"combined_fields": {"query": "hello", "fields": ["content", "name.text"]}}
+    assert body[3]["query"] == {"bool": {"must": [text], "filter": [query]}}
     assert body[1]["_source"] == body[3]["_source"] == {"excludes": ["embedding"]}
+
+
+def test_message_text_search_covers_the_speaker_name_like_sqlite(fake: FakeES, store: ElasticsearchStore) -> None:
+    store.search_messages("alice", SearchQuery(text="what did Caroline say"))
+    store.search_memories("alice", SearchQuery(text="what did Caroline say"))
+    [messages] = [r.body for r in fake.sent("/memscope-messages/_msearch")]
+    [memories] = [r.body for r in fake.sent("/memscope-memories/_msearch")]
+    must = messages[1]["query"]["bool"]["must"]
+    assert must == [{"combined_fields": {"query": "what did Caroline say", "fields": ["content", "name.text"]}}]
+    assert memories[1]["query"]["bool"]["must"] == [{"match": {"content": {"query": "what did Caroline say"}}}]
+    mapping = index_template("memscope", "messages")["template"]["mappings"]["properties"]
+    assert mapping["name"] == {"type": "keyword", "fields": {"text": {"type": "text", "analyzer": "memscope_text"}}}
+    assert mapping["content"] == mapping["name"]["fields"]["text"]  # one analyzer: BM25F needs it
+
+
+def test_list_messages_newest_first_sorts_descending(fake: FakeES, store: ElasticsearchStore) -> None:
+    store.list_messages("alice", limit=3, newest_first=True)
+    store.list_messages("alice", limit=3)
+    newest, oldest = (r.body for r in fake.sent("/memscope-messages/_search"))
+    assert newest["sort"] == [{"created_us": "desc"}, {"id": "desc"}] and newest["size"] == 3
+    assert oldest["sort"] == [{"created_us": "asc"}, {"id": "asc"}]
 
 
 def test_listing_beyond_the_result_window_pages_with_search_after(fake: FakeES, store: ElasticsearchStore) -> None:

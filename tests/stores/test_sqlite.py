@@ -30,6 +30,7 @@ from memscope.stores.base import (
 )
 from memscope.stores.sqlite import SCHEMA_VERSION, SqliteStore, fts_normalize, fts_query
 from memscope.stores.testing import T0, StoreContractSuite, basis, memory, message, vec
+from memscope.stores.vector_index import apply_rows, empty_index, top_matches
 
 
 @pytest.fixture
@@ -365,3 +366,46 @@ def test_message_ids_keep_their_first_version(sqlite_store: SqliteStore) -> None
     first = Message(id="m-1", user_id="u", content="first", created_at=T0)
     sqlite_store.add_messages([first, first.model_copy(update={"content": "duplicate in one batch"})])
     assert [m.content for m in sqlite_store.list_messages("u")] == ["first"]
+
+
+# -- vector search ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_top_matches_is_exact_and_respects_the_filter() -> None:
+    rng = np.random.default_rng(1)
+    n, dim = 8000, 384
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    rows = [{"id": f"r{i}", "embedding": vectors[i].tobytes(), "dim": dim, "created_at": 0} for i in range(n)]
+    index = apply_rows(empty_index(dim), [_Row(r) for r in rows], 1)
+    allowed = index.cols["alive"].copy()
+    allowed[::7] = False
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    for _ in range(5):
+        q = rng.normal(size=dim).astype(np.float32)
+        q /= np.linalg.norm(q)
+        exact = np.argsort(-np.where(allowed, unit @ q, -np.inf), kind="stable")[:10]
+        positions, sims = top_matches(index.matrix @ q, allowed, 10)
+        assert positions.tolist() == exact.tolist()
+        assert sims == pytest.approx((unit @ q)[positions], abs=1e-5)
+
+
+@pytest.mark.unit
+def test_store_vector_search_matches_brute_force(sqlite_store: SqliteStore) -> None:
+    rng = np.random.default_rng(11)
+    vectors = rng.normal(size=(2500, 16)).astype(np.float32)
+    nodes = [memory("u", f"memory {i}", embedding=vectors[i].tolist()) for i in range(2500)]
+    sqlite_store.write_memories(nodes)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    query = rng.normal(size=16).astype(np.float32)
+    sims = unit @ (query / np.linalg.norm(query))
+    expected = [nodes[i].id for i in np.argsort(-sims)[:10]]
+    hits = sqlite_store.search_memories("u", SearchQuery(embedding=query.tolist(), top_k=10, candidates=10))
+    assert [h.memory.id for h in hits] == expected
+
+
+class _Row(dict):  # type: ignore[type-arg]
+    """A dict with sqlite3.Row's keys(), as apply_rows reads it."""
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        return list(super().keys())

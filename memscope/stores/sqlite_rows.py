@@ -1,0 +1,230 @@
+"""Conversions between memscope models and the SQLite store's rows.
+
+Timestamps are stored as integer microseconds since the Unix epoch (UTC) and come back as aware UTC
+datetimes (equal, as instants, to what was written); `event_time` is a JSON column with UTC ISO-8601
+text, and its span is precomputed in `time_start`/`time_end` (end widened for instants). Embeddings
+are float32 BLOBs, so a vector reads back rounded to float32.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from memscope.errors import ValidationError
+from memscope.models import (
+    EventTime,
+    Granularity,
+    MemoryNode,
+    MemoryStatus,
+    MemoryType,
+    Message,
+    Role,
+    TimeRange,
+)
+
+__all__ = [
+    "blob",
+    "from_us",
+    "memory_from_row",
+    "memory_from_stored",
+    "memory_row",
+    "message_from_row",
+    "message_from_stored",
+    "message_row",
+    "span_bounds",
+    "to_json",
+    "to_us",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def to_us(value: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime (a naive one is a ValidationError)."""
+    if value.tzinfo is None:
+        raise ValidationError(f"datetime {value.isoformat()} must be timezone-aware (e.g. datetime.now(UTC))")
+    return (value - _EPOCH) // _US
+
+
+def from_us(value: int) -> datetime:
+    """The aware UTC datetime of stored microseconds."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _from_us_or_none(value: int | None) -> datetime | None:
+    return None if value is None else from_us(value)
+
+
+def to_json(value: Any) -> str:
+    """Canonical JSON text (sorted keys, UTF-8 kept)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def blob(vector: Sequence[float] | None) -> tuple[bytes | None, int | None]:
+    """A vector as a float32 BLOB and its dimension (None, None for no vector)."""
+    if vector is None:
+        return None, None
+    array = np.asarray(vector, dtype=np.float32).reshape(-1)
+    return array.tobytes(), int(array.shape[0])
+
+
+def memory_row(node: MemoryNode) -> dict[str, Any]:
+    """The stored form of a node (all columns but pk)."""
+    data = node.model_dump(mode="json", exclude={"embedding"})
+    span = node.time_span()
+    embedding, dim = blob(node.embedding)
+    event_time = None
+    if node.event_time is not None:
+        event_time = to_json(
+            {
+                "start": node.event_time.start.astimezone(UTC).isoformat(),
+                "end": node.event_time.end.astimezone(UTC).isoformat(),
+                "granularity": str(node.event_time.granularity),
+            }
+        )
+    return {
+        "id": node.id,
+        "user_id": node.user_id,
+        "agent_id": node.agent_id,
+        "memory_type": str(node.memory_type),
+        "content": node.content,
+        "key": node.key,
+        "embedding": embedding,
+        "dim": dim,
+        "status": str(node.status),
+        "event_time": event_time,
+        "time_start": to_us(span.start),
+        "time_end": to_us(span.effective_end()),
+        "created_at": to_us(node.created_at),
+        "updated_at": to_us(node.updated_at),
+        "source_message_ids": to_json(data["source_message_ids"]),
+        "source_memory_ids": to_json(data["source_memory_ids"]),
+        "superseded_by": node.superseded_by,
+        "importance": float(node.importance),
+        "access_count": node.access_count,
+        "last_accessed_at": None if node.last_accessed_at is None else to_us(node.last_accessed_at),
+        "metadata": to_json(data["metadata"]),
+    }
+
+
+def memory_from_row(row: sqlite3.Row | Mapping[str, Any]) -> MemoryNode:
+    """A validated MemoryNode from a stored row (or a row dict about to be stored)."""
+    embedding = None
+    if row["embedding"] is not None:
+        embedding = np.frombuffer(row["embedding"], dtype=np.float32).astype(float).tolist()
+    return MemoryNode(
+        id=row["id"],
+        user_id=row["user_id"],
+        agent_id=row["agent_id"],
+        memory_type=row["memory_type"],
+        content=row["content"],
+        key=row["key"],
+        embedding=embedding,
+        status=row["status"],
+        event_time=None if row["event_time"] is None else EventTime(**json.loads(row["event_time"])),
+        created_at=from_us(row["created_at"]),
+        updated_at=from_us(row["updated_at"]),
+        source_message_ids=json.loads(row["source_message_ids"]),
+        source_memory_ids=json.loads(row["source_memory_ids"]),
+        superseded_by=row["superseded_by"],
+        importance=row["importance"],
+        access_count=row["access_count"],
+        last_accessed_at=_from_us_or_none(row["last_accessed_at"]),
+        metadata=json.loads(row["metadata"]),
+    )
+
+
+
+def memory_from_stored(row: sqlite3.Row) -> MemoryNode:
+    """`_memory_from_row` without re-validation, for rows this store wrote (validated then): the hot path."""
+    blob = row["embedding"]
+    event = row["event_time"]
+    if event is not None:
+        data = json.loads(event)
+        event = EventTime.model_construct(
+            start=datetime.fromisoformat(data["start"]),
+            end=datetime.fromisoformat(data["end"]),
+            granularity=Granularity(data["granularity"]),
+        )
+    last = row["last_accessed_at"]
+    return MemoryNode.model_construct(
+        id=row["id"],
+        user_id=row["user_id"],
+        agent_id=row["agent_id"],
+        memory_type=MemoryType(row["memory_type"]),
+        content=row["content"],
+        key=row["key"],
+        embedding=None if blob is None else np.frombuffer(blob, dtype=np.float32).astype(float).tolist(),
+        status=MemoryStatus(row["status"]),
+        event_time=event,
+        created_at=from_us(row["created_at"]),
+        updated_at=from_us(row["updated_at"]),
+        source_message_ids=json.loads(row["source_message_ids"]),
+        source_memory_ids=json.loads(row["source_memory_ids"]),
+        superseded_by=row["superseded_by"],
+        importance=float(row["importance"]),
+        access_count=int(row["access_count"]),
+        last_accessed_at=None if last is None else from_us(last),
+        metadata=json.loads(row["metadata"]),
+    )
+
+
+def message_from_stored(row: sqlite3.Row) -> Message:
+    """`_message_from_row` without re-validation, for rows this store wrote: the hot path."""
+    done = row["consolidated_at"]
+    return Message.model_construct(
+        id=row["id"],
+        user_id=row["user_id"],
+        agent_id=row["agent_id"],
+        session_id=row["session_id"],
+        role=Role(row["role"]),
+        content=row["content"],
+        name=row["name"],
+        created_at=from_us(row["created_at"]),
+        metadata=json.loads(row["metadata"]),
+        consolidated_at=None if done is None else from_us(done),
+    )
+
+
+def message_row(message: Message) -> dict[str, Any]:
+    """The stored form of a message (all columns but pk, row_version and the vector)."""
+    return {
+        "id": message.id,
+        "user_id": message.user_id,
+        "agent_id": message.agent_id,
+        "session_id": message.session_id,
+        "role": str(message.role),
+        "content": message.content,
+        "name": message.name,
+        "created_at": to_us(message.created_at),
+        "metadata": to_json(message.model_dump(mode="json")["metadata"]),
+        "consolidated_at": None if message.consolidated_at is None else to_us(message.consolidated_at),
+    }
+
+
+def message_from_row(row: sqlite3.Row) -> Message:
+    """A validated Message from a stored row."""
+    return Message(
+        id=row["id"],
+        user_id=row["user_id"],
+        agent_id=row["agent_id"],
+        session_id=row["session_id"],
+        role=row["role"],
+        content=row["content"],
+        name=row["name"],
+        created_at=from_us(row["created_at"]),
+        metadata=json.loads(row["metadata"]),
+        consolidated_at=_from_us_or_none(row["consolidated_at"]),
+    )
+
+
+def span_bounds(time_range: TimeRange) -> tuple[int, int]:
+    """A time range as [start, end) microseconds (end widened for an instant)."""
+    return to_us(time_range.start), to_us(time_range.effective_end())

@@ -1,0 +1,157 @@
+"""The SQLite store's schema (tables, indexes, FTS5 tables), its column lists, and the SQL filters.
+
+Rows carry `row_version`, the per-user version (table `versions`) of the write that last touched
+them, so the in-memory vector cache can patch in what changed since it was built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memscope.stores.base import MemoryFilter, MessageFilter
+from memscope.stores.sqlite_rows import span_bounds, to_json, to_us
+
+__all__ = ["MEMORY_COLUMNS", "MESSAGE_COLUMNS", "SCHEMA", "SCHEMA_VERSION", "memory_where", "message_where"]
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS versions (
+    user_id TEXT NOT NULL, kind TEXT NOT NULL, version INTEGER NOT NULL, reset_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, kind)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    pk INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    session_id TEXT,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    name TEXT,
+    created_at INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    consolidated_at INTEGER,
+    dim INTEGER,
+    row_version INTEGER NOT NULL DEFAULT 0,
+    embedding BLOB  -- last: a large value pushes later columns onto overflow pages
+);
+CREATE INDEX IF NOT EXISTS messages_user_pending ON messages (user_id, consolidated_at);
+CREATE INDEX IF NOT EXISTS messages_user_time ON messages (user_id, created_at);
+CREATE INDEX IF NOT EXISTS messages_user_version ON messages (user_id, row_version);
+CREATE INDEX IF NOT EXISTS messages_pending ON messages (user_id, agent_id) WHERE consolidated_at IS NULL;
+CREATE INDEX IF NOT EXISTS messages_no_vector ON messages (user_id, created_at) WHERE embedding IS NULL;
+CREATE TABLE IF NOT EXISTS memories (
+    pk INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    memory_type TEXT NOT NULL,
+    content TEXT NOT NULL,
+    key TEXT,
+    dim INTEGER,
+    status TEXT NOT NULL,
+    event_time TEXT,
+    time_start INTEGER NOT NULL,
+    time_end INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    source_message_ids TEXT NOT NULL,
+    source_memory_ids TEXT NOT NULL,
+    superseded_by TEXT,
+    importance REAL NOT NULL,
+    access_count INTEGER NOT NULL,
+    last_accessed_at INTEGER,
+    metadata TEXT NOT NULL,
+    row_version INTEGER NOT NULL DEFAULT 0,
+    embedding BLOB  -- last: a large value pushes later columns onto overflow pages
+);
+CREATE INDEX IF NOT EXISTS memories_user_status_type ON memories (user_id, status, memory_type);
+CREATE INDEX IF NOT EXISTS memories_user_time ON memories (user_id, created_at);
+CREATE INDEX IF NOT EXISTS memories_user_key ON memories (user_id, key);
+CREATE INDEX IF NOT EXISTS memories_user_span ON memories (user_id, time_start);
+CREATE INDEX IF NOT EXISTS memories_user_version ON memories (user_id, row_version);
+CREATE TABLE IF NOT EXISTS memory_events (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    memory_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    before TEXT,
+    after TEXT,
+    operation TEXT,
+    run_id TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS memory_events_memory ON memory_events (user_id, memory_id, seq);
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts
+    USING fts5(body, tokenize='porter unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts
+    USING fts5(body, tokenize='porter unicode61 remove_diacritics 2');
+"""
+
+MEMORY_COLUMNS = (
+    "id", "user_id", "agent_id", "memory_type", "content", "key", "embedding", "dim", "status",
+    "event_time", "time_start", "time_end", "created_at", "updated_at", "source_message_ids",
+    "source_memory_ids", "superseded_by", "importance", "access_count", "last_accessed_at", "metadata",
+    "row_version",
+)  # fmt: skip
+MESSAGE_COLUMNS = (
+    "id", "user_id", "agent_id", "session_id", "role", "content", "name", "created_at", "metadata",
+    "consolidated_at",
+)  # fmt: skip
+
+
+def memory_where(user_id: str, f: MemoryFilter) -> tuple[str, list[Any]]:
+    """SQL conditions (on alias m) and parameters for one user's memories under a filter."""
+    sql: list[str] = ["m.user_id = ?"]
+    params: list[Any] = [user_id]
+    if f.agent_id is not None:
+        sql.append("m.agent_id = ?")
+        params.append(f.agent_id)
+    if f.memory_types is not None:
+        sql.append("m.memory_type IN (SELECT value FROM json_each(?))")
+        params.append(to_json([str(t) for t in f.memory_types]))
+    sql.append("m.status IN (SELECT value FROM json_each(?))")
+    params.append(to_json([str(s) for s in f.statuses]))
+    if f.time_range is not None:
+        start, end = span_bounds(f.time_range)
+        sql.append("m.time_start < ? AND m.time_end > ?")
+        params += [end, start]
+    if f.key is not None:
+        sql.append("m.key = ?")
+        params.append(f.key)
+    if f.ids is not None:
+        sql.append("m.id IN (SELECT value FROM json_each(?))")
+        params.append(to_json(list(f.ids)))
+    if f.created_after is not None:
+        sql.append("m.created_at > ?")
+        params.append(to_us(f.created_after))
+    if f.created_before is not None:
+        sql.append("m.created_at < ?")
+        params.append(to_us(f.created_before))
+    return " AND ".join(sql), params
+
+
+def message_where(user_id: str, f: MessageFilter) -> tuple[str, list[Any]]:
+    """SQL conditions (on alias m) and parameters for one user's messages under a filter."""
+    sql: list[str] = ["m.user_id = ?"]
+    params: list[Any] = [user_id]
+    if f.agent_id is not None:
+        sql.append("m.agent_id = ?")
+        params.append(f.agent_id)
+    if f.session_id is not None:
+        sql.append("m.session_id = ?")
+        params.append(f.session_id)
+    if f.pending is not None:
+        sql.append("m.consolidated_at IS NULL" if f.pending else "m.consolidated_at IS NOT NULL")
+    if f.time_range is not None:
+        start, end = span_bounds(f.time_range)
+        sql.append("m.created_at >= ? AND m.created_at < ?")
+        params += [start, end]
+    if f.ids is not None:
+        sql.append("m.id IN (SELECT value FROM json_each(?))")
+        params.append(to_json(list(f.ids)))
+    return " AND ".join(sql), params

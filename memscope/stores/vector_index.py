@@ -1,0 +1,190 @@
+"""The SQLite store's in-memory vector index: one user's vectors as a matrix, filter masks, top-k search.
+
+The matrix holds L2-normalised float32 rows; the columns filters need (status, agent, times...) sit
+beside it as numpy arrays, so a filtered search is a boolean mask, not SQL. `apply_rows` patches
+changed rows into a copy (the cache is never mutated in place).
+
+Search is exact cosine: one float32 matrix-vector product over the allowed rows, then a partial sort.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from memscope.stores.base import MemoryFilter, MessageFilter
+from memscope.stores.sqlite_rows import span_bounds, to_us
+
+__all__ = [
+    "NUMERIC",
+    "VECTOR_COLUMNS",
+    "VectorIndex",
+    "apply_rows",
+    "empty_index",
+    "memory_mask",
+    "message_mask",
+    "top_matches",
+]
+
+VECTOR_COLUMNS = {
+    "memories": "id, embedding, dim, agent_id, memory_type, status, key, time_start, time_end, created_at",
+    "messages": "id, embedding, dim, agent_id, session_id, consolidated_at IS NULL AS pending, created_at",
+}
+NUMERIC = {
+    "alive": np.bool_,
+    "time_start": np.int64,
+    "time_end": np.int64,
+    "created_at": np.int64,
+    "pending": np.bool_,
+}
+
+
+@dataclass(frozen=True)
+class VectorIndex:
+    """One user's vectors of one dimension, L2-normalised, with the columns filters need."""
+
+    version: int
+    ids: list[str]
+    pos: dict[str, int]
+    matrix: np.ndarray
+    cols: dict[str, np.ndarray]  # numbers per row
+    cats: dict[str, tuple[list[Any], np.ndarray]]  # text per row as (distinct values, code per row)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the arrays."""
+        arrays = [self.matrix, *self.cols.values(), *(codes for _, codes in self.cats.values())]
+        return int(sum(a.nbytes for a in arrays))
+
+    def isin(self, name: str, values: Sequence[Any]) -> np.ndarray:
+        """Rows whose text column `name` is one of `values`."""
+        distinct, codes = self.cats[name]
+        wanted = {None if v is None else str(v) for v in values}
+        return np.array([v in wanted for v in distinct], dtype=bool)[codes]
+
+
+# -- filters -----------------------------------------------------------------------------------------------
+
+
+def memory_mask(index: VectorIndex, f: MemoryFilter) -> np.ndarray:
+    """Rows that have a vector and pass a memory filter (as `sqlite_schema.memory_where` does)."""
+    c = index.cols
+    mask = index.cols["alive"] & index.isin("status", f.statuses)
+    if f.agent_id is not None:
+        mask &= index.isin("agent_id", [f.agent_id])
+    if f.memory_types is not None:
+        mask &= index.isin("memory_type", f.memory_types)
+    if f.time_range is not None:
+        start, end = span_bounds(f.time_range)
+        mask &= (c["time_start"] < end) & (c["time_end"] > start)
+    if f.key is not None:
+        mask &= index.isin("key", [f.key])
+    if f.ids is not None:
+        mask &= _ids_mask(index, f.ids)
+    if f.created_after is not None:
+        mask &= c["created_at"] > to_us(f.created_after)
+    if f.created_before is not None:
+        mask &= c["created_at"] < to_us(f.created_before)
+    return mask
+
+
+def message_mask(index: VectorIndex, f: MessageFilter) -> np.ndarray:
+    """Rows that have a vector and pass a message filter (as `sqlite_schema.message_where` does)."""
+    c = index.cols
+    mask = c["alive"].copy()
+    if f.agent_id is not None:
+        mask &= index.isin("agent_id", [f.agent_id])
+    if f.session_id is not None:
+        mask &= index.isin("session_id", [f.session_id])
+    if f.pending is not None:
+        mask &= c["pending"] == f.pending
+    if f.time_range is not None:
+        start, end = span_bounds(f.time_range)
+        mask &= (c["created_at"] >= start) & (c["created_at"] < end)
+    if f.ids is not None:
+        mask &= _ids_mask(index, f.ids)
+    return mask
+
+
+def _ids_mask(index: VectorIndex, ids: Sequence[str]) -> np.ndarray:
+    mask = np.zeros(len(index.ids), dtype=bool)
+    positions = [index.pos[i] for i in ids if i in index.pos]
+    mask[positions] = True
+    return mask
+
+
+# -- search ------------------------------------------------------------------------------------------------
+
+
+def top_matches(sims: np.ndarray, allowed: np.ndarray, wanted: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the `wanted` rows among `allowed` (a boolean mask) with the highest `sims` (the
+    query's cosine with every row), best first, and their cosines."""
+    count = int(np.count_nonzero(allowed))
+    if count == 0 or wanted <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    rows = np.arange(sims.size) if count == allowed.size else np.flatnonzero(allowed)
+    scores = sims if count == allowed.size else sims[rows]
+    top = np.argpartition(-scores, wanted - 1)[:wanted] if scores.size > wanted else np.arange(scores.size)
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return rows[top], scores[top]
+
+
+# -- building and patching -----------------------------------------------------------------------------
+
+
+def empty_index(dim: int) -> VectorIndex:
+    """An index of no rows."""
+    return VectorIndex(
+        0, [], {}, np.zeros((0, dim), dtype=np.float32), {"alive": np.zeros(0, bool)}, {}
+    )  # fmt: skip
+
+
+def apply_rows(base: VectorIndex, rows: Sequence[Any], version: int) -> VectorIndex:
+    """A new index: `base` with these rows (sqlite3.Row of VECTOR_COLUMNS) updated in place or appended.
+
+    Never mutates `base`. A row whose vector went away or changed dimension stays in place, marked not
+    alive.
+    """
+    if not rows:
+        return replace(base, version=version)
+    dim = base.matrix.shape[1]
+    usable = [r["embedding"] is not None and r["dim"] == dim for r in rows]
+    added = [r["id"] for r, ok in zip(rows, usable, strict=True) if ok and r["id"] not in base.pos]
+    ids = base.ids + added
+    pos = {**base.pos, **{i: n for n, i in enumerate(added, start=len(base.ids))}}
+    keep = [n for n, r in enumerate(rows) if r["id"] in pos]
+    where = np.array([pos[rows[n]["id"]] for n in keep], dtype=np.int64)
+    old = len(base.ids)
+
+    def grown(array: np.ndarray, fill: Any) -> np.ndarray:
+        out = np.full((len(ids), *array.shape[1:]), fill, dtype=array.dtype)
+        out[:old] = array
+        return out
+
+    vectors = np.zeros((len(keep), dim), dtype=np.float32)
+    for out_row, n in enumerate(keep):
+        if usable[n]:
+            vectors[out_row] = np.frombuffer(rows[n]["embedding"], dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors /= np.where(norms > 0, norms, 1.0)
+    matrix = grown(base.matrix, 0.0)
+    matrix[where] = vectors
+    cols = {"alive": grown(base.cols["alive"], False)}
+    cols["alive"][where] = [usable[n] for n in keep]
+    cats: dict[str, tuple[list[Any], np.ndarray]] = {}
+    for name in rows[0].keys()[3:]:
+        values = [rows[n][name] for n in keep]
+        if name in NUMERIC:
+            column = base.cols.get(name, np.zeros(0, dtype=NUMERIC[name]))
+            cols[name] = grown(column, 0)
+            cols[name][where] = values
+        else:
+            distinct, codes = base.cats.get(name, ([], np.zeros(0, dtype=np.int32)))
+            lookup = {v: n for n, v in enumerate(distinct)}
+            per_row = [lookup.setdefault(v, len(lookup)) for v in values]
+            cats[name] = (list(lookup), grown(codes, 0))
+            cats[name][1][where] = per_row
+    return VectorIndex(version, ids, pos, matrix, cols, cats)
