@@ -190,8 +190,9 @@ def merge_time_hits(hits: list[H], time_hits: list[H], key: Callable[[H], str]) 
     """Add the time-filtered search's hits to the open search's, best first.
 
     A hit found only by the time-filtered search ranked below every open-search hit there, so its
-    score is capped at the lowest open-search score: the merge admits it as a candidate without
-    inflating its relevance (fuse_scores adds the time-match boost).
+    score is capped at the lowest open-search score and its channel ranks (ranks in the time-filtered
+    search, not in the open one) are cleared: the merge admits it as a candidate without inflating its
+    relevance (fuse_scores adds the time-match boost).
     """
     if not time_hits:
         return hits
@@ -202,6 +203,7 @@ def merge_time_hits(hits: list[H], time_hits: list[H], key: Callable[[H], str]) 
         if key(hit) not in seen:
             if floor is not None:
                 hit.score = min(hit.score, floor)
+            hit.vector_rank = hit.text_rank = None
             merged.append(hit)
     return sorted(merged, key=lambda h: h.score, reverse=True)
 

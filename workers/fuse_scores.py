@@ -5,10 +5,16 @@
           + recency_weight * 0.5 ** (age_days / recency_half_life_days)
           + importance_weight * importance
 
-- relevance in [0, 1]: the reranker's score when rerank ran; else, from the store's fused RRF score
-  divided by the best possible one (channels / (rrf_k + 1); channels counts the search channels that
-  ran: text when the query has words, vector when it has a vector), blended with the hit's cosine
-  similarity when it has one: (1 - similarity_weight) * rrf_norm + similarity_weight * max(0, cos).
+- relevance in [0, 1]: the reranker's score when rerank ran; else a rank score blended with the
+  hit's cosine similarity when it has one: (1 - similarity_weight) * rank_score + similarity_weight
+  * max(0, cos). rank_score is the mean, over the search channels that ran (text when the query has
+  words, vector when it has a vector), of (rank_k + 1) / (rank_k + rank) for the hit's rank in that
+  channel (0 where it is unranked): 1 for a hit first in both. With rank_k = 10 the top of a channel
+  counts (rank 10 scores 0.55, rank 50 0.18); the store's RRF k of 60 is made for ordering, and as a
+  score it makes rank 1 and rank 20 nearly equal, so a lone BM25 top hit ("therapy ... away from the
+  court") sinks under the session lift (LoCoMo recall@10 0.674 -> 0.697). A hit with no rank at all
+  (a store that gives none, a hit only the time-filtered search found) scores its fused score over
+  the best possible one, channels / (rrf_k + 1).
   Rank fusion alone cannot tell a strong match from the best of weak ones, and a BM25 match on a
   common word ("Tom") would reorder close vector hits; the similarity is an absolute measure.
 - time_share in [0, 1]: 0 with no query time, else the share of the item's time span (a memory's
@@ -54,7 +60,8 @@ class FuseScores(Worker):
         importance_weight: float = 0.1
         message_importance: float = 0.5
         similarity_weight: float = Field(0.5, ge=0.0, le=1.0)
-        rrf_k: int = 60  # must match the k the store fused with (SearchQuery.rrf_k)
+        rrf_k: int = 60  # must match the k the store fused with (SearchQuery.rrf_k); for rankless hits
+        rank_k: int = Field(10, ge=1)  # the rank score's curve: (rank_k + 1) / (rank_k + rank)
         session_boost: float = 0.0  # added to raw turns of the conversation session(s) that match best
         session_top: int = Field(1, ge=1)  # how many best sessions are lifted
         session_evidence: int = Field(3, ge=1)  # a session's match: the sum of its best N turns' scores
@@ -73,7 +80,9 @@ class FuseScores(Worker):
         def relevance(item_id: str, hit: ScoredMemory | ScoredMessage) -> float:
             if rerank:
                 return rerank.get(item_id, 0.0)
-            fused = min(1.0, hit.score / best)
+            fused = _rank_score(hit, channels, self.params.rank_k)
+            if fused is None:
+                fused = min(1.0, hit.score / best)
             cos = hit.vector_similarity
             return fused if cos is None else (1 - a) * fused + a * max(0.0, min(1.0, cos))
 
@@ -139,6 +148,14 @@ class FuseScores(Worker):
         }
         item.explain = parts
         item.score = sum(parts.values())
+
+
+def _rank_score(hit: ScoredMemory | ScoredMessage, channels: int, k: int) -> float | None:
+    """Mean over the channels that ran of (k + 1) / (k + rank), 0 where unranked; None with no rank at all."""
+    ranks = [r for r in (hit.vector_rank, hit.text_rank) if r is not None]
+    if not ranks:
+        return None
+    return min(1.0, sum((k + 1) / (k + r) for r in ranks) / max(channels, len(ranks)))
 
 
 def _share(span: TimeRange, query: TimeRange) -> float:

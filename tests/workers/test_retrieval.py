@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from memscope.engine import OperationCatalog, OperationRunner, Resources, RunResult
+from memscope.engine import Context, OperationCatalog, OperationRunner, Resources, RunResult
 from memscope.errors import OperationRunError, ValidationError
 from memscope.llm.base import UsageMeter
 from memscope.llm.local_embedding import LocalEmbedder
 from memscope.models import EventTime, Granularity, MemoryNode, MemoryStatus, MemoryType, Message, Role
+from memscope.stores.base import MessageFilter, ScoredMessage, SearchQuery
 from memscope.stores.sqlite import SqliteStore
-from memscope.workers._retrieval import MAX_QUERY_CHARS, RetrievedItem
+from memscope.workers._retrieval import MAX_QUERY_CHARS, RetrievedItem, merge_time_hits, message_embedding_text
+from memscope.workers.embed_messages import EmbedMessages
+from memscope.workers.fuse_scores import FuseScores
 
 pytestmark = pytest.mark.integration
 
@@ -291,3 +295,88 @@ def test_now_input_and_result_to_dict(resources, catalog):
     assert data["event_time"]["granularity"] == "day" and set(data["explain"]) >= {"relevance", "time"}
     with pytest.raises(OperationRunError, match="timezone-aware"):
         retrieve(resources, catalog, "u1", "Rome", now=datetime(2023, 3, 4))
+
+
+# --- fuse_scores: rank score and session lift; the embedded text of a turn --------------------------------
+
+
+def fuse(store, hits: list[ScoredMessage], top_k: int, **params) -> list[RetrievedItem]:
+    """Run the real fuse_scores worker on given message hits (a query with words and a vector)."""
+    worker = FuseScores(FuseScores.Params(**params), Resources(store=store, clock=lambda: NOW))
+    ctx = Context(operation="retrieve_memory", run_id="t", values={
+        "query": "what did she paint", "query_vector": [1.0], "query_time": None, "memory_hits": [],
+        "message_hits": hits, "top_k": top_k,
+    })  # fmt: skip
+    worker.run(ctx)
+    return ctx["results"]
+
+
+def turn(content: str, session: str, rank: int | None, cos: float, text_rank: int | None = None) -> ScoredMessage:
+    message = Message(user_id="u1", content=content, session_id=session, created_at=MONTH_AGO)
+    return ScoredMessage(message, score=0.0, vector_rank=rank, text_rank=rank if text_rank is None else text_rank,
+                         vector_similarity=cos)  # fmt: skip
+
+
+def test_lone_top_text_hit_outranks_a_middling_hit_of_both_channels(store):
+    lone = turn("away from the court, cooking is therapy for me", "s1", None, 0.30, text_rank=1)
+    middling = turn("I hate not being on the court", "s2", 20, 0.35)
+    assert [i.id for i in fuse(store, [middling, lone], 1, rank_k=10)] == [lone.message.id]
+    assert fuse(store, [middling, lone], 1, rank_k=10)[0].explain["relevance"] == pytest.approx(
+        0.8 * (0.5 * 0.5 + 0.5 * 0.30))  # rank 1 in one of two channels: rank score 0.5
+    # the store's RRF curve (k=60) makes rank 1 and rank 20 nearly equal: the middling hit wins
+    assert [i.id for i in fuse(store, [middling, lone], 1, rank_k=60)] == [middling.message.id]
+
+
+def test_hit_without_ranks_falls_back_to_its_fused_score(store):
+    hit = turn("a turn only the time-filtered search found", "s1", None, 0.0, text_rank=None)
+    hit.score = 1 / 61  # one channel's top RRF score, of the two channels' best 2 / 61
+    [item] = fuse(store, [hit], 1, similarity_weight=0.0)
+    assert item.explain["relevance"] == pytest.approx(0.8 * 0.5)
+
+
+def test_session_boost_lifts_the_session_that_matches_best(store):
+    lone = turn("I painted a lake once", "s-b", 1, 0.60)
+    ranks = [(2, 0.55), (3, 0.5), (5, 0.45)]
+    session = [turn(f"sunset painting, part {n}", "s-a", r, c) for n, (r, c) in enumerate(ranks)]
+    other = turn("painting class", "s-c", 4, 0.48)
+    hits = [lone, session[0], session[1], other, session[2]]
+    plain = fuse(store, hits, 3)
+    assert lone.message.id in [i.id for i in plain] and all("session" not in i.explain for i in plain)
+    lifted = fuse(store, hits, 3, session_boost=0.2)
+    assert [i.id for i in lifted] == [t.message.id for t in session]
+    assert all(i.explain["session"] == 0.2 for i in lifted)
+    two = fuse(store, hits, 5, session_boost=0.2, session_top=2)
+    assert {i.id for i in two if "session" in i.explain} == {t.message.id for t in [*session, lone]}
+
+
+def test_merge_time_hits_clears_the_ranks_of_time_only_hits():
+    open_hit = turn("open search hit", "s1", 1, 0.5)
+    open_hit.score = 0.02
+    timed = turn("only in that week", "s1", 1, 0.4)
+    timed.score = 0.03
+    merged = merge_time_hits([open_hit], [timed], key=lambda h: h.message.id)
+    assert [h.message.id for h in merged] == [open_hit.message.id, timed.message.id]
+    assert (timed.score, timed.vector_rank, timed.text_rank) == (0.02, None, None)
+    assert (open_hit.vector_rank, open_hit.text_rank) == (1, 1)
+
+
+def test_message_embedding_text_names_the_speaker_and_the_day():
+    late = datetime(2023, 5, 8, 23, 30, tzinfo=UTC)
+    said = Message(user_id="u1", name="Caroline", content="I went to a support group", created_at=late)
+    assert message_embedding_text(said) == "Caroline (8 May 2023): I went to a support group"
+    assert message_embedding_text(said, ZoneInfo("Asia/Shanghai")).startswith("Caroline (9 May 2023): ")
+    anonymous = Message(user_id="u1", role=Role.ASSISTANT, content="Noted", created_at=late)
+    assert message_embedding_text(anonymous) == "assistant (8 May 2023): Noted"
+
+
+def test_embed_messages_embeds_speaker_day_and_content(store, local_embedder):
+    said = Message(user_id="u1", name="Caroline", content="I went to a support group",
+                   created_at=datetime(2023, 5, 8, 13, tzinfo=UTC))  # fmt: skip
+    store.add_messages([said])
+    ctx = Context(operation="consolidate_memory", run_id="t", values={"user_id": "u1"})
+    EmbedMessages(EmbedMessages.Params(), Resources(store=store, embedder=local_embedder)).run(ctx)
+    assert ctx["embedded_messages"] == [said.id]
+    for text, close in (("Caroline (8 May 2023): I went to a support group", True), (said.content, False)):
+        vector = [float(x) for x in local_embedder.embed([text])[0]]
+        [hit] = store.search_messages("u1", SearchQuery(embedding=vector, top_k=1), MessageFilter())
+        assert (hit.vector_similarity > 0.999) is close
