@@ -50,7 +50,7 @@ SESSIONS: list[tuple[datetime, list[tuple[str, str]]]] = [
         ],
     ),
 ]
-QUESTIONS = ["Where does Tom work now?", "What is Tom doing next week?", "What does Tom do for fun?"]
+QUESTIONS = ["Where do I work now?", "What am I doing next week?", "What do I do for fun?"]  # as Tom asks them
 NOW = datetime(2023, 6, 5, 12, 0, tzinfo=UTC)
 
 

@@ -1,6 +1,6 @@
 """fuse_scores: one final score per candidate, memories and messages together; the top_k win.
 
-    score = relevance * type_weight[type]
+    score = relevance * type_weight[type] * role_weight[role]   (role: raw turns only)
           + time_match_boost * time_share
           + recency_weight * 0.5 ** (age_days / recency_half_life_days)
           + importance_weight * importance
@@ -22,6 +22,7 @@
   wholly inside, a fraction for a vague item (a month) that only partly overlaps (a day).
 - age_days: now minus the item's time (event start, else created_at), floored at 0.
 - importance: the memory's; `message_importance` for raw messages.
+- role_weights: a raw turn's relevance is also weighted by who said it (the assistant's turns by 0.5).
 - session_boost (default 0; retrieve_memory sets it): added to raw turns of the best-matching
   conversation session(s), see `_lift_best_sessions`.
 A message that is a source of a memory hit is dropped in favour of that memory, whose relevance
@@ -59,6 +60,8 @@ class FuseScores(Worker):
         recency_weight: float = 0.1
         importance_weight: float = 0.1
         message_importance: float = 0.5
+        # A raw turn's weight by who said it: memory is about the user; the assistant's words are context.
+        role_weights: dict[str, float] = {"assistant": 0.5, "system": 0.5, "tool": 0.5}
         similarity_weight: float = Field(0.5, ge=0.0, le=1.0)
         rrf_k: int = 60  # must match the k the store fused with (SearchQuery.rrf_k); for rankless hits
         rank_k: int = Field(10, ge=1)  # the rank score's curve: (rank_k + 1) / (rank_k + rank)
@@ -140,7 +143,9 @@ class FuseScores(Worker):
         p = self.params
         age_days = max(0.0, (now - item.time).total_seconds() / 86400)
         parts = {
-            "relevance": relevance * p.type_weights.get(item.memory_type, 1.0),
+            "relevance": relevance
+            * p.type_weights.get(item.memory_type, 1.0)
+            * (p.role_weights.get(item.role or "", 1.0) if item.kind == "message" else 1.0),
             "time": p.time_match_boost * (_share(span, query_time) if query_time is not None else 0.0),
             "recency": p.recency_weight * 0.5 ** (age_days / max(p.recency_half_life_days, 1e-9)),
             "importance": p.importance_weight

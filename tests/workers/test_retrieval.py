@@ -151,6 +151,25 @@ def test_read_your_writes_pending_message_without_embedding(resources, catalog):
     assert result["context_text"].count("adopted a puppy named Biscuit") == 1  # not repeated as pending
 
 
+def test_the_users_own_words_rank_above_the_assistants(resources, catalog):
+    asked = Message(
+        user_id="u1",
+        role="assistant",
+        content="What do you enjoy doing outside work?",
+        created_at=NOW - timedelta(minutes=3),
+    )
+    told = Message(user_id="u1", content="I go rock climbing most weekends", created_at=NOW - timedelta(minutes=2))
+    resources.store.add_messages([asked, told])
+    resources.store.set_message_embeddings(
+        "u1",
+        dict(zip([asked.id, told.id], resources.embedder.embed([asked.content, told.content]).tolist(), strict=True)),
+    )
+    result = retrieve(resources, catalog, "u1", "What do I enjoy doing for fun?")
+    assert ids(result)[0] == told.id
+    first_assistant = next(i for i in result["results"] if i.id == asked.id)
+    assert first_assistant.explain["relevance"] <= 0.5
+
+
 def test_pending_messages_are_the_most_recent_and_oldest_first(resources, catalog):
     messages = [
         Message(user_id="u1", content=f"message {i}", created_at=NOW - timedelta(days=40) + timedelta(hours=i))
@@ -251,8 +270,14 @@ def test_huge_query_is_truncated_for_search(resources, catalog):
 
 def test_format_context_en(resources, catalog, store):
     remember(resources, "u1", "Tom works at Apple", event_time=day(2023, 5, 8))
-    remember(resources, "u1", "Tom moved to Cupertino", event_time=EventTime(
-        start=datetime(2023, 6, 1, tzinfo=UTC), end=datetime(2023, 7, 1, tzinfo=UTC), granularity=Granularity.MONTH))
+    remember(
+        resources,
+        "u1",
+        "Tom moved to Cupertino",
+        event_time=EventTime(
+            start=datetime(2023, 6, 1, tzinfo=UTC), end=datetime(2023, 7, 1, tzinfo=UTC), granularity=Granularity.MONTH
+        ),
+    )
     store.add_messages([Message(user_id="u1", role=Role.USER, content="Weather is nice today",
                                 created_at=datetime(2024, 5, 15, 9, 30, tzinfo=UTC))])  # fmt: skip
     result = retrieve(resources, catalog, "u1", "Where does Tom work at Apple?", memory_types=["observation"])
@@ -322,7 +347,8 @@ def test_lone_top_text_hit_outranks_a_middling_hit_of_both_channels(store):
     middling = turn("I hate not being on the court", "s2", 20, 0.35)
     assert [i.id for i in fuse(store, [middling, lone], 1, rank_k=10)] == [lone.message.id]
     assert fuse(store, [middling, lone], 1, rank_k=10)[0].explain["relevance"] == pytest.approx(
-        0.8 * (0.5 * 0.5 + 0.5 * 0.30))  # rank 1 in one of two channels: rank score 0.5
+        0.8 * (0.5 * 0.5 + 0.5 * 0.30)
+    )  # rank 1 in one of two channels: rank score 0.5
     # the store's RRF curve (k=60) makes rank 1 and rank 20 nearly equal: the middling hit wins
     assert [i.id for i in fuse(store, [middling, lone], 1, rank_k=60)] == [middling.message.id]
 
