@@ -44,7 +44,14 @@ from memscope.stores.base import (
 )
 from memscope.stores.changes import change_kind, kept_access
 from memscope.stores.fusion import rrf_fuse
-from memscope.stores.sqlite_fts import fts_normalize, fts_query, message_body
+from memscope.stores.sqlite_fts import (
+    COMMON_MIN_ROWS,
+    common_terms,
+    fts_normalize,
+    fts_query,
+    message_body,
+    query_terms,
+)
 from memscope.stores.sqlite_rows import (
     blob,
     from_us,
@@ -58,6 +65,7 @@ from memscope.stores.sqlite_rows import (
     to_us,
 )
 from memscope.stores.sqlite_schema import (
+    FTS_TOKENIZER,
     MEMORY_COLUMNS,
     MESSAGE_COLUMNS,
     SCHEMA,
@@ -79,6 +87,7 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore", "fts_normalize", "fts_query"]
 
 _CACHE_BYTES = 512 * 1024 * 1024
 _PARALLEL_ROWS = 20_000  # from this many vectors, the text query runs beside the vector product
+_STEMS_KEPT = 10_000  # query words whose stem is cached
 _SIMS_KEPT = 4  # recent query-vector similarity arrays kept (a retrieval searches twice with one vector)
 
 P = ParamSpec("P")
@@ -120,6 +129,7 @@ class SqliteStore:
         self._closed = False
         self._cache: OrderedDict[tuple[str, str, int], VectorIndex] = OrderedDict()
         self._sims: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+        self._stem_cache: OrderedDict[str, str] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -604,7 +614,7 @@ class SqliteStore:
         vector_ids: list[str] = []
         text_ids: list[str] = []
         similarity: Callable[[str], float | None] = lambda _: None  # noqa: E731
-        match = fts_query(query.text)
+        match = self._text_match(kind, query.text)
         text_sql = (
             f"SELECT m.id FROM {kind}_fts JOIN {kind} m ON m.pk = {kind}_fts.rowid"
             f" WHERE {kind}_fts MATCH ? AND {where} ORDER BY rank LIMIT ?"  # rank = bm25, sorted inside FTS5
@@ -632,6 +642,48 @@ class SqliteStore:
         text_rank = {i: n for n, i in enumerate(text_ids, start=1)}
         fused = list(rrf_fuse(rankings, k=query.rrf_k).items())[: query.top_k]
         return [(i, s, vector_rank.get(i), text_rank.get(i), similarity(i)) for i, s in fused]
+
+    def _text_match(self, kind: str, text: str | None) -> str | None:
+        """The MATCH expression of a query; in a large index, common terms are left out (see
+        `sqlite_fts.common_terms`): FTS5 scores every row a term matches, for little ranking value."""
+        terms = query_terms(text)
+        if len(terms) < 2:
+            return fts_query(None, terms=terms)
+        conn = self._conn()
+        total = conn.execute(f"SELECT max(pk) FROM {kind}").fetchone()[0] or 0  # rows ever written: a bound
+        if total <= COMMON_MIN_ROWS:
+            return fts_query(None, terms=terms)
+        dropped = common_terms(self._doc_freq(conn, kind, terms), total)
+        return fts_query(None, terms=[t for t in terms if t not in dropped])
+
+    def _doc_freq(self, conn: sqlite3.Connection, kind: str, terms: list[str]) -> dict[str, int | None]:
+        """How many indexed rows contain each term (None for a CJK phrase, which is not one token)."""
+        words = [t for t in terms if " " not in t]
+        conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{kind}_vocab USING fts5vocab(main, {kind}_fts, 'row')")
+        stems = self._stems(conn, words)
+        freq: dict[str, int | None] = {t: None for t in terms}
+        for word in words:
+            row = conn.execute(f"SELECT doc FROM temp.{kind}_vocab WHERE term = ?", (stems[word],)).fetchone()
+            freq[word] = row[0] if row else 0
+        return freq
+
+    def _stems(self, conn: sqlite3.Connection, words: list[str]) -> dict[str, str]:
+        """Each word as the FTS tokenizer indexes it (porter-stemmed), through a scratch FTS5 table."""
+        missing = [w for w in words if w not in self._stem_cache]
+        if missing:
+            conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.stemmer USING fts5(t, tokenize='{FTS_TOKENIZER}')")
+            conn.execute(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.stemmer_terms USING fts5vocab(temp, stemmer, 'instance')"
+            )
+            conn.executemany("INSERT INTO temp.stemmer (rowid, t) VALUES (?, ?)", list(enumerate(missing, start=1)))
+            found = {doc: term for term, doc in conn.execute("SELECT term, doc FROM temp.stemmer_terms")}
+            conn.execute("DELETE FROM temp.stemmer")
+            with self._lock:
+                for n, word in enumerate(missing, start=1):
+                    self._stem_cache[word] = found.get(n, word)
+                while len(self._stem_cache) > _STEMS_KEPT:
+                    self._stem_cache.popitem(last=False)
+        return {w: self._stem_cache.get(w, w) for w in words}
 
     def _vector_channel(
         self,

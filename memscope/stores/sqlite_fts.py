@@ -14,9 +14,15 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["fts_normalize", "fts_query", "message_body", "query_terms"]
+__all__ = ["common_terms", "fts_normalize", "fts_query", "message_body", "query_terms"]
 
 MAX_QUERY_TERMS = 64
+# In a large index, a query term in more than this share of the rows (and more than COMMON_MIN_ROWS
+# rows) is "common": it adds little to BM25 (low IDF) but FTS5 scores every row it matches, so it is
+# left out while a rarer term remains (the idea of Elasticsearch's former common-terms query). The
+# vector channel still carries its meaning.
+COMMON_SHARE = 0.05
+COMMON_MIN_ROWS = 5_000
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002ebef]")
 _CJK_RUN = re.compile(f"{_CJK.pattern}+")
 _WORD = re.compile(r"[^\W_]+")
@@ -84,3 +90,15 @@ def _cjk_terms(word: str) -> list[str]:
         else:
             terms.extend(f"{a} {b}" for a, b in itertools.pairwise(run))
     return terms
+
+
+def common_terms(doc_freq: Mapping[str, int | None], total_rows: int) -> set[str]:
+    """The terms to leave out of a BM25 query over `total_rows` rows: those matching more than
+    COMMON_SHARE of them (and COMMON_MIN_ROWS), keeping at least the rarest term that matches
+    anything. Unknown counts (None: CJK phrases) are never left out."""
+    limit = max(COMMON_MIN_ROWS, COMMON_SHARE * total_rows)
+    present = {t: n for t, n in doc_freq.items() if n}
+    common = {t for t, n in present.items() if n > limit}
+    if common and common == set(present):
+        common.discard(min(common, key=lambda t: present[t]))
+    return common

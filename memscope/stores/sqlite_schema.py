@@ -11,7 +11,9 @@ from typing import Any
 from memscope.stores.base import MemoryFilter, MessageFilter
 from memscope.stores.sqlite_rows import span_bounds, to_json, to_us
 
-__all__ = ["MEMORY_COLUMNS", "MESSAGE_COLUMNS", "SCHEMA", "SCHEMA_VERSION", "memory_where", "message_where"]
+__all__ = [
+    "FTS_TOKENIZER", "MEMORY_COLUMNS", "MESSAGE_COLUMNS", "SCHEMA", "SCHEMA_VERSION", "memory_where", "message_where",
+]  # fmt: skip
 
 SCHEMA_VERSION = 1
 
@@ -86,11 +88,11 @@ CREATE TABLE IF NOT EXISTS memory_events (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS memory_events_memory ON memory_events (user_id, memory_id, seq);
-CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts
-    USING fts5(body, tokenize='porter unicode61 remove_diacritics 2');
-CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts
-    USING fts5(body, tokenize='porter unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(body, tokenize="FTS_TOKENIZER");
+CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(body, tokenize="FTS_TOKENIZER");
 """
+FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"  # the stemmer of sqlite.py must use the same
+SCHEMA = SCHEMA.replace("FTS_TOKENIZER", FTS_TOKENIZER)
 
 MEMORY_COLUMNS = (
     "id", "user_id", "agent_id", "memory_type", "content", "key", "embedding", "dim", "status",

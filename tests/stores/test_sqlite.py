@@ -409,3 +409,29 @@ class _Row(dict):  # type: ignore[type-arg]
 
     def keys(self) -> list[str]:  # type: ignore[override]
         return list(super().keys())
+
+
+# -- common terms in a large index -------------------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_common_terms_leave_out_the_frequent_and_keep_the_rarest() -> None:
+    from memscope.stores.sqlite_fts import common_terms
+
+    assert common_terms({"alice": 40, "work": 25_000}, 100_000) == {"work"}
+    assert common_terms({"work": 25_000, "live": 8_000}, 100_000) == {"work"}  # both common: keep the rarer
+    assert common_terms({"work": 25_000, "nowhere": 0}, 100_000) == set()  # a term matching nothing is no keeper
+    assert common_terms({"work": 4_000, "alice": 3}, 10_000) == set()  # below COMMON_MIN_ROWS: nothing left out
+    assert common_terms({"老 师": None, "work": 25_000}, 100_000) == set()  # a CJK phrase's count is unknown
+
+
+@pytest.mark.unit
+def test_large_index_searches_without_common_terms(sqlite_store: SqliteStore) -> None:
+    nodes = [memory("u", f"I work on project {i}") for i in range(5_200)]
+    nodes.append(memory("u", "Alice works at the bakery"))
+    sqlite_store.write_memories(nodes)
+    assert sqlite_store._text_match("memories", "Where does Alice work?") == '"alice"'
+    hits = sqlite_store.search_memories("u", SearchQuery(text="Where does Alice work?", top_k=3))
+    assert hits[0].memory.content == "Alice works at the bakery"
+    small = sqlite_store._text_match("messages", "Where does Alice work?")  # a small index keeps every term
+    assert small == '"alice" OR "work"'
