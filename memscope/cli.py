@@ -248,6 +248,21 @@ def chat(
                 typer.echo(f"  error: {exc}", err=True)
 
 
+@app.command()
+def reembed(config: ConfigOpt = None) -> None:
+    """Re-embed every message and memory with the configured embedding model (after changing it)."""
+    from memscope.errors import MemscopeError
+    from memscope.reembed import reembed as run_reembed
+
+    settings = _load_or_exit(config)
+    try:
+        counts = run_reembed(settings, progress=lambda user, n: typer.echo(f"  {n} users done", err=True))
+    except MemscopeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"ok: {counts['messages']} messages and {counts['memories']} memories of {counts['users']} users")
+
+
 # -- elasticsearch --------------------------------------------------------------------------------
 es_app = typer.Typer(help="Create and migrate the Elasticsearch indices.", no_args_is_help=True)
 app.add_typer(es_app, name="es")

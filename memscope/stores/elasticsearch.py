@@ -238,7 +238,7 @@ class ElasticsearchStore:
             raise ValidationError(
                 f"embedding dimension(s) {wrong or sorted(dims)} do not match the store's dimension"
                 f" {current if current is not None else 'of the batch'}; embed with the store's model"
-                " or run `memscope reembed`"
+                " or configure a new index_prefix for the new one"
             )
         if current is None:
             self._ensure_vectors(dims.pop())
@@ -269,8 +269,8 @@ class ElasticsearchStore:
         raise EmbeddingMismatch(
             f"the Elasticsearch store {self.url} (indices {self.index_prefix}-*) holds vectors of embedding"
             f" model {stored} (dim {stored_dim}), but the configured embedder is {model!r} (dim {dim})."
-            " Run `memscope reembed` to re-embed the store with the new model, or configure another"
-            " index_prefix."
+            " The mapping fixes the vector dimension: configure a new store.elasticsearch.index_prefix for"
+            " the new model and add the history again, or go back to the old model."
         )
 
     # -- low-level helpers ---------------------------------------------------------------------------

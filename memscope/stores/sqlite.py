@@ -333,6 +333,57 @@ class SqliteStore:
                 [(blob, dim, version, user_id, mid) for mid, (blob, dim) in blobs.items()],
             )
 
+    # -- re-embedding (SQLite only: `memscope reembed`) ----------------------------------------------
+
+    @_mapped
+    def clear_embeddings(self, model: str, dim: int) -> list[str]:
+        """Switch the store to another embedding model: drop every vector and record the new model;
+        returns the users whose rows need vectors. A no-op (but for the list) if already switched."""
+        with self._write() as conn:
+            stored = dict(conn.execute("SELECT key, value FROM meta WHERE key LIKE 'embedding_%'").fetchall())
+            users = [r[0] for r in conn.execute("SELECT user_id FROM messages UNION SELECT user_id FROM memories")]
+            if stored.get("embedding_model") == model and stored.get("embedding_dim") == str(int(dim)):
+                return users
+            conn.execute("UPDATE memories SET embedding = NULL, dim = NULL")
+            conn.execute("UPDATE messages SET embedding = NULL, dim = NULL")
+            conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [("embedding_model", model), ("embedding_dim", str(int(dim)))],
+            )
+            for user in users:
+                for kind in ("memories", "messages"):
+                    self._bump(conn, user, kind, reset=True)
+        with self._lock:
+            self._cache.clear()
+            self._sims.clear()
+        return users
+
+    @_mapped
+    def memories_without_embedding(self, user_id: str, limit: int = 256) -> list[MemoryNode]:
+        """Active memories of this user that have no vector, oldest first (after `clear_embeddings`)."""
+        check_user_id(user_id)
+        rows = self._conn().execute(
+            "SELECT * FROM memories WHERE user_id = ? AND embedding IS NULL AND status = 'active'"
+            " ORDER BY created_at, id LIMIT ?",
+            (user_id, limit),
+        )
+        return [memory_from_row(r) for r in rows.fetchall()]
+
+    @_mapped
+    def set_memory_embeddings(self, user_id: str, embeddings: dict[str, Sequence[float]]) -> None:
+        """Attach vectors to memories of this user without an event: the memory itself did not change."""
+        check_user_id(user_id)
+        blobs = {mid: blob(vec) for mid, vec in embeddings.items()}
+        if not blobs:
+            return
+        with self._write() as conn:
+            self._check_dims(conn, {dim for _, dim in blobs.values() if dim is not None})
+            version = self._bump(conn, user_id, "memories")
+            conn.executemany(
+                "UPDATE memories SET embedding = ?, dim = ?, row_version = ? WHERE +user_id = ? AND id = ?",
+                [(blob, dim, version, user_id, mid) for mid, (blob, dim) in blobs.items()],
+            )
+
     @_mapped
     def messages_without_embedding(self, user_id: str, limit: int = 256) -> list[Message]:
         """Messages of this user that have no vector yet, oldest first."""

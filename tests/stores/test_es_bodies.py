@@ -365,7 +365,7 @@ def test_check_embedding_model_maps_vectors_and_records_the_model(fake: FakeES) 
     with pytest.raises(EmbeddingMismatch) as info:
         es_store.check_embedding_model("big", 768)
     assert "'mini' (dim 3)" in str(info.value) and "'big' (dim 768)" in str(info.value)
-    assert "memscope reembed" in str(info.value)
+    assert "index_prefix" in str(info.value)
     es_store.close()
 
 

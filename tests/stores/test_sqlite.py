@@ -435,3 +435,48 @@ def test_large_index_searches_without_common_terms(sqlite_store: SqliteStore) ->
     assert hits[0].memory.content == "Alice works at the bakery"
     small = sqlite_store._text_match("messages", "Where does Alice work?")  # a small index keeps every term
     assert small == '"alice" OR "work"'
+
+
+# -- re-embedding -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_reembed_switches_the_store_to_a_new_model(tmp_path: Path) -> None:
+    from memscope.config import load_settings
+    from memscope.errors import EmbeddingMismatch
+    from memscope.llm.cache import normalize
+    from memscope.reembed import reembed
+
+    class Letters:
+        """A tiny real embedder: letter counts of the text (a new model of dimension 26)."""
+
+        name, dim = "letters", 26
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            rows = [[t.lower().count(chr(97 + i)) + 0.01 for i in range(26)] for t in texts]
+            return normalize(np.array(rows, dtype=np.float32))
+
+    path = tmp_path / "m.db"
+    store = SqliteStore(path)
+    store.check_embedding_model("model-a", 8)
+    old = memory("u", "I keep bees", embedding=[1.0] + [0.0] * 7)
+    gone = memory("u", "I kept wasps", embedding=[0.0, 1.0] + [0.0] * 6, status=MemoryStatus.EXPIRED)
+    store.write_memories([old, gone])
+    said = Message(user_id="v", content="hello there", created_at=T0)
+    store.add_messages([said])
+    store.set_message_embeddings("v", {said.id: [0.0] * 7 + [1.0]})
+    with pytest.raises(EmbeddingMismatch, match="memscope reembed"):
+        store.check_embedding_model("letters", 26)
+    store.close()
+
+    settings = load_settings({"store": {"path": str(path)}, "llm": {"backend": "none"}})
+    counts = reembed(settings, embedder=Letters())
+    assert counts == {"users": 2, "messages": 1, "memories": 1}  # the expired memory keeps no vector
+    again = SqliteStore(path)
+    again.check_embedding_model("letters", 26)  # the store now belongs to the new model
+    hits = again.search_memories("u", SearchQuery(embedding=Letters().embed(["bees"])[0].tolist(), top_k=1))
+    assert [h.memory.id for h in hits] == [old.id] and hits[0].vector_similarity is not None
+    assert [e.kind.value for e in again.history("u", old.id)] == ["add"]  # no event: the memory did not change
+    assert again.messages_without_embedding("v") == []
+    assert reembed(settings, embedder=Letters()) == {"users": 2, "messages": 0, "memories": 0}  # idempotent
+    again.close()
