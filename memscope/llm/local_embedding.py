@@ -86,6 +86,7 @@ class LocalEmbedder:
         if not path.is_dir():
             raise ModelError(f"local embedding model folder {path} does not exist; check embedding.model")
         try:
+            _quiet_transformers()
             model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
         except Exception as exc:
             raise ModelError(f"cannot load the local embedding model from {path}: {exc}") from exc
@@ -97,3 +98,12 @@ def _dimension(model: Any) -> int:
     """The model's output dimension (the method was renamed in sentence-transformers 5)."""
     method = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     return int(method())
+
+
+def _quiet_transformers() -> None:
+    """No "Loading weights" progress bar on every start: it would mix into the CLI's own output."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - sentence-transformers brings transformers
+        return
+    hf_logging.disable_progress_bar()
