@@ -64,7 +64,7 @@ class LongRangeContradictions(LLMWorker):
     def run(self, ctx: Context) -> None:
         new = [o for o in ctx["unreflected"] if o.status is MemoryStatus.ACTIVE]
         vectors = self._vectors(new)
-        pairs = [(o, older) for o in new if (older := self._older_neighbours(ctx, o, vectors.get(o.id), len(new)))]
+        pairs = [(o, older) for o in new if (older := self._older_neighbours(ctx, o, vectors.get(o.id)))]
         state: dict[str, MemoryNode] = {}
         for node, older in pairs:
             state[node.id] = node
@@ -83,21 +83,17 @@ class LongRangeContradictions(LLMWorker):
             out.update((n.id, [float(x) for x in v]) for n, v in zip(missing, vectors, strict=True))
         return out
 
-    def _older_neighbours(
-        self, ctx: Context, node: MemoryNode, vector: list[float] | None, batch: int
-    ) -> list[MemoryNode]:
+    def _older_neighbours(self, ctx: Context, node: MemoryNode, vector: list[float] | None) -> list[MemoryNode]:
         """The nearest active observations created before `node`, from other consolidation batches."""
         user_id, agent_id = scope(ctx)
-        wanted = self.params.neighbours + batch + 10  # room for the newer ones filtered out below
+        wanted = self.params.neighbours + 10  # room for same-batch ones filtered out below
         text = None if vector is not None else node.content  # no vector at all: fall back to BM25
         query = SearchQuery(text=text, embedding=vector, top_k=wanted, candidates=wanted)
-        where = MemoryFilter(agent_id=agent_id, memory_types=(MemoryType.OBSERVATION,))
+        where = MemoryFilter(agent_id=agent_id, memory_types=(MemoryType.OBSERVATION,), created_before=node.created_at)
         sources = set(node.source_message_ids)
         out = []
         for hit in self.resources.store.search_memories(user_id, query, where):
             other = hit.memory
-            if other.id == node.id or other.created_at >= node.created_at:
-                continue
             if sources & set(other.source_message_ids):
                 continue
             if hit.vector_similarity is not None and hit.vector_similarity < self.params.min_similarity:
