@@ -58,9 +58,7 @@ def _make_dispatcher(runtime: Runtime, start_timers: bool) -> Dispatcher:
 class MemoryScope:
     """Long-term memory for a chatbot. With no argument: `MEMSCOPE_CONFIG`'s file, else the embedded default."""
 
-    def __init__(
-        self, config: ConfigSource = None, *, runtime: Runtime | None = None, background: bool = True
-    ) -> None:
+    def __init__(self, config: ConfigSource = None, *, runtime: Runtime | None = None, background: bool = True) -> None:
         self.runtime = runtime or Runtime(config)
         self.settings = self.runtime.settings
         self.jobs: Dispatcher = _make_dispatcher(self.runtime, start_timers=background)
@@ -140,9 +138,7 @@ class MemoryScope:
         """A block of relevant memories and recent messages, ready for a system prompt."""
         return self.retrieve(user_id, query, **kwargs).context
 
-    def chat(
-        self, user_id: str, message: str, session_id: str | None = None, agent_id: str | None = None
-    ) -> str:
+    def chat(self, user_id: str, message: str, session_id: str | None = None, agent_id: str | None = None) -> str:
         """Answer `message` with memory, then remember both turns."""
         llm = self.runtime.llm
         if llm is None:
@@ -151,15 +147,14 @@ class MemoryScope:
                 "or DASHSCOPE_API_KEY, or llm.backend in the config"
             )
         memory = self.context(user_id, message, agent_id=agent_id)
+        recent = MessageFilter(agent_id=agent_id, session_id=session_id)
         history = (
-            self.list_messages(user_id, session_id=session_id, agent_id=agent_id)[-20:] if session_id else []
+            self.runtime.store.list_messages(user_id, recent, limit=20, newest_first=True)[::-1] if session_id else []
         )
         system = "You are a helpful assistant with long-term memory of this user.\n" + memory
         prompt = [{"role": "system", "content": system}]
         prompt += [
-            {"role": m.role.value, "content": m.content}
-            for m in history
-            if m.role.value in ("user", "assistant")
+            {"role": m.role.value, "content": m.content} for m in history if m.role.value in ("user", "assistant")
         ]
         prompt.append({"role": "user", "content": message})
         answer = llm.chat(prompt, tag="chat", temperature=0.7).text
@@ -185,9 +180,7 @@ class MemoryScope:
         """Queue reflection (insights, long-range contradictions); with `wait`, block and return the record."""
         return self._queue(REFLECT, user_id, agent_id, wait, timeout)
 
-    def _queue(
-        self, op: str, user_id: str, agent_id: str | None, wait: bool, timeout: float | None
-    ) -> JobRecord | str:
+    def _queue(self, op: str, user_id: str, agent_id: str | None, wait: bool, timeout: float | None) -> JobRecord | str:
         check_user_id(user_id)
         job_id = self.jobs.submit(op, user_id, agent_id)
         if not wait:
@@ -288,9 +281,7 @@ class MemoryScope:
     ) -> list[str]:
         """Delete one memory by id, or those matching `content_match`; returns the deleted ids."""
         check_user_id(user_id)
-        result = self.runtime.run(
-            "delete_memory", user_id=user_id, memory_id=memory_id, content_match=content_match
-        )
+        result = self.runtime.run("delete_memory", user_id=user_id, memory_id=memory_id, content_match=content_match)
         return [n.id for n in result["stored_memories"] if n.status is MemoryStatus.DELETED]
 
     def history(self, user_id: str, memory_id: str) -> list[MemoryEvent]:
