@@ -182,6 +182,17 @@ def test_chat_answers_with_memory_and_remembers(tmp_path: Path, model_server: Sc
         system = chat_call.json["messages"][0]["content"]
         assert "Miso" in system
         assert [m.role.value for m in memory.list_messages("jo", session_id="s1")] == ["user", "assistant"]
+        model_server.script("chat", "Anything else?")
+        memory.chat("jo", "thanks", session_id="s1")
+        second = [r for r in model_server.requests_to("/chat/completions") if r.header("X-Memscope-Worker") == "chat"][
+            -1
+        ]
+        turns = [(m["role"], m["content"]) for m in second.json["messages"][1:]]
+        assert turns == [
+            ("user", "what's my cat called?"),
+            ("assistant", "Your cat is called Miso."),
+            ("user", "thanks"),
+        ]  # the session so far, oldest first, then the new message
 
 
 def test_demo_without_and_with_a_model(tmp_path: Path, model_server: ScriptedServer):
