@@ -22,7 +22,9 @@ def unreflected_count(runtime: Runtime, user_id: str, agent_id: str | None, limi
     nodes = runtime.store.list_memories(
         user_id, MemoryFilter(agent_id=agent_id, memory_types=[MemoryType.OBSERVATION]), limit=limit
     )
-    return sum(1 for n in nodes if "reflected_at" not in n.metadata)
+    from memscope.workers.load_unreflected_observations import is_reflected  # the rule lives with the worker
+
+    return sum(1 for n in nodes if not is_reflected(n))
 
 
 def run_job(runtime: Runtime, operation: str, user_id: str, agent_id: str | None = None) -> list[RunReport]:

@@ -92,6 +92,7 @@ _SIMS_KEPT = 4  # recent query-vector similarity arrays kept (a retrieval search
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def _mapped(fn: Callable[P, R]) -> Callable[P, R]:
@@ -321,17 +322,7 @@ class SqliteStore:
     @_mapped
     def set_message_embeddings(self, user_id: str, embeddings: dict[str, Sequence[float]]) -> None:
         """Attach vectors to messages of this user (ids not of this user are ignored)."""
-        check_user_id(user_id)
-        blobs = {mid: blob(vec) for mid, vec in embeddings.items()}
-        if not blobs:
-            return
-        with self._write() as conn:
-            self._check_dims(conn, {dim for _, dim in blobs.values() if dim is not None})
-            version = self._bump(conn, user_id, "messages")
-            conn.executemany(
-                "UPDATE messages SET embedding = ?, dim = ?, row_version = ? WHERE +user_id = ? AND id = ?",
-                [(blob, dim, version, user_id, mid) for mid, (blob, dim) in blobs.items()],
-            )
+        self._set_embeddings("messages", user_id, embeddings)
 
     # -- re-embedding (SQLite only: `memscope reembed`) ----------------------------------------------
 
@@ -372,16 +363,20 @@ class SqliteStore:
     @_mapped
     def set_memory_embeddings(self, user_id: str, embeddings: dict[str, Sequence[float]]) -> None:
         """Attach vectors to memories of this user without an event: the memory itself did not change."""
+        self._set_embeddings("memories", user_id, embeddings)
+
+    def _set_embeddings(self, kind: str, user_id: str, embeddings: dict[str, Sequence[float]]) -> None:
+        """Attach vectors to rows of `kind` of this user (other users' ids match nothing)."""
         check_user_id(user_id)
-        blobs = {mid: blob(vec) for mid, vec in embeddings.items()}
+        blobs = {row_id: blob(vec) for row_id, vec in embeddings.items()}
         if not blobs:
             return
         with self._write() as conn:
             self._check_dims(conn, {dim for _, dim in blobs.values() if dim is not None})
-            version = self._bump(conn, user_id, "memories")
+            version = self._bump(conn, user_id, kind)
             conn.executemany(
-                "UPDATE memories SET embedding = ?, dim = ?, row_version = ? WHERE +user_id = ? AND id = ?",
-                [(blob, dim, version, user_id, mid) for mid, (blob, dim) in blobs.items()],
+                f"UPDATE {kind} SET embedding = ?, dim = ?, row_version = ? WHERE +user_id = ? AND id = ?",
+                [(data, dim, version, user_id, row_id) for row_id, (data, dim) in blobs.items()],
             )
 
     @_mapped
@@ -403,13 +398,7 @@ class SqliteStore:
         f = filter or MessageFilter()
         where, params = message_where(user_id, f)
         hits = self._hybrid("messages", user_id, query, where, params, lambda ix: message_mask(ix, f))
-        if not hits:
-            return []
-        rows = self._conn().execute(
-            "SELECT * FROM messages WHERE +user_id = ? AND id IN (SELECT value FROM json_each(?))",
-            (user_id, to_json([h[0] for h in hits])),
-        )
-        found = {r["id"]: message_from_stored(r) for r in rows.fetchall()}
+        found = self._rows_by_id("messages", user_id, [h[0] for h in hits], message_from_stored)
         return [ScoredMessage(found[i], s, vr, tr, sim) for i, s, vr, tr, sim in hits if i in found]
 
     @_mapped
@@ -556,14 +545,18 @@ class SqliteStore:
         f = filter or MemoryFilter()
         where, params = memory_where(user_id, f)
         hits = self._hybrid("memories", user_id, query, where, params, lambda ix: memory_mask(ix, f))
-        if not hits:
-            return []
-        rows = self._conn().execute(
-            "SELECT * FROM memories WHERE +user_id = ? AND id IN (SELECT value FROM json_each(?))",
-            (user_id, to_json([h[0] for h in hits])),
-        )
-        found = {r["id"]: memory_from_stored(r) for r in rows.fetchall()}
+        found = self._rows_by_id("memories", user_id, [h[0] for h in hits], memory_from_stored)
         return [ScoredMemory(found[i], s, vr, tr, sim) for i, s, vr, tr, sim in hits if i in found]
+
+    def _rows_by_id(self, kind: str, user_id: str, ids: list[str], convert: Callable[[Any], T]) -> dict[str, T]:
+        """This user's rows of `kind` with these ids, converted, by id."""
+        if not ids:
+            return {}
+        rows = self._conn().execute(
+            f"SELECT * FROM {kind} WHERE +user_id = ? AND id IN (SELECT value FROM json_each(?))",
+            (user_id, to_json(ids)),
+        )
+        return {r["id"]: convert(r) for r in rows.fetchall()}
 
     @_mapped
     def touch_memories(self, user_id: str, memory_ids: Sequence[str], at: datetime) -> None:
