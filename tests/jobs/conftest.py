@@ -22,6 +22,7 @@ import yaml
 from memscope.models import MemoryStatus
 from memscope.stores.base import MemoryFilter, MessageFilter, Store
 from tests.support.scripted_server import RemoteScript
+from tests.support.services import service_missing
 
 REPO = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/13"  # a database of our own; only our key prefix is ever deleted
@@ -123,7 +124,7 @@ def redis_client(url: str = REDIS_URL) -> redis.Redis:
     try:
         client.ping()
     except redis.ConnectionError as exc:
-        pytest.skip(f"these tests need Redis on 127.0.0.1:6379: {exc}")
+        service_missing(f"these tests need Redis on 127.0.0.1:6379 ({exc})", "bash scripts/redis.sh start")
     return client
 
 
