@@ -109,8 +109,9 @@ class Runtime:
         }
 
     def close(self) -> None:
-        """Close the store."""
+        """Stop the runner's threads, then close the store."""
         with self._lock:
             if not self._closed:
                 self._closed = True
+                self.runner.close()
                 self.store.close()

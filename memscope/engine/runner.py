@@ -19,6 +19,7 @@ from memscope.models import new_id
 __all__ = ["OperationRunner", "RunResult"]
 
 log = logging.getLogger("memscope.engine")
+PARALLEL_THREADS = 8  # branch threads shared by all runs; more concurrent branches wait their turn
 
 NO_LLM_NOTICE = (
     "no LLM configured: LLM steps were skipped and pending messages stay pending. "
@@ -41,10 +42,27 @@ class RunResult:
 class OperationRunner:
     """Executes operations against one set of resources; worker instances are reused across runs."""
 
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, resources: Resources, *, threads: int = PARALLEL_THREADS) -> None:
         self.resources = resources
         self._workers: dict[tuple[int, int, str], Worker] = {}
         self._lock = threading.Lock()
+        self._threads = threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._on_pool = threading.local()
+
+    def close(self) -> None:
+        """Stop the runner's branch threads (their thread-local store connections go with them)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _branch_pool(self) -> ThreadPoolExecutor:
+        """One bounded pool for every run's parallel branches: threads (and their connections) are reused."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="memscope-branch")
+            return self._pool
 
     def run(self, spec: OperationSpec, inputs: Mapping[str, Any], *, run_id: str | None = None) -> RunResult:
         """Run `spec` with `inputs`; a failing step raises OperationRunError naming it."""
@@ -83,18 +101,23 @@ class OperationRunner:
     def _parallel(
         self, spec: OperationSpec, index: int, group: ParallelGroup, ctx: Context
     ) -> list[StepReport]:
-        with ThreadPoolExecutor(
-            max_workers=len(group.branches), thread_name_prefix=f"ms-{spec.name}"
-        ) as pool:
-            futures = [
-                pool.submit(self._step, spec, index, step, ctx, branch)
-                for branch, step in enumerate(group.branches, start=1)
-            ]
-            errors = [f.exception() for f in futures]
+        branches = list(enumerate(group.branches, start=1))
+        if getattr(self._on_pool, "active", False):  # a run nested inside a branch: waiting on the pool could deadlock
+            return [self._step(spec, index, step, ctx, branch) for branch, step in branches]
+        pool = self._branch_pool()
+        futures = [pool.submit(self._branch, spec, index, step, ctx, branch) for branch, step in branches]
+        errors = [f.exception() for f in futures]
         for error in errors:
             if error is not None:
                 raise error
         return [f.result() for f in futures]
+
+    def _branch(self, spec: OperationSpec, index: int, step: Step, ctx: Context, branch: int) -> StepReport:
+        self._on_pool.active = True
+        try:
+            return self._step(spec, index, step, ctx, branch)
+        finally:
+            self._on_pool.active = False
 
     def _worker(self, spec: OperationSpec, index: int, step: Step, branch: int | None) -> Worker:
         key = (id(spec), index * 100 + (branch or 0), step.worker)
