@@ -350,7 +350,7 @@ from memscope.jobs.commands import register as _register_job_commands  # noqa: E
 _register_job_commands(app)
 
 
-# -- benchmarks: `memscope bench retrieval|ingest|locomo|locomo-qa` (run from a source checkout) -----
+# -- benchmarks: `memscope bench retrieval|ingest|longrun|locomo|locomo-qa` (run from a source checkout) -----
 bench_app = typer.Typer(help="Latency, throughput and LoCoMo benchmarks (from a memscope source checkout).",
                         no_args_is_help=True)  # fmt: skip
 app.add_typer(bench_app, name="bench")
@@ -403,6 +403,19 @@ def bench_ingest(
     """add_messages acknowledgement latency: embedded, and with Celery when Redis on 127.0.0.1:6379 answers."""
     bench = _bench("ingest")
     bench.report(bench.run_ingest_bench(messages, show_progress=not (no_progress or json_out)), json_out)
+
+
+@bench_app.command("longrun")
+def bench_longrun(
+    minutes: Annotated[float, typer.Option(help="How long the process keeps working.")] = 5.0,
+    samples: Annotated[int, typer.Option(min=2, help="Resource samples, evenly spaced.")] = 6,
+    job_every: Annotated[int, typer.Option(min=1, help="Retrieves per consolidation job.")] = 5,
+    retrieves: Annotated[int | None, typer.Option(help="Stop after this many retrieves instead.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """One long-lived process doing retrieves and jobs: open fds, threads and RSS over time (flat = no leak)."""
+    bench = _bench("longrun")
+    bench.report(bench.run_longrun(minutes, samples, job_every, retrieves=retrieves), json_out)
 
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Folder of LoCoMo conv-*.json files.", exists=True,
