@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from memscope.redact import scrub
+
 __all__ = [
     "ConfigError",
     "EmbeddingMismatch",
@@ -65,7 +67,7 @@ class OperationRunError(MemscopeError):
         self.operation, self.step, self.worker = operation, step, worker
         super().__init__(
             f"operation {operation!r} failed at step {step} (worker {worker!r}): "
-            f"{type(cause).__name__}: {cause}"
+            + scrub(f"{type(cause).__name__}: {cause}")
         )
 
 

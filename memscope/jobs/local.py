@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import traceback
 from collections import OrderedDict
@@ -14,11 +13,12 @@ from memscope.errors import JobError
 from memscope.jobs.base import CONSOLIDATE, REFLECT, JobRecord, JobState
 from memscope.jobs.logic import run_job, summarize, unreflected_count
 from memscope.models import utcnow
+from memscope.redact import scrub, scrubbed_logger
 from memscope.runtime import Runtime
 
 __all__ = ["LocalDispatcher"]
 
-log = logging.getLogger("memscope.jobs")
+log = scrubbed_logger("memscope.jobs")
 KEEP_RECORDS = 1000
 
 
@@ -80,7 +80,7 @@ class LocalDispatcher:
             try:
                 reports = run_job(self.runtime, record.operation, record.user_id, record.agent_id)
             except Exception as exc:  # recorded with its error, and logged: never swallowed
-                record.state, record.error = JobState.FAILED, f"{type(exc).__name__}: {exc}"
+                record.state, record.error = JobState.FAILED, scrub(f"{type(exc).__name__}: {exc}")
                 log.error(
                     "job %s %s for %r failed:\n%s",
                     record.id,

@@ -20,6 +20,7 @@ from memscope.llm.structured import (
     strip_think,
     with_schema_prompt,
 )
+from memscope.redact import mask_url, remember, scrub
 
 __all__ = ["OpenAIChat", "OpenAIEmbedder", "map_openai_error"]
 
@@ -35,13 +36,13 @@ _NATIVE_DIMS = {
 
 def map_openai_error(exc: Exception, what: str, base_url: str | None) -> ModelError:
     """Turn an openai SDK exception into ModelUnavailable (transient) or ModelError (fix something)."""
-    where = base_url or "api.openai.com"
+    where = mask_url(base_url or "api.openai.com")
     if isinstance(exc, openai.APITimeoutError):
         return ModelUnavailable(f"{what} timed out (server {where})")
     if isinstance(exc, openai.APIConnectionError):
-        return ModelUnavailable(f"{what}: cannot connect to {where}: {exc}")
+        return ModelUnavailable(f"{what}: cannot connect to {where}: {scrub(str(exc))}")
     if isinstance(exc, openai.APIStatusError):
-        status, message = exc.status_code, _server_message(exc)
+        status, message = exc.status_code, scrub(_server_message(exc))
         if status in (408, 409, 429) or status >= 500:
             return ModelUnavailable(f"{what} answered HTTP {status}: {message}")
         if status in (401, 403):
@@ -52,7 +53,7 @@ def map_openai_error(exc: Exception, what: str, base_url: str | None) -> ModelEr
         if status == 404:
             return ModelError(f"{what} not found (HTTP 404): {message}; check the model name and base_url")
         return ModelError(f"{what} refused the request (HTTP {status}): {message}")
-    return ModelError(f"{what} failed: {type(exc).__name__}: {exc}")
+    return ModelError(f"{what} failed: {type(exc).__name__}: {scrub(str(exc))}")
 
 
 def _server_message(exc: openai.APIStatusError) -> str:
@@ -70,6 +71,7 @@ def _client(api_key: str | None, base_url: str | None, timeout_s: float) -> open
             "no API key for the openai backend: set OPENAI_API_KEY or the config's api_key "
             "(a local OpenAI-compatible server accepts any non-empty key)"
         )
+    remember(api_key, base_url)
     return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
 
 
