@@ -14,7 +14,7 @@ import threading
 __all__ = ["MASK", "mask_url", "remember", "scrub", "scrubbed_logger"]
 
 MASK = "***"
-_MIN_SECRET = 4  # shorter values would mask ordinary words
+_MIN_SECRET = 10  # shorter values would mask ordinary words (a model named after a test key)
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*)(?P<password>:[^@/\s]*)?@")
 _known: set[str] = set()
 _lock = threading.Lock()
