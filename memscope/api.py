@@ -217,6 +217,11 @@ class MemoryScope:
         if not wait:
             return job_id
         record = self.jobs.wait(job_id, timeout=timeout)
+        if record.state in ("queued", "running"):
+            raise JobError(
+                f"{op} for user {user_id!r} is still {record.state} after {timeout}s (job {job_id});"
+                " it carries on in the background: wait again, or check jobs.status"
+            )
         if record.state == "failed":
             raise JobError(f"{op} for user {user_id!r} failed: {record.error} (messages stay pending)")
         return record

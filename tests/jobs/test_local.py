@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from memscope.api import MemoryScope
+from memscope.errors import JobError
+from memscope.jobs import local
 from memscope.jobs.base import JobState
 from tests.jobs import probe_workers
 from tests.jobs.conftest import consolidation_problems, wait_for
@@ -94,3 +96,30 @@ def test_close_leaves_queued_work_pending(tmp_path: Path, model_server: Scripted
         memory.close()
     with MemoryScope(make_config(tmp_path, model_server)) as reopened:
         wait_for(lambda: not reopened.list_messages("bob", pending=True), 30, "the next start to pick them up")
+
+
+def test_wait_with_a_timeout_raises_while_the_job_is_unfinished(tmp_path: Path, model_server: ScriptedServer) -> None:
+    with MemoryScope(make_config(tmp_path, model_server), background=False) as memory:
+        memory.jobs.submit(PROBE, "u1")  # holds u1's lock at the gate
+        wait_for(lambda: events_of("u1") == ["start"], 10, "the probe to hold the user's lock")
+        with pytest.raises(JobError, match=r"consolidate_memory for user 'u1' is still queued after 0.3s"):
+            memory.consolidate("u1", wait=True, timeout=0.3)
+        GATE.set()
+
+
+def test_records_futures_and_user_locks_stay_bounded(
+    tmp_path: Path, model_server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "KEEP_RECORDS", 5)
+    GATE.set()
+    with MemoryScope(make_config(tmp_path, model_server, llm=False), background=False) as memory:
+        jobs = memory.jobs
+        assert isinstance(jobs, local.LocalDispatcher)
+        ids = [jobs.submit(PROBE, f"user{n}") for n in range(30)]
+        for job_id in ids[-5:]:
+            assert jobs.wait(job_id, timeout=20).state is JobState.SUCCEEDED
+        wait_for(lambda: len(events_of("user0")) == 2, 10, "the first job to end")
+        assert len(jobs._futures) <= 5 and len(jobs._records) <= 5
+        wait_for(lambda: not jobs._user_locks, 10, "every user's lock entry to go")
+        with pytest.raises(JobError, match=r"unknown job id .* \(only the last 5 jobs are tracked\)"):
+            jobs.wait(ids[0])
