@@ -90,6 +90,8 @@ class ModelError(MemscopeError):
 class ModelUnavailable(ModelError):
     """A model call timed out, was rate-limited or hit a server error; retrying later may work."""
 
+    retry_after_s: float | None = None  # how long the server asked us to wait (Retry-After), if it said
+
 
 class ModelOutputError(ModelError):
     """A model's answer did not match the required schema, even after one repair attempt."""

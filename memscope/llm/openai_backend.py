@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from memscope.errors import ModelError, ModelUnavailable
 from memscope.llm.base import ChatResult, Usage, UsageMeter
 from memscope.llm.cache import normalize
-from memscope.llm.retry import record_retry, retry_unavailable
+from memscope.llm.retry import parse_retry_after, record_retry, retry_unavailable
 from memscope.llm.structured import (
     WORKER_HEADER,
     json_schema_format,
@@ -44,7 +44,9 @@ def map_openai_error(exc: Exception, what: str, base_url: str | None) -> ModelEr
     if isinstance(exc, openai.APIStatusError):
         status, message = exc.status_code, scrub(_server_message(exc))
         if status in (408, 409, 429) or status >= 500:
-            return ModelUnavailable(f"{what} answered HTTP {status}: {message}")
+            busy = ModelUnavailable(f"{what} answered HTTP {status}: {message}")
+            busy.retry_after_s = parse_retry_after(exc.response.headers)
+            return busy
         if status in (401, 403):
             return ModelError(
                 f"{what} rejected the API key (HTTP {status}): {message}; "
@@ -79,6 +81,7 @@ class _Retrying:
     """Shared retry settings: SDK errors mapped once, transient ones retried with backoff."""
 
     base_url: str | None
+    timeout_s: float
     max_retries: int
     retry_base_delay_s: float
     retry_max_delay_s: float
@@ -88,9 +91,15 @@ class _Retrying:
     def _call(self, fn: Callable[[], R], what: str) -> R:
         def once() -> R:
             try:
-                return fn()
+                result = fn()
             except openai.OpenAIError as exc:
                 raise map_openai_error(exc, what, self.base_url) from exc
+            if isinstance(result, str):  # the SDK hands back a body it could not read as JSON
+                raise ModelUnavailable(
+                    f"{what} answered with a body that is not JSON ({scrub(result[:80])!r}...);"
+                    f" is {mask_url(self.base_url or 'the base_url')} an OpenAI-compatible API, not a proxy's page?"
+                )
+            return result
 
         return retry_unavailable(
             once,
@@ -98,6 +107,7 @@ class _Retrying:
             base_delay_s=self.retry_base_delay_s,
             max_delay_s=self.retry_max_delay_s,
             on_retry=self._count_retry,
+            max_wait_s=self.timeout_s,
         )
 
 
@@ -207,6 +217,7 @@ class OpenAIEmbedder(_Retrying):
         self.retry_base_delay_s, self.retry_max_delay_s = retry_base_delay_s, retry_max_delay_s
         self._requested_dim = dim
         self._dim = dim or _NATIVE_DIMS.get(model)
+        self.timeout_s = timeout_s
         self._client = _client(api_key, base_url, timeout_s)
 
     @property
