@@ -13,7 +13,7 @@ import typer
 import yaml
 
 from memscope import __version__
-from memscope.config import Settings, env_config_path, load_settings, settings_to_dict
+from memscope.config import Settings, config_line, env_config_path, load_settings, settings_to_dict
 from memscope.errors import ConfigError
 
 __all__ = ["app", "config_app", "main"]
@@ -52,8 +52,29 @@ def version() -> None:
 def config_check(path: PathArg = None) -> None:
     """Validate a config file; print every problem as FILE:LINE: key: message (exit 2 if any)."""
     settings = _load_or_exit(path)
+    problems = _startup_problems(settings, path)
+    if problems:  # valid YAML that start-up would still refuse: a worker module or an operations folder
+        for problem in problems:
+            typer.echo(problem)
+        typer.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found", err=True)
+        raise typer.Exit(EXIT_INVALID)
     typer.echo(f"ok: {_describe_source(path)}")
     typer.echo(summary(settings))
+
+
+def _startup_problems(settings: Settings, path: Path | None) -> list[str]:
+    """What loading the operations and worker modules would refuse, each as FILE:LINE: message."""
+    from memscope.engine import OperationCatalog
+    from memscope.errors import OperationLoadError
+
+    try:
+        OperationCatalog(paths=settings.operations.paths, worker_modules=settings.workers.modules)
+    except (OperationLoadError, ConfigError) as exc:
+        source = path or env_config_path()
+        line = config_line(source, ("workers", "modules")) if source else None
+        where = f"{source}:{line}: " if line else (f"{source}: " if source else "")
+        return [where + p if p.startswith("workers.modules") else p for p in exc.problems]
+    return []
 
 
 @config_app.command("show")

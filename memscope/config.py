@@ -49,6 +49,7 @@ __all__ = [
     "StoreSettings",
     "WorkersSettings",
     "check_config",
+    "config_line",
     "env_config_path",
     "load_settings",
     "settings_to_dict",
@@ -314,6 +315,15 @@ def load_settings(source: str | Path | Mapping[str, Any] | Settings | None = Non
 def check_config(path: str | Path | Mapping[str, Any] | None = None) -> list[str]:
     """Every problem in a config (empty when it is valid); None checks what load_settings(None) loads."""
     return _load(path)[1]
+
+
+def config_line(path: str | Path, key: KeyPath) -> int | None:
+    """The line of `key` (or its nearest ancestor) in the config file at `path`; None if unreadable."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return load_document(text).line_of(key)
 
 
 def settings_to_dict(settings: Settings, mask_secrets: bool = True) -> dict[str, Any]:
