@@ -242,9 +242,10 @@ class RetrievalSettings(_Section):
 
 
 class OperationsSettings(_Section):
-    """Extra folders of operation YAML files."""
+    """Extra folders of operation YAML files, and how long one step of an inline operation may run."""
 
     paths: list[Path] = Field(default_factory=list)
+    inline_step_timeout_s: Seconds = 30  # a hung step fails the call instead of blocking it
 
     @field_validator("paths")
     @classmethod

@@ -84,7 +84,7 @@ class Runtime:
         if clock is not None:
             resources.clock = clock
         self.resources = resources
-        self.runner = OperationRunner(resources)
+        self.runner = OperationRunner(resources, step_timeout_s=float(s.operations.inline_step_timeout_s))
         self._closed = False
         self._lock = threading.Lock()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from memscope.api import MemoryScope
-from memscope.errors import JobError
+from memscope.errors import JobError, OperationRunError
 from memscope.jobs import local
 from memscope.jobs.base import JobState
 from tests.jobs import probe_workers
@@ -123,3 +124,27 @@ def test_records_futures_and_user_locks_stay_bounded(
         wait_for(lambda: not jobs._user_locks, 10, "every user's lock entry to go")
         with pytest.raises(JobError, match=r"unknown job id .* \(only the last 5 jobs are tracked\)"):
             jobs.wait(ids[0])
+
+
+INLINE_PROBE = """\
+name: inline_probe_op
+description: An inline operation whose only step hangs at the probe gate.
+mode: inline
+inputs: [user_id]
+steps:
+  - jobs_probe: {hold_s: 60}
+"""
+
+
+def test_a_hung_step_of_an_inline_operation_times_out(tmp_path: Path, model_server: ScriptedServer) -> None:
+    config = make_config(tmp_path, model_server, llm=False)
+    (tmp_path / "ops" / "inline_probe_op.yaml").write_text(INLINE_PROBE, encoding="utf-8")
+    config["operations"]["inline_step_timeout_s"] = 0.5
+    with MemoryScope(config, background=False) as memory:
+        started = time.monotonic()
+        with pytest.raises(OperationRunError, match=r"step 1 \(worker 'jobs_probe'\).*longer than 0.5s"):
+            memory.runtime.run("inline_probe_op", user_id="u1")
+        assert time.monotonic() - started < 30  # the hold is 60 s: the call did not wait for it
+        assert events_of("u1") == ["start"]
+        GATE.set()
+        wait_for(lambda: events_of("u1") == ["start", "end"], 10, "the abandoned step to end")
