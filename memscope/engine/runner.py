@@ -55,11 +55,11 @@ class OperationRunner:
         self._on_pool = threading.local()
 
     def close(self) -> None:
-        """Stop the runner's branch threads (their thread-local store connections go with them)."""
+        """Stop the runner's branch threads; an abandoned (hung) step is not waited for."""
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _branch_pool(self) -> ThreadPoolExecutor:
         """One bounded pool for every run's parallel branches: threads (and their connections) are reused."""

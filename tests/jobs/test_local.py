@@ -146,5 +146,6 @@ def test_a_hung_step_of_an_inline_operation_times_out(tmp_path: Path, model_serv
             memory.runtime.run("inline_probe_op", user_id="u1")
         assert time.monotonic() - started < 30  # the hold is 60 s: the call did not wait for it
         assert events_of("u1") == ["start"]
-        GATE.set()
-        wait_for(lambda: events_of("u1") == ["start", "end"], 10, "the abandoned step to end")
+    assert time.monotonic() - started < 30  # nor did close()
+    GATE.set()
+    wait_for(lambda: events_of("u1") == ["start", "end"], 10, "the abandoned step to end")
