@@ -84,10 +84,11 @@ class MemoryScope:
     ) -> list[Message]:
         """Store messages durably and return at once; consolidation is queued in the background."""
         user_id = check_user_id(user_id)
-        batch = to_messages(user_id, messages, session_id=session_id, agent_id=agent_id)
+        given: set[str] = set()
+        batch = to_messages(user_id, messages, session_id=session_id, agent_id=agent_id, given_ids=given)
         if not batch:
             return []
-        stored = self._already_stored(user_id, batch)
+        stored = self._already_stored(user_id, batch) if given else {}  # fresh ids cannot be stored yet
         self.runtime.store.add_messages(batch)
         batch = [stored.get(m.id, m) for m in batch]  # a re-sent id: what the store keeps, never an echo
         if self.runtime.has_llm:

@@ -26,8 +26,12 @@ def to_messages(
     *,
     session_id: str | None = None,
     agent_id: str | None = None,
+    given_ids: set[str] | None = None,
 ) -> list[Message]:
-    """Validate a batch; a bad item raises ValidationError naming its index and what to fix."""
+    """Validate a batch; a bad item raises ValidationError naming its index and what to fix.
+
+    `given_ids`, if passed, collects the (stored) ids of messages whose id the caller chose.
+    """
     if isinstance(items, str | Mapping | Message):
         items = [items]
     if not isinstance(items, Iterable) or isinstance(items, bytes | bytearray):
@@ -43,6 +47,8 @@ def to_messages(
     for index, item in enumerate(items):
         try:
             out.append(_checked(_one(user_id, item, session_id, agent_id)))
+            if given_ids is not None and (isinstance(item, Message) or (isinstance(item, Mapping) and item.get("id"))):
+                given_ids.add(out[-1].id)
         except ValidationError as exc:
             raise ValidationError(f"message {index}: {exc}") from exc
         except (PydanticValidationError, ValueError, TypeError) as exc:
