@@ -101,3 +101,18 @@ def test_settings_keep_keys_secret_in_repr_and_config_errors() -> None:
 def test_scrub_hides_remembered_secrets() -> None:
     OpenAIChat("m", KEY, base_url="http://127.0.0.1:9/v1")
     assert scrub(f"server said: key {KEY} is wrong") == "server said: key *** is wrong"
+
+
+def test_celery_task_failure_logs_are_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
+    import memscope.jobs.celery_app  # noqa: F401  (installs the filters)
+
+    OpenAIChat("m", KEY, base_url="http://127.0.0.1:9/v1")
+    try:
+        raise RuntimeError(f"server echoed {KEY}")
+    except RuntimeError:
+        with caplog.at_level(logging.ERROR, logger="celery.app.trace"):
+            logging.getLogger("celery.app.trace").exception("Task %s raised: %s", "t1", f"key {KEY}")
+    (record,) = caplog.records
+    assert_clean(record.getMessage())
+    assert_clean(record.exc_text or "")
+    assert "server echoed ***" in (record.exc_text or "")
