@@ -116,3 +116,12 @@ def test_celery_task_failure_logs_are_scrubbed(caplog: pytest.LogCaptureFixture)
     assert_clean(record.getMessage())
     assert_clean(record.exc_text or "")
     assert "server echoed ***" in (record.exc_text or "")
+
+
+def test_elasticsearch_store_repr_masks_the_url() -> None:
+    pytest.importorskip("elasticsearch")
+    settings = load_settings({"store": {"backend": "elasticsearch",
+                                        "elasticsearch": {"url": f"http://elastic:{URL_PASSWORD}@127.0.0.1:9/"}}})
+    store = open_store(settings)
+    assert_clean(repr(store))
+    assert "elastic:***@" in repr(store)
