@@ -20,7 +20,19 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-__all__ = ["Document", "KeyPath", "Problem", "dotted", "interpolate", "interpolate_tree", "load_document"]
+__all__ = [
+    "MAX_YAML_BYTES",
+    "MAX_YAML_VALUES",
+    "Document",
+    "KeyPath",
+    "Problem",
+    "dotted",
+    "guard_text",
+    "guard_tree",
+    "interpolate",
+    "interpolate_tree",
+    "load_document",
+]
 
 KeyPath = tuple[str | int, ...]
 
@@ -28,6 +40,9 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _NULL_FORMS = frozenset({"", "~", "null", "Null", "NULL"})
 _TOKEN = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}|\$\{")
 _HOW = "write ${NAME} or ${NAME:-default} (NAME: letters, digits, _), or $${ for a literal '${'"
+MAX_YAML_BYTES = 1_000_000  # config and operation files; real ones are a few KB
+MAX_YAML_VALUES = 100_000  # values once aliases are expanded (a "billion laughs" file is far more)
+TOO_DEEP = "the YAML is nested too deeply to read; flatten it"
 
 
 @dataclass(frozen=True)
@@ -121,15 +136,61 @@ def interpolate_tree(data: Any, environ: Mapping[str, str] | None = None) -> tup
     return walk(data, ()), problems
 
 
+def guard_text(text: str) -> Problem | None:
+    """A problem when the text is too large to be a config or operation file (checked before parsing)."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_YAML_BYTES:
+        return Problem((), f"the file is {size:,} bytes; YAML files are limited to {MAX_YAML_BYTES:,} bytes", 1)
+    return None
+
+
+def guard_tree(root: Node) -> Problem | None:
+    """A problem when aliases make the node graph recursive, or expand it past MAX_YAML_VALUES values.
+
+    Walks the graph as a loader would expand it, iteratively, and stops at the first problem.
+    """
+    count, on_path = 0, set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(node))
+            continue
+        line = node.start_mark.line + 1
+        if id(node) in on_path:
+            message = "recursive alias: the value anchored here contains an alias to itself; remove that alias"
+            return Problem((), message, line, node.start_mark.column + 1)
+        count += 1
+        if count > MAX_YAML_VALUES:
+            message = f"aliases expand the file past {MAX_YAML_VALUES:,} values (a YAML bomb?); write values out"
+            return Problem((), message, line, node.start_mark.column + 1)
+        if isinstance(node, SequenceNode):
+            children: list[Node] = list(node.value)
+        elif isinstance(node, MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            continue
+        on_path.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in reversed(children))
+    return None
+
+
 class LineLoader(yaml.SafeLoader):
     """A SafeLoader used only to compose nodes and construct plain scalars (int, bool, null...)."""
 
 
 def load_document(text: str, environ: Mapping[str, str] | None = None) -> Document:
-    """Parse YAML text into a Document; syntax errors become one problem with line and column."""
+    """Parse YAML text into a Document; syntax errors, bombs and oversize files become one problem."""
+    too_big = guard_text(text)
+    if too_big is not None:
+        return Document(None, problems=[too_big])
     loader = LineLoader(text)
     try:
         root = loader.get_single_node()
+        unsafe = guard_tree(root) if root is not None else None
+        if unsafe is not None:
+            return Document(None, problems=[unsafe])
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = f"invalid YAML: {exc.problem}"
@@ -142,6 +203,8 @@ def load_document(text: str, environ: Mapping[str, str] | None = None) -> Docume
         return Document(None, problems=[Problem((), message, mark.line + 1, mark.column + 1)])
     except yaml.YAMLError as exc:
         return Document(None, problems=[Problem((), f"invalid YAML: {exc}")])
+    except RecursionError:
+        return Document(None, problems=[Problem((), TOO_DEEP, 1)])
     finally:
         loader.dispose()
     doc = Document(None)

@@ -15,7 +15,8 @@ from memscope.config import Settings
 from memscope.engine import RunReport
 from memscope.errors import JobError, NoModelConfigured, ValidationError
 from memscope.jobs.base import CONSOLIDATE, REFLECT, Dispatcher, JobRecord
-from memscope.messages import to_messages
+from memscope.limits import check_metadata, check_text
+from memscope.messages import EXTERNAL_ID, to_messages
 from memscope.models import MemoryEvent, MemoryNode, MemoryStatus, Message, check_user_id
 from memscope.runtime import Runtime
 from memscope.stores.base import MessageFilter
@@ -25,6 +26,7 @@ __all__ = ["AsyncMemoryScope", "MemoryScope", "RetrievalResult"]
 log = logging.getLogger("memscope")
 T = TypeVar("T")
 ConfigSource = Settings | str | Path | dict[str, Any] | None
+MAX_COUNT = 100_000  # the most items one call returns (limit, top_k)
 
 
 @dataclass
@@ -55,6 +57,14 @@ def _make_dispatcher(runtime: Runtime, start_timers: bool) -> Dispatcher:
     return LocalDispatcher(runtime, start_timers=start_timers)
 
 
+def _count(value: Any, what: str, *, allow_none: bool = False, most: int = MAX_COUNT) -> None:
+    """A whole number from 1 to `most` (or None when allowed); else ValidationError saying so."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise ValidationError(f"{what} must be a whole number from 1 to {most:,}, got {value!r}")
+
+
 class MemoryScope:
     """Long-term memory for a chatbot. With no argument: `MEMSCOPE_CONFIG`'s file, else the embedded default."""
 
@@ -73,17 +83,37 @@ class MemoryScope:
         agent_id: str | None = None,
     ) -> list[Message]:
         """Store messages durably and return at once; consolidation is queued in the background."""
-        check_user_id(user_id)
-        batch = to_messages(user_id, messages, session_id=session_id, agent_id=agent_id)
+        user_id = check_user_id(user_id)
+        given: set[str] = set()
+        batch = to_messages(user_id, messages, session_id=session_id, agent_id=agent_id, given_ids=given)
         if not batch:
             return []
+        stored = self._already_stored(user_id, batch) if given else {}  # fresh ids cannot be stored yet
         self.runtime.store.add_messages(batch)
+        batch = [stored.get(m.id, m) for m in batch]  # a re-sent id: what the store keeps, never an echo
         if self.runtime.has_llm:
             try:
                 self.jobs.submit(CONSOLIDATE, user_id, agent_id)
             except Exception as exc:  # the messages are stored; the periodic sweep will queue them
                 log.warning("could not queue consolidation for %r (%s); the sweep will retry", user_id, exc)
         return batch
+
+    def _already_stored(self, user_id: str, batch: list[Message]) -> dict[str, Message]:
+        """The batch's messages the store already holds; a re-sent id with other content is a ValidationError."""
+        seen: dict[str, Message] = {}
+        for m in batch:
+            seen.setdefault(m.id, m)
+        ids = list(seen)
+        stored = {m.id: m for m in self.runtime.store.list_messages(user_id, MessageFilter(ids=ids), limit=len(ids))}
+        first = {**seen, **stored}
+        clashes = [m for m in batch if (first[m.id].role, first[m.id].content) != (m.role, m.content)]
+        if clashes:
+            shown = [m.metadata.get(EXTERNAL_ID, m.id) for m in clashes[:5]]
+            raise ValidationError(
+                f"message id(s) {shown} were already given with other content; nothing was stored."
+                " Give each new message a new id (re-sending the same message is fine)"
+            )
+        return stored
 
     def list_messages(
         self,
@@ -94,7 +124,8 @@ class MemoryScope:
         limit: int | None = None,
     ) -> list[Message]:
         """The user's messages, oldest first; `pending=True` for those not consolidated yet."""
-        check_user_id(user_id)
+        user_id = check_user_id(user_id)
+        _count(limit, "limit", allow_none=True)
         return self.runtime.store.list_messages(
             user_id, MessageFilter(agent_id=agent_id, session_id=session_id, pending=pending), limit=limit
         )
@@ -112,9 +143,9 @@ class MemoryScope:
         now: datetime | None = None,
     ) -> RetrievalResult:
         """What memscope knows about the user that matters for `query` (inline, no LLM call)."""
-        check_user_id(user_id)
-        if not isinstance(query, str):
-            raise ValidationError(f"query must be a string, got {type(query).__name__}")
+        user_id = check_user_id(user_id)
+        check_text(query, "query")
+        _count(top_k, "top_k", allow_none=True)
         result = self.runtime.run(
             "retrieve_memory",
             user_id=user_id,
@@ -140,6 +171,7 @@ class MemoryScope:
 
     def chat(self, user_id: str, message: str, session_id: str | None = None, agent_id: str | None = None) -> str:
         """Answer `message` with memory, then remember both turns."""
+        user_id = check_user_id(user_id)
         llm = self.runtime.llm
         if llm is None:
             raise NoModelConfigured(
@@ -181,11 +213,16 @@ class MemoryScope:
         return self._queue(REFLECT, user_id, agent_id, wait, timeout)
 
     def _queue(self, op: str, user_id: str, agent_id: str | None, wait: bool, timeout: float | None) -> JobRecord | str:
-        check_user_id(user_id)
+        user_id = check_user_id(user_id)
         job_id = self.jobs.submit(op, user_id, agent_id)
         if not wait:
             return job_id
         record = self.jobs.wait(job_id, timeout=timeout)
+        if record.state in ("queued", "running"):
+            raise JobError(
+                f"{op} for user {user_id!r} is still {record.state} after {timeout}s (job {job_id});"
+                " it carries on in the background: wait again, or check jobs.status"
+            )
         if record.state == "failed":
             raise JobError(f"{op} for user {user_id!r} failed: {record.error} (messages stay pending)")
         return record
@@ -201,7 +238,10 @@ class MemoryScope:
         agent_id: str | None = None,
     ) -> list[MemoryNode]:
         """The user's memories, newest first."""
-        check_user_id(user_id)
+        user_id = check_user_id(user_id)
+        _count(limit, "limit")
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= 10**9:
+            raise ValidationError(f"offset must be a whole number from 0, got {offset!r}")
         result = self.runtime.run(
             "list_memory",
             user_id=user_id,
@@ -215,7 +255,7 @@ class MemoryScope:
 
     def get_memory(self, user_id: str, memory_id: str) -> MemoryNode | None:
         """One memory of the user, or None."""
-        check_user_id(user_id)
+        user_id = check_user_id(user_id)
         return self.runtime.store.get_memory(user_id, memory_id)
 
     def add_memory(
@@ -232,7 +272,10 @@ class MemoryScope:
         timezone: str | None = None,
     ) -> MemoryNode:
         """Add a memory directly (an app's own fact about the user)."""
-        check_user_id(user_id)
+        user_id = check_user_id(user_id)
+        check_text(content, "content")
+        if metadata is not None:
+            check_metadata(metadata)
         result = self.runtime.run(
             "add_memory",
             user_id=user_id,
@@ -258,7 +301,11 @@ class MemoryScope:
         key: str | None = None,
     ) -> MemoryNode:
         """Change a memory; the event log keeps what it was."""
-        check_user_id(user_id)
+        user_id = check_user_id(user_id)
+        if content is not None:
+            check_text(content, "content")
+        if metadata is not None:
+            check_metadata(metadata)
         result = self.runtime.run(
             "update_memory",
             user_id=user_id,
@@ -271,7 +318,7 @@ class MemoryScope:
         stored = result["stored_memories"]
         if not stored:
             found = self.get_memory(user_id, memory_id)
-            if found is None:
+            if found is None or found.status is MemoryStatus.DELETED:  # a deleted memory is gone, not editable
                 raise ValidationError(f"no memory {memory_id!r} for user {user_id!r}")
             return found
         return stored[0]
@@ -280,24 +327,24 @@ class MemoryScope:
         self, user_id: str, memory_id: str | None = None, *, content_match: str | None = None
     ) -> list[str]:
         """Delete one memory by id, or those matching `content_match`; returns the deleted ids."""
-        check_user_id(user_id)
+        user_id = check_user_id(user_id)
         result = self.runtime.run("delete_memory", user_id=user_id, memory_id=memory_id, content_match=content_match)
         return [n.id for n in result["stored_memories"] if n.status is MemoryStatus.DELETED]
 
     def history(self, user_id: str, memory_id: str) -> list[MemoryEvent]:
         """Every change of one memory, oldest first."""
-        check_user_id(user_id)
+        user_id = check_user_id(user_id)
         return self.runtime.store.history(user_id, memory_id)
 
     # -- users -----------------------------------------------------------------------------------
     def delete_user(self, user_id: str) -> int:
         """Delete the user's messages, memories and events; returns how many records went."""
-        check_user_id(user_id)
+        user_id = check_user_id(user_id)
         return self.runtime.store.delete_user(user_id)
 
     def stats(self, user_id: str) -> dict[str, Any]:
         """Pending and total messages, memories by status and type, and the user's failed jobs."""
-        check_user_id(user_id)
+        user_id = check_user_id(user_id)
         s = self.runtime.store.stats(user_id)
         failed = [r.to_dict() for r in self.jobs.status(user_id) if r.state == "failed"]
         return {

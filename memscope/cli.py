@@ -13,7 +13,7 @@ import typer
 import yaml
 
 from memscope import __version__
-from memscope.config import Settings, env_config_path, load_settings, settings_to_dict
+from memscope.config import Settings, config_line, env_config_path, load_settings, settings_to_dict
 from memscope.errors import ConfigError
 
 __all__ = ["app", "config_app", "main"]
@@ -52,8 +52,29 @@ def version() -> None:
 def config_check(path: PathArg = None) -> None:
     """Validate a config file; print every problem as FILE:LINE: key: message (exit 2 if any)."""
     settings = _load_or_exit(path)
+    problems = _startup_problems(settings, path)
+    if problems:  # valid YAML that start-up would still refuse: a worker module or an operations folder
+        for problem in problems:
+            typer.echo(problem)
+        typer.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found", err=True)
+        raise typer.Exit(EXIT_INVALID)
     typer.echo(f"ok: {_describe_source(path)}")
     typer.echo(summary(settings))
+
+
+def _startup_problems(settings: Settings, path: Path | None) -> list[str]:
+    """What loading the operations and worker modules would refuse, each as FILE:LINE: message."""
+    from memscope.engine import OperationCatalog
+    from memscope.errors import OperationLoadError
+
+    try:
+        OperationCatalog(paths=settings.operations.paths, worker_modules=settings.workers.modules)
+    except (OperationLoadError, ConfigError) as exc:
+        source = path or env_config_path()
+        line = config_line(source, ("workers", "modules")) if source else None
+        where = f"{source}:{line}: " if line else (f"{source}: " if source else "")
+        return [where + p if p.startswith("workers.modules") else p for p in exc.problems]
+    return []
 
 
 @config_app.command("show")
@@ -350,7 +371,7 @@ from memscope.jobs.commands import register as _register_job_commands  # noqa: E
 _register_job_commands(app)
 
 
-# -- benchmarks: `memscope bench retrieval|ingest|locomo|locomo-qa` (run from a source checkout) -----
+# -- benchmarks: `memscope bench retrieval|ingest|longrun|locomo|locomo-qa` (run from a source checkout) -----
 bench_app = typer.Typer(help="Latency, throughput and LoCoMo benchmarks (from a memscope source checkout).",
                         no_args_is_help=True)  # fmt: skip
 app.add_typer(bench_app, name="bench")
@@ -403,6 +424,19 @@ def bench_ingest(
     """add_messages acknowledgement latency: embedded, and with Celery when Redis on 127.0.0.1:6379 answers."""
     bench = _bench("ingest")
     bench.report(bench.run_ingest_bench(messages, show_progress=not (no_progress or json_out)), json_out)
+
+
+@bench_app.command("longrun")
+def bench_longrun(
+    minutes: Annotated[float, typer.Option(help="How long the process keeps working.")] = 5.0,
+    samples: Annotated[int, typer.Option(min=2, help="Resource samples, evenly spaced.")] = 6,
+    job_every: Annotated[int, typer.Option(min=1, help="Retrieves per consolidation job.")] = 5,
+    retrieves: Annotated[int | None, typer.Option(help="Stop after this many retrieves instead.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """One long-lived process doing retrieves and jobs: open fds, threads and RSS over time (flat = no leak)."""
+    bench = _bench("longrun")
+    bench.report(bench.run_longrun(minutes, samples, job_every, retrieves=retrieves), json_out)
 
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Folder of LoCoMo conv-*.json files.", exists=True,

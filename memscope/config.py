@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -30,6 +31,7 @@ from pydantic import (
 
 from memscope._yaml_lines import Document, KeyPath, Problem, interpolate, interpolate_tree, load_document
 from memscope.errors import ConfigError
+from memscope.redact import MASK, mask_url
 
 __all__ = [
     "CONFIG_ENV",
@@ -47,6 +49,7 @@ __all__ = [
     "StoreSettings",
     "WorkersSettings",
     "check_config",
+    "config_line",
     "env_config_path",
     "load_settings",
     "settings_to_dict",
@@ -57,7 +60,6 @@ DEFAULT_STORE_PATH = "${MEMSCOPE_HOME:-~/.memscope}/memscope.db"
 DEFAULT_ES_URL = "${MEMSCOPE_ES_URL:-http://127.0.0.1:9200}"
 DEFAULT_REDIS_URL = "${MEMSCOPE_REDIS_URL:-redis://127.0.0.1:6379/0}"
 SECRET_KEYS = frozenset({"api_key", "password"})
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
 _INDEX_PREFIX = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
@@ -71,16 +73,22 @@ def _blank_to_none(value: Any) -> Any:
 
 
 OptionalText = Annotated[str | None, BeforeValidator(_blank_to_none)]
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]  # repr and dumps show '**********'
 Seconds = Annotated[float, Field(gt=0)]
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():  # a URL's password never reaches a repr
+            yield name, mask_url(value) if isinstance(value, str) else value
+
 
 def _check_url(value: str, example: str) -> str:
     if "://" not in value:
-        raise ValueError(f"expected a URL like {example}, got {value!r}")
+        shown = f"***@{value.rpartition('@')[2]}" if "@" in value else value  # credentials stay hidden
+        raise ValueError(f"expected a URL like {example}, got {shown!r}")
     return value
 
 
@@ -89,9 +97,9 @@ class ElasticsearchSettings(_Section):
 
     url: str = Field(default_factory=lambda: _env_default(DEFAULT_ES_URL))
     index_prefix: str = "memscope"
-    api_key: OptionalText = None
+    api_key: OptionalSecret = None
     username: OptionalText = None
-    password: OptionalText = None
+    password: OptionalSecret = None
     verify_certs: bool = True
     request_timeout_s: Seconds = 10
 
@@ -185,7 +193,7 @@ class EmbeddingSettings(_Section):
 
     backend: Literal["local", "openai", "dashscope"] = "local"
     model: OptionalText = None
-    api_key: OptionalText = None
+    api_key: OptionalSecret = None
     base_url: OptionalText = None
     dim: int | None = Field(default=None, gt=0)
     batch_size: int = Field(default=64, ge=1)
@@ -198,7 +206,7 @@ class LLMSettings(_Section):
 
     backend: Literal["auto", "openai", "dashscope", "none"] = "auto"
     model: OptionalText = None
-    api_key: OptionalText = None
+    api_key: OptionalSecret = None
     base_url: OptionalText = None
     timeout_s: Seconds = 60
     max_retries: int = Field(default=3, ge=0)
@@ -210,7 +218,7 @@ class RerankSettings(_Section):
 
     backend: Literal["none", "dashscope"] = "none"
     model: str = Field(default="gte-rerank", min_length=1)
-    api_key: OptionalText = None
+    api_key: OptionalSecret = None
     base_url: OptionalText = None
     timeout_s: Seconds = 30
     max_retries: int = Field(default=3, ge=0)
@@ -234,9 +242,10 @@ class RetrievalSettings(_Section):
 
 
 class OperationsSettings(_Section):
-    """Extra folders of operation YAML files."""
+    """Extra folders of operation YAML files, and how long one step of an inline operation may run."""
 
     paths: list[Path] = Field(default_factory=list)
+    inline_step_timeout_s: Seconds = 30  # a hung step fails the call instead of blocking it
 
     @field_validator("paths")
     @classmethod
@@ -309,9 +318,31 @@ def check_config(path: str | Path | Mapping[str, Any] | None = None) -> list[str
     return _load(path)[1]
 
 
+def config_line(path: str | Path, key: KeyPath) -> int | None:
+    """The line of `key` (or its nearest ancestor) in the config file at `path`; None if unreadable."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return load_document(text).line_of(key)
+
+
 def settings_to_dict(settings: Settings, mask_secrets: bool = True) -> dict[str, Any]:
     """Settings as plain data (60.0 shown as 60); API keys and passwords, also inside URLs, become '***'."""
-    return _plain(settings.model_dump(mode="json"), mask_secrets)
+    data = settings.model_dump(mode="json")
+    if not mask_secrets:
+        _reveal(settings, data)
+    return _plain(data, mask_secrets)
+
+
+def _reveal(model: BaseModel, data: dict[str, Any]) -> None:
+    """Put the plain text of `model`'s SecretStr fields into its JSON dump `data`."""
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            data[name] = value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            _reveal(value, data[name])
 
 
 def _plain(value: Any, mask: bool, key: str = "") -> Any:
@@ -320,9 +351,9 @@ def _plain(value: Any, mask: bool, key: str = "") -> Any:
     if isinstance(value, list):
         return [_plain(item, mask) for item in value]
     if mask and key in SECRET_KEYS and value is not None:
-        return "***"
+        return MASK
     if mask and isinstance(value, str):
-        return _URL_PASSWORD.sub(r"\1***@", value)
+        return mask_url(value)
     return _num(value)
 
 
@@ -375,6 +406,8 @@ def _validate(doc: Document) -> Settings | None:
 
 def _message(error: Any, loc: KeyPath) -> str:
     kind, value = error["type"], error.get("input")
+    if any(part in SECRET_KEYS for part in loc):  # never echo a key, even a malformed one
+        value = _Hidden(value)
     model, info, is_item = _field_at(loc)
     if kind == "extra_forbidden":
         allowed = list(model.model_fields) if model else []
@@ -430,7 +463,8 @@ def _expected(info: Any, name: str, is_item: bool) -> str:
         if not is_item:
             return f"a list of {_NOUNS.get(element, 'value')}s"
         base = element
-    noun = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", Path: "a path"}
+    noun = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", Path: "a path",
+            SecretStr: "a string"}  # fmt: skip
     text = noun.get(base, "a value")
     if name.endswith("_s") and base in (int, float):
         text = "a number of seconds"
@@ -449,6 +483,16 @@ _NOUNS = {str: "string", Path: "path", int: "whole number"}
 
 def _num(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class _Hidden:
+    """A secret's value in a problem message: its type, never its text."""
+
+    def __init__(self, value: Any) -> None:
+        self.kind = type(value).__name__
+
+    def __repr__(self) -> str:
+        return f"a {self.kind} (value hidden)"
 
 
 def _show(value: Any) -> str:

@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from memscope.redact import scrub
+
 __all__ = [
     "ConfigError",
     "EmbeddingMismatch",
@@ -65,7 +67,7 @@ class OperationRunError(MemscopeError):
         self.operation, self.step, self.worker = operation, step, worker
         super().__init__(
             f"operation {operation!r} failed at step {step} (worker {worker!r}): "
-            f"{type(cause).__name__}: {cause}"
+            + scrub(f"{type(cause).__name__}: {cause}")
         )
 
 
@@ -87,6 +89,8 @@ class ModelError(MemscopeError):
 
 class ModelUnavailable(ModelError):
     """A model call timed out, was rate-limited or hit a server error; retrying later may work."""
+
+    retry_after_s: float | None = None  # how long the server asked us to wait (Retry-After), if it said
 
 
 class ModelOutputError(ModelError):

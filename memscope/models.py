@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -12,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from memscope.errors import ValidationError
+from memscope.limits import normalize_id
 
 __all__ = [
     "DEFAULT_AGENT",
@@ -32,9 +31,7 @@ __all__ = [
 ]
 
 DEFAULT_AGENT = "default"
-MAX_ID_LENGTH = 256
 MAX_CONTENT_CHARS = 100_000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def utcnow() -> datetime:
@@ -55,16 +52,8 @@ def new_id() -> str:
 
 
 def check_user_id(value: str, what: str = "user_id") -> str:
-    """Validate a user or agent id: non-empty, at most 256 characters, no control characters."""
-    if not isinstance(value, str):
-        raise ValidationError(f"{what} must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise ValidationError(f"{what} must not be empty")
-    if len(value) > MAX_ID_LENGTH:
-        raise ValidationError(f"{what} is {len(value)} characters long; the limit is {MAX_ID_LENGTH}")
-    if _CONTROL.search(value):
-        raise ValidationError(f"{what} {value!r} contains control characters; use printable text")
-    return value
+    """Validate a user or agent id and return its normal form (NFKC, stripped; see memscope.limits)."""
+    return normalize_id(value, what)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -171,7 +160,8 @@ class Message(BaseModel):
     @field_validator("user_id", "agent_id")
     @classmethod
     def _ids(cls, value: str) -> str:
-        return check_user_id(value)
+        check_user_id(value)  # validated; normalising is the API's job (stored ids are matched as given)
+        return value
 
     @field_validator("content")
     @classmethod
@@ -218,7 +208,8 @@ class MemoryNode(BaseModel):
     @field_validator("user_id", "agent_id")
     @classmethod
     def _ids(cls, value: str) -> str:
-        return check_user_id(value)
+        check_user_id(value)
+        return value
 
     @field_validator("content")
     @classmethod

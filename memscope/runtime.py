@@ -11,6 +11,7 @@ from memscope.config import Settings, load_settings
 from memscope.engine import OperationCatalog, OperationRunner, Resources, RunResult
 from memscope.errors import OperationRunError, ValidationError
 from memscope.llm.base import ChatModel, Embedder, Reranker, UsageMeter
+from memscope.redact import remember
 from memscope.stores.base import Store
 
 __all__ = ["Runtime", "open_store"]
@@ -24,12 +25,15 @@ def open_store(settings: Settings) -> Store:
         from memscope.stores.elasticsearch import ElasticsearchStore
 
         es = settings.store.elasticsearch
+        api_key = es.api_key.get_secret_value() if es.api_key else None
+        password = es.password.get_secret_value() if es.password else None
+        remember(api_key, password, es.url)  # scrubbed from any error text that echoes them
         return ElasticsearchStore(
             es.url,
             index_prefix=es.index_prefix,
-            api_key=es.api_key,
+            api_key=api_key,
             username=es.username,
-            password=es.password,
+            password=password,
             verify_certs=es.verify_certs,
             request_timeout_s=float(es.request_timeout_s),
         )
@@ -80,7 +84,7 @@ class Runtime:
         if clock is not None:
             resources.clock = clock
         self.resources = resources
-        self.runner = OperationRunner(resources)
+        self.runner = OperationRunner(resources, step_timeout_s=float(s.operations.inline_step_timeout_s))
         self._closed = False
         self._lock = threading.Lock()
 
@@ -109,8 +113,9 @@ class Runtime:
         }
 
     def close(self) -> None:
-        """Close the store."""
+        """Stop the runner's threads, then close the store."""
         with self._lock:
             if not self._closed:
                 self._closed = True
+                self.runner.close()
                 self.store.close()

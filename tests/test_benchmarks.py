@@ -111,6 +111,15 @@ def test_bench_ingest_reports_embedded_and_celery_rows() -> None:
     assert (celery["latency"] is not None and celery["latency"]["count"] == 15) or celery["unavailable"]
 
 
+def test_bench_longrun_samples_fds_threads_and_rss() -> None:
+    out = invoke("longrun", "--retrieves", "40", "--samples", "3", "--job-every", "10")
+    samples = out["samples"]
+    assert [s["retrieves"] for s in samples] == [40, 60, 80]  # 40 warm-up, then 20 per sample
+    assert [s["jobs"] for s in samples] == [4, 6, 8]
+    assert all(s["fds"] > 0 and s["threads"] > 0 and s["rss_mb"] > 0 for s in samples)
+    assert set(out["growth"]) == {"fds", "threads", "rss_mb"}
+
+
 def test_bench_locomo_measures_recall(tmp_path: Path, model_server: ScriptedServer) -> None:
     data = write_locomo(tmp_path / "locomo")
     out = invoke("locomo", "--data", str(data), "--k", "2", "--config", str(server_config(tmp_path, model_server)))

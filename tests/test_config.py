@@ -162,7 +162,7 @@ def test_interpolation_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert settings.llm.base_url == "http://localhost:8000/v1"
     assert settings.llm.api_key is None
     assert settings.embedding.model == "fallback"
-    assert settings.embedding.api_key == "${MS_VAR}"
+    assert settings.embedding.api_key.get_secret_value() == "${MS_VAR}"
     assert settings.embedding.base_url == "a-from-env-b-c"
     assert settings.rerank.api_key is None
     assert settings.rerank.model == "price $5 from-env"
@@ -320,7 +320,7 @@ def test_distributed_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.embedding.backend, settings.llm.backend) == ("local", "auto")
     assert settings.store.elasticsearch.api_key is None
     monkeypatch.setenv("MEMSCOPE_ES_API_KEY", "es-key")
-    assert load_settings(DISTRIBUTED_YAML).store.elasticsearch.api_key == "es-key"
+    assert load_settings(DISTRIBUTED_YAML).store.elasticsearch.api_key.get_secret_value() == "es-key"
 
 
 def test_settings_to_dict_masks_secrets() -> None:
@@ -345,5 +345,6 @@ def test_valid_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings(FIXTURES / "valid_custom.yaml")
     assert settings.timezone == "Asia/Shanghai"
     assert settings.store.path == Path.home() / "memscope-test" / "memory.db"
-    assert (settings.llm.api_key, settings.embedding.api_key) == ("sk-llm", "sk-embed-default")
+    keys = (settings.llm.api_key, settings.embedding.api_key)
+    assert [k.get_secret_value() for k in keys if k is not None] == ["sk-llm", "sk-embed-default"]
     assert settings.jobs.celery.broker_url == "redis://:hunter2@127.0.0.1:6379/1"

@@ -7,6 +7,7 @@ import logging
 from pydantic import BaseModel, Field
 
 from memscope.engine import Context, WorkerParams, worker
+from memscope.errors import ModelOutputError
 from memscope.models import Message, Role
 from memscope.workers._base import LLMWorker, format_messages, user_zone
 
@@ -34,7 +35,8 @@ class FilterInformative(LLMWorker):
     """Score each pending user message 0-3 for long-term value about the user; keep the informative ones.
 
     Assistant turns are shown as context only, never scored. A user message the model leaves
-    unscored counts as 0 (it stays in the message log, searchable, but yields no observation).
+    unscored counts as 0 (it stays in the message log, searchable, but yields no observation); an
+    answer that scores none of them is asked again once, then fails the step (messages stay pending).
     """
 
     reads = ("messages",)
@@ -51,17 +53,24 @@ class FilterInformative(LLMWorker):
         if not user_numbers:
             ctx["informative_messages"] = []
             return
-        answer = self.ask(
-            FilterAnswer,
-            conversation=format_messages(shown, user_zone(self, ctx)),
-            user_indices=", ".join(map(str, user_numbers)),
-        )
-        scores: dict[int, int] = {}
-        for item in answer.scores:
-            if item.index in user_numbers:  # assistant turns and unknown numbers are ignored
-                scores[item.index] = item.score
+        values = {"conversation": format_messages(shown, user_zone(self, ctx)),
+                  "user_indices": ", ".join(map(str, user_numbers))}  # fmt: skip
+        scores = self._scores(self.ask(FilterAnswer, **values), user_numbers)
+        if not scores:  # an answer that scores none of the messages is the model's error, not "nothing said"
+            log.warning("filter_informative: no user message of %s was scored; asking once more", user_numbers)
+            scores = self._scores(self.ask(FilterAnswer, **values), user_numbers)
+        if not scores:
+            raise ModelOutputError(
+                f"the model's filter_informative answer scored none of the {len(user_numbers)} user messages"
+                " (twice); the messages stay pending and the job can be retried"
+            )
         unscored = [n for n in user_numbers if n not in scores]
         if unscored:
             log.info("filter_informative: the model left user messages %s unscored; counted as 0", unscored)
         keep = set(self.params.keep_scores)
         ctx["informative_messages"] = [shown[n - 1] for n in user_numbers if scores.get(n, 0) in keep]
+
+    @staticmethod
+    def _scores(answer: FilterAnswer, user_numbers: list[int]) -> dict[int, int]:
+        """Scores by message number; assistant turns and unknown numbers are ignored."""
+        return {item.index: item.score for item in answer.scores if item.index in user_numbers}

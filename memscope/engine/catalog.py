@@ -36,7 +36,12 @@ class OperationCatalog:
             if not folder.is_dir():
                 problems.append(f"{folder}:1:1: operations.paths names a folder that does not exist")
                 continue
-            for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+            try:
+                files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+            except OSError as exc:
+                problems.append(f"{folder}:1:1: cannot read the operations folder: {exc}")
+                continue
+            for file in files:
                 self._add(file, builtin=False, problems=problems)
         if problems:
             raise OperationLoadError(problems)

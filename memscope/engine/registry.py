@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import traceback
 from collections.abc import Callable, Iterable
 
 from memscope.engine.worker import Worker
@@ -55,11 +56,25 @@ def load_builtin_workers() -> None:
 
 
 def load_worker_modules(modules: Iterable[str]) -> None:
-    """Import the user's worker modules named in the config."""
+    """Import the user's worker modules named in the config; every failure is one problem, none a traceback."""
+    problems: list[str] = []
     for module in modules:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise ConfigError(
-                [f"workers.modules: cannot import {module!r}: {exc}. Is it on PYTHONPATH?"]
-            ) from exc
+            if exc.name and (module == exc.name or module.startswith(f"{exc.name}.")):
+                problems.append(f"workers.modules: cannot import {module!r}: {exc}. Is it on PYTHONPATH?")
+            else:
+                problems.append(_raised(module, exc))
+        except Exception as exc:  # the module's own code failed: say where, as FILE:LINE
+            problems.append(_raised(module, exc))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _raised(module: str, exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f"{exc.filename}:{exc.lineno}: "
+    return f"{where}workers.modules: importing {module!r} raised {type(exc).__name__}: {exc}"

@@ -6,7 +6,8 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from memscope.models import new_id
 __all__ = ["OperationRunner", "RunResult"]
 
 log = logging.getLogger("memscope.engine")
+PARALLEL_THREADS = 8  # branch threads shared by all runs; more concurrent branches wait their turn
 
 NO_LLM_NOTICE = (
     "no LLM configured: LLM steps were skipped and pending messages stay pending. "
@@ -41,10 +43,30 @@ class RunResult:
 class OperationRunner:
     """Executes operations against one set of resources; worker instances are reused across runs."""
 
-    def __init__(self, resources: Resources) -> None:
+    def __init__(
+        self, resources: Resources, *, threads: int = PARALLEL_THREADS, step_timeout_s: float | None = None
+    ) -> None:
         self.resources = resources
+        self.step_timeout_s = step_timeout_s  # per step of an inline operation; None: no limit
         self._workers: dict[tuple[int, int, str], Worker] = {}
         self._lock = threading.Lock()
+        self._threads = threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._on_pool = threading.local()
+
+    def close(self) -> None:
+        """Stop the runner's branch threads; an abandoned (hung) step is not waited for."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _branch_pool(self) -> ThreadPoolExecutor:
+        """One bounded pool for every run's parallel branches: threads (and their connections) are reused."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="memscope-branch")
+            return self._pool
 
     def run(self, spec: OperationSpec, inputs: Mapping[str, Any], *, run_id: str | None = None) -> RunResult:
         """Run `spec` with `inputs`; a failing step raises OperationRunError naming it."""
@@ -52,11 +74,15 @@ class OperationRunner:
         ctx = Context(operation=spec.name, run_id=run_id or new_id(), values=values)
         report = RunReport(operation=spec.name, run_id=ctx.run_id)
         started = time.perf_counter()
+        limit = self.step_timeout_s if spec.mode == "inline" and not getattr(self._on_pool, "active", False) else None
         for index, item in enumerate(spec.steps, start=1):
             if isinstance(item, ParallelGroup):
-                report.steps.extend(self._parallel(spec, index, item, ctx))
-            else:
+                report.steps.extend(self._parallel(spec, index, item, ctx, limit))
+            elif limit is None:
                 report.steps.append(self._step(spec, index, item, ctx))
+            else:  # on a branch thread, so a hung worker fails the call instead of blocking it
+                future = self._branch_pool().submit(self._branch, spec, index, item, ctx, None)
+                report.steps.append(self._within(future, limit, spec, index, item))
         report.wall_ms = (time.perf_counter() - started) * 1000
         report.notices = list(ctx.notices)
         report.degraded = ctx.degraded
@@ -81,20 +107,45 @@ class OperationRunner:
         return values
 
     def _parallel(
-        self, spec: OperationSpec, index: int, group: ParallelGroup, ctx: Context
+        self, spec: OperationSpec, index: int, group: ParallelGroup, ctx: Context, limit: float | None = None
     ) -> list[StepReport]:
-        with ThreadPoolExecutor(
-            max_workers=len(group.branches), thread_name_prefix=f"ms-{spec.name}"
-        ) as pool:
-            futures = [
-                pool.submit(self._step, spec, index, step, ctx, branch)
-                for branch, step in enumerate(group.branches, start=1)
-            ]
-            errors = [f.exception() for f in futures]
+        branches = list(enumerate(group.branches, start=1))
+        if getattr(self._on_pool, "active", False):  # a run nested inside a branch: waiting on the pool could deadlock
+            return [self._step(spec, index, step, ctx, branch) for branch, step in branches]
+        pool = self._branch_pool()
+        futures = [pool.submit(self._branch, spec, index, step, ctx, branch) for branch, step in branches]
+        if limit is not None:
+            for future, (_, step) in zip(futures, branches, strict=True):
+                self._within(future, limit, spec, index, step, result=False)
+        errors = [f.exception() for f in futures]
         for error in errors:
             if error is not None:
                 raise error
         return [f.result() for f in futures]
+
+    @staticmethod
+    def _within(
+        future: Future[StepReport], limit: float, spec: OperationSpec, index: int, step: Step, *, result: bool = True
+    ) -> StepReport:
+        """The step's report once it ends; OperationRunError if it runs past `limit` seconds (it is abandoned)."""
+        try:
+            future.exception(timeout=limit)
+        except FutureTimeout:
+            future.cancel()
+            cause = TimeoutError(
+                f"the step ran longer than {limit:g}s (operations.inline_step_timeout_s); it was abandoned"
+            )
+            raise OperationRunError(spec.name, index, step.worker, cause) from None
+        return future.result() if result else StepReport(index=index, worker=step.worker)
+
+    def _branch(
+        self, spec: OperationSpec, index: int, step: Step, ctx: Context, branch: int | None
+    ) -> StepReport:
+        self._on_pool.active = True
+        try:
+            return self._step(spec, index, step, ctx, branch)
+        finally:
+            self._on_pool.active = False
 
     def _worker(self, spec: OperationSpec, index: int, step: Step, branch: int | None) -> Worker:
         key = (id(spec), index * 100 + (branch or 0), step.worker)

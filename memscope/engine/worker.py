@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict
 
+from memscope.errors import ValidationError
 from memscope.models import utcnow
 
 if TYPE_CHECKING:
@@ -50,8 +51,13 @@ class Resources:
         return value
 
     def zone(self, name: str | None = None) -> ZoneInfo:
-        """The time zone of a user (per call) or the config default."""
-        return ZoneInfo(name or self.timezone)
+        """The time zone of a user (per call) or the config default; an unknown name is the caller's ValidationError."""
+        try:
+            return ZoneInfo(name or self.timezone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+            raise ValidationError(
+                f"unknown time zone {name or self.timezone!r}; give an IANA name such as 'Asia/Shanghai' or 'UTC'"
+            ) from exc
 
 
 @dataclass

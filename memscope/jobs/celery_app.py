@@ -21,6 +21,7 @@ from typing import Any
 from celery import Celery
 
 from memscope.config import Settings, load_settings
+from memscope.redact import scrubbed_logger
 
 __all__ = [
     "REFLECT_DUE",
@@ -38,6 +39,8 @@ SWEEP = "memscope.sweep"
 REFLECT_DUE = "memscope.reflect_due"
 RETRY_DELAY_CAP_S = 300.0  # the longest backoff between two attempts of a transient failure
 RESULT_EXPIRES_S = 24 * 3600
+for _name in ("celery.app.trace", "celery.worker.request"):  # Celery logs failed tasks' tracebacks here
+    scrubbed_logger(_name)
 
 
 class MemscopeCelery(Celery):

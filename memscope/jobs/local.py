@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import traceback
 from collections import OrderedDict
+from collections.abc import Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -14,11 +14,12 @@ from memscope.errors import JobError
 from memscope.jobs.base import CONSOLIDATE, REFLECT, JobRecord, JobState
 from memscope.jobs.logic import run_job, summarize, unreflected_count
 from memscope.models import utcnow
+from memscope.redact import scrub, scrubbed_logger
 from memscope.runtime import Runtime
 
 __all__ = ["LocalDispatcher"]
 
-log = logging.getLogger("memscope.jobs")
+log = scrubbed_logger("memscope.jobs")
 KEEP_RECORDS = 1000
 
 
@@ -31,7 +32,7 @@ class LocalDispatcher:
         self._pool = ThreadPoolExecutor(
             max_workers=threads or jobs.local.threads, thread_name_prefix="memscope-job"
         )
-        self._user_locks: dict[str, threading.Lock] = {}
+        self._user_locks: dict[str, tuple[threading.Lock, list[int]]] = {}  # lock, jobs holding or waiting
         self._lock = threading.Lock()
         self._records: OrderedDict[str, JobRecord] = OrderedDict()
         self._futures: dict[str, Future[None]] = {}
@@ -56,15 +57,27 @@ class LocalDispatcher:
             record = JobRecord(operation=operation, user_id=user_id, agent_id=agent_id)
             self._records[record.id] = record
             while len(self._records) > KEEP_RECORDS:
-                self._records.popitem(last=False)
+                evicted, _ = self._records.popitem(last=False)
+                self._futures.pop(evicted, None)  # bounded like the records it belongs to
             self._queued[key] = record.id
             self._futures[record.id] = self._pool.submit(self._execute, record)
         return record.id
 
-    def _user_lock(self, user_id: str) -> threading.Lock:
-        # per user, not per (user, agent): a job for agent None covers every agent's messages
+    @contextlib.contextmanager
+    def _user_lock(self, user_id: str) -> Iterator[None]:
+        # per user, not per (user, agent): a job for agent None covers every agent's messages;
+        # the entry lives while some job holds or waits for it, so the dict stays bounded
         with self._lock:
-            return self._user_locks.setdefault(user_id, threading.Lock())
+            entry = self._user_locks.setdefault(user_id, (threading.Lock(), [0]))
+            entry[1][0] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._lock:
+                entry[1][0] -= 1
+                if entry[1][0] == 0:
+                    del self._user_locks[user_id]
 
     def _execute(self, record: JobRecord) -> None:
         with self._user_lock(record.user_id):  # one consolidation/reflection per user
@@ -80,7 +93,7 @@ class LocalDispatcher:
             try:
                 reports = run_job(self.runtime, record.operation, record.user_id, record.agent_id)
             except Exception as exc:  # recorded with its error, and logged: never swallowed
-                record.state, record.error = JobState.FAILED, f"{type(exc).__name__}: {exc}"
+                record.state, record.error = JobState.FAILED, scrub(f"{type(exc).__name__}: {exc}")
                 log.error(
                     "job %s %s for %r failed:\n%s",
                     record.id,
@@ -100,10 +113,13 @@ class LocalDispatcher:
         """Block until the job ends or `timeout` seconds pass; returns its record either way."""
         future = self._futures.get(job_id)
         if future is None:
-            raise JobError(f"unknown job id {job_id!r}")
+            raise JobError(f"unknown job id {job_id!r} (only the last {KEEP_RECORDS} jobs are tracked)")
         with contextlib.suppress(FutureTimeout, CancelledError):  # still running, or dropped by close()
             future.result(timeout=timeout)
-        return self._records[job_id]
+        record = self._records.get(job_id)
+        if record is None:
+            raise JobError(f"unknown job id {job_id!r} (only the last {KEEP_RECORDS} jobs are tracked)")
+        return record
 
     def status(self, user_id: str | None = None) -> list[JobRecord]:
         """Recent jobs, newest first."""

@@ -9,7 +9,6 @@ error in the job book and raised, so Celery records it too. Nothing is swallowed
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import threading
@@ -29,11 +28,12 @@ from memscope.jobs.logic import run_job, summarize
 from memscope.jobs.redis_lock import RedisLock, compare_and_delete
 from memscope.jobs.status_book import JobBook
 from memscope.models import utcnow
+from memscope.redact import scrub, scrubbed_logger
 from memscope.runtime import Runtime
 
 __all__ = ["LockBusy", "reflect_due", "retry_delay", "run_operation", "sweep", "transient_cause", "worker_runtime"]
 
-log = logging.getLogger("memscope.jobs")
+log = scrubbed_logger("memscope.jobs")
 LOCK_WAIT_CAP_S = 30.0
 
 
@@ -103,7 +103,7 @@ def retry_delay(attempt: int, cap: float) -> float:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return scrub(f"{type(exc).__name__}: {exc}")
 
 
 def _note(dispatcher: CeleryDispatcher, job_id: str, **changes: Any) -> None:

@@ -14,8 +14,9 @@ from pydantic import BaseModel
 from memscope.errors import ModelError, ModelUnavailable
 from memscope.llm.base import ChatResult, RerankResult, Usage, UsageMeter
 from memscope.llm.cache import normalize
-from memscope.llm.retry import record_retry, retry_unavailable
+from memscope.llm.retry import parse_retry_after, record_retry, retry_unavailable
 from memscope.llm.structured import WORKER_HEADER, run_structured, strip_think, with_schema_prompt
+from memscope.redact import mask_url, remember, scrub
 
 __all__ = ["DashScopeChat", "DashScopeEmbedder", "DashScopeReranker", "map_dashscope_status"]
 
@@ -36,11 +37,15 @@ _NATIVE_DIMS = {
 }
 
 
-def map_dashscope_status(status: int, code: str | None, message: str | None, what: str) -> ModelError:
+def map_dashscope_status(
+    status: int, code: str | None, message: str | None, what: str, retry_after_s: float | None = None
+) -> ModelError:
     """Turn a failed DashScope response into ModelUnavailable (transient) or ModelError."""
-    detail = f"HTTP {status} {code or ''}: {message or 'no message'}".replace("  ", " ")
+    detail = scrub(f"HTTP {status} {code or ''}: {message or 'no message'}".replace("  ", " "))
     if status in (408, 429) or status >= 500:
-        return ModelUnavailable(f"{what} answered {detail}")
+        busy = ModelUnavailable(f"{what} answered {detail}")
+        busy.retry_after_s = retry_after_s
+        return busy
     if status in (401, 403):
         return ModelError(f"{what} rejected the API key ({detail}); check DASHSCOPE_API_KEY (or the config's api_key)")
     return ModelError(f"{what} refused the request ({detail})")
@@ -67,6 +72,7 @@ class _DashScopeBase:
         self.max_retries = max_retries
         self.retry_base_delay_s, self.retry_max_delay_s = retry_base_delay_s, retry_max_delay_s
         self._api_key = api_key
+        remember(api_key, base_url)
 
     def _request_kwargs(self, tag: str | None = None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"api_key": self._api_key, "request_timeout": self.timeout_s}
@@ -77,7 +83,7 @@ class _DashScopeBase:
         return kwargs
 
     def _call(self, fn: Callable[[], Any], what: str) -> Any:
-        where = self.base_url or dashscope.base_http_api_url
+        where = mask_url(self.base_url or dashscope.base_http_api_url)
 
         def once() -> Any:
             try:
@@ -85,11 +91,12 @@ class _DashScopeBase:
             except requests.exceptions.Timeout as exc:
                 raise ModelUnavailable(f"{what} timed out after {self.timeout_s}s (server {where})") from exc
             except requests.exceptions.RequestException as exc:
-                raise ModelUnavailable(f"{what}: cannot reach {where}: {exc}") from exc
+                raise ModelUnavailable(f"{what}: cannot reach {where}: {scrub(str(exc))}") from exc
             except DashScopeException as exc:
-                raise ModelError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+                raise ModelError(f"{what} failed: {type(exc).__name__}: {scrub(str(exc))}") from exc
             if resp.status_code != 200:
-                raise map_dashscope_status(int(resp.status_code), resp.code, resp.message, what)
+                wait = parse_retry_after(getattr(resp, "headers", None))
+                raise map_dashscope_status(int(resp.status_code), resp.code, resp.message, what, wait)
             return resp
 
         return retry_unavailable(
@@ -98,6 +105,7 @@ class _DashScopeBase:
             base_delay_s=self.retry_base_delay_s,
             max_delay_s=self.retry_max_delay_s,
             on_retry=self._count_retry,
+            max_wait_s=self.timeout_s,
         )
 
 

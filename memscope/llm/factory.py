@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from pydantic import SecretStr
+
 from memscope.errors import ConfigError
 from memscope.llm.base import ChatModel, Embedder, Reranker, UsageMeter
 from memscope.llm.cache import CachedEmbedder
@@ -16,6 +18,11 @@ DEFAULT_DASHSCOPE_CHAT = "qwen-plus"
 _CHAT_BACKENDS = ("auto", "openai", "dashscope", "none")
 _EMBED_BACKENDS = ("local", "openai", "dashscope")
 _RERANK_BACKENDS = ("none", "dashscope")
+
+
+def _revealed(cfg: dict[str, Any]) -> dict[str, Any]:
+    """`cfg` with SecretStr values (from Settings.model_dump()) as plain text, for the SDK clients."""
+    return {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in cfg.items()}
 
 
 def _env(*names: str) -> str | None:
@@ -44,6 +51,7 @@ def resolve_chat_backend(cfg: dict[str, Any]) -> str:
 
 def make_chat(cfg: dict[str, Any], meter: UsageMeter | None = None) -> ChatModel | None:
     """The chat model `cfg` describes, or None when no LLM is configured (a normal state)."""
+    cfg = _revealed(cfg)
     backend = resolve_chat_backend(cfg)
     timeout_s, max_retries = float(cfg.get("timeout_s") or 60.0), int(cfg.get("max_retries", 3))
     if backend == "openai":
@@ -82,6 +90,7 @@ def make_chat(cfg: dict[str, Any], meter: UsageMeter | None = None) -> ChatModel
 
 def make_embedder(cfg: dict[str, Any]) -> Embedder:
     """The embedder `cfg` describes, behind an in-process LRU cache (`cache_size`, default 10000)."""
+    cfg = _revealed(cfg)
     backend = str(cfg.get("backend") or "local").lower()
     model, dim = cfg.get("model"), cfg.get("dim")
     inner: Embedder
@@ -121,6 +130,7 @@ def make_embedder(cfg: dict[str, Any]) -> Embedder:
 
 def make_reranker(cfg: dict[str, Any]) -> Reranker:
     """The reranker `cfg` describes; `none` keeps the retrieval order."""
+    cfg = _revealed(cfg)
     backend = str(cfg.get("backend") or "none").lower()
     if backend == "none":
         from memscope.llm.noop import NoopReranker

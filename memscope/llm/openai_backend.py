@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from memscope.errors import ModelError, ModelUnavailable
 from memscope.llm.base import ChatResult, Usage, UsageMeter
 from memscope.llm.cache import normalize
-from memscope.llm.retry import record_retry, retry_unavailable
+from memscope.llm.retry import parse_retry_after, record_retry, retry_unavailable
 from memscope.llm.structured import (
     WORKER_HEADER,
     json_schema_format,
@@ -20,6 +20,7 @@ from memscope.llm.structured import (
     strip_think,
     with_schema_prompt,
 )
+from memscope.redact import mask_url, remember, scrub
 
 __all__ = ["OpenAIChat", "OpenAIEmbedder", "map_openai_error"]
 
@@ -35,15 +36,17 @@ _NATIVE_DIMS = {
 
 def map_openai_error(exc: Exception, what: str, base_url: str | None) -> ModelError:
     """Turn an openai SDK exception into ModelUnavailable (transient) or ModelError (fix something)."""
-    where = base_url or "api.openai.com"
+    where = mask_url(base_url or "api.openai.com")
     if isinstance(exc, openai.APITimeoutError):
         return ModelUnavailable(f"{what} timed out (server {where})")
     if isinstance(exc, openai.APIConnectionError):
-        return ModelUnavailable(f"{what}: cannot connect to {where}: {exc}")
+        return ModelUnavailable(f"{what}: cannot connect to {where}: {scrub(str(exc))}")
     if isinstance(exc, openai.APIStatusError):
-        status, message = exc.status_code, _server_message(exc)
+        status, message = exc.status_code, scrub(_server_message(exc))
         if status in (408, 409, 429) or status >= 500:
-            return ModelUnavailable(f"{what} answered HTTP {status}: {message}")
+            busy = ModelUnavailable(f"{what} answered HTTP {status}: {message}")
+            busy.retry_after_s = parse_retry_after(exc.response.headers)
+            return busy
         if status in (401, 403):
             return ModelError(
                 f"{what} rejected the API key (HTTP {status}): {message}; "
@@ -52,7 +55,7 @@ def map_openai_error(exc: Exception, what: str, base_url: str | None) -> ModelEr
         if status == 404:
             return ModelError(f"{what} not found (HTTP 404): {message}; check the model name and base_url")
         return ModelError(f"{what} refused the request (HTTP {status}): {message}")
-    return ModelError(f"{what} failed: {type(exc).__name__}: {exc}")
+    return ModelError(f"{what} failed: {type(exc).__name__}: {scrub(str(exc))}")
 
 
 def _server_message(exc: openai.APIStatusError) -> str:
@@ -70,6 +73,7 @@ def _client(api_key: str | None, base_url: str | None, timeout_s: float) -> open
             "no API key for the openai backend: set OPENAI_API_KEY or the config's api_key "
             "(a local OpenAI-compatible server accepts any non-empty key)"
         )
+    remember(api_key, base_url)
     return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
 
 
@@ -77,6 +81,7 @@ class _Retrying:
     """Shared retry settings: SDK errors mapped once, transient ones retried with backoff."""
 
     base_url: str | None
+    timeout_s: float
     max_retries: int
     retry_base_delay_s: float
     retry_max_delay_s: float
@@ -86,9 +91,15 @@ class _Retrying:
     def _call(self, fn: Callable[[], R], what: str) -> R:
         def once() -> R:
             try:
-                return fn()
+                result = fn()
             except openai.OpenAIError as exc:
                 raise map_openai_error(exc, what, self.base_url) from exc
+            if isinstance(result, str):  # the SDK hands back a body it could not read as JSON
+                raise ModelUnavailable(
+                    f"{what} answered with a body that is not JSON ({scrub(result[:80])!r}...);"
+                    f" is {mask_url(self.base_url or 'the base_url')} an OpenAI-compatible API, not a proxy's page?"
+                )
+            return result
 
         return retry_unavailable(
             once,
@@ -96,6 +107,7 @@ class _Retrying:
             base_delay_s=self.retry_base_delay_s,
             max_delay_s=self.retry_max_delay_s,
             on_retry=self._count_retry,
+            max_wait_s=self.timeout_s,
         )
 
 
@@ -205,6 +217,7 @@ class OpenAIEmbedder(_Retrying):
         self.retry_base_delay_s, self.retry_max_delay_s = retry_base_delay_s, retry_max_delay_s
         self._requested_dim = dim
         self._dim = dim or _NATIVE_DIMS.get(model)
+        self.timeout_s = timeout_s
         self._client = _client(api_key, base_url, timeout_s)
 
     @property

@@ -45,6 +45,7 @@ from typing import Any
 
 from memscope.errors import EmbeddingMismatch, StoreError, StoreUnavailable, ValidationError
 from memscope.models import MemoryEvent, MemoryNode, Message, check_user_id, utcnow
+from memscope.redact import mask_url, scrub
 from memscope.stores import es_admin
 from memscope.stores import es_queries as q
 from memscope.stores.base import (
@@ -148,10 +149,10 @@ class ElasticsearchStore:
         try:
             return es.Elasticsearch(url, **options)
         except ValueError as exc:
-            raise ValidationError(f"invalid Elasticsearch url {url!r}: {exc}") from exc
+            raise ValidationError(f"invalid Elasticsearch url {mask_url(url)!r}: {scrub(str(exc))}") from exc
 
     def __repr__(self) -> str:
-        return f"ElasticsearchStore({self.url!r}, index_prefix={self.index_prefix!r})"
+        return f"ElasticsearchStore({mask_url(self.url)!r}, index_prefix={self.index_prefix!r})"
 
     def __enter__(self) -> ElasticsearchStore:
         return self
@@ -267,7 +268,7 @@ class ElasticsearchStore:
 
     def _mismatch(self, stored: str, stored_dim: int, model: str, dim: int) -> None:
         raise EmbeddingMismatch(
-            f"the Elasticsearch store {self.url} (indices {self.index_prefix}-*) holds vectors of embedding"
+            f"the Elasticsearch store {mask_url(self.url)} (indices {self.index_prefix}-*) holds vectors of embedding"
             f" model {stored} (dim {stored_dim}), but the configured embedder is {model!r} (dim {dim})."
             " The mapping fixes the vector dimension: configure a new store.elasticsearch.index_prefix for"
             " the new model and add the history again, or go back to the old model."

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 from memscope.errors import MemscopeError, StoreError, StoreUnavailable
+from memscope.redact import mask_url, scrub
 
 __all__ = ["INSTALL_HINT", "RETRYABLE", "import_es", "mapped", "translate"]
 
@@ -37,25 +38,26 @@ def translate(exc: BaseException, url: str) -> MemscopeError | None:
         import elasticsearch
     except ImportError:
         return None
+    url, text = mask_url(url), scrub(str(exc))  # servers may echo credentials
     if isinstance(exc, elastic_transport.SerializationError):
-        return StoreError(f"Elasticsearch request or answer could not be (de)serialised: {exc}")
+        return StoreError(f"Elasticsearch request or answer could not be (de)serialised: {text}")
     if isinstance(exc, elastic_transport.TransportError):
         return StoreUnavailable(
-            f"cannot reach Elasticsearch at {url}: {exc}. Check that it runs and that the url is right"
+            f"cannot reach Elasticsearch at {url}: {text}. Check that it runs and that the url is right"
             " (store.elasticsearch.url / MEMSCOPE_ES_URL)"
         )
     if isinstance(exc, elasticsearch.UnsupportedProductError):
-        return StoreError(f"the server at {url} does not answer as Elasticsearch: {exc}")
+        return StoreError(f"the server at {url} does not answer as Elasticsearch: {text}")
     if isinstance(exc, elastic_transport.ApiError):
         status = getattr(getattr(exc, "meta", None), "status", None)
         if status in (401, 403):
             return StoreError(
-                f"Elasticsearch at {url} refused the credentials ({status}): {exc}. Check api_key or"
+                f"Elasticsearch at {url} refused the credentials ({status}): {text}. Check api_key or"
                 " username/password and the role's index privileges"
             )
         if status in RETRYABLE:
-            return StoreUnavailable(f"Elasticsearch at {url} is overloaded or failing ({status}): {exc}")
-        return StoreError(f"Elasticsearch at {url} rejected a request ({status}): {exc}")
+            return StoreUnavailable(f"Elasticsearch at {url} is overloaded or failing ({status}): {text}")
+        return StoreError(f"Elasticsearch at {url} rejected a request ({status}): {text}")
     return None
 
 

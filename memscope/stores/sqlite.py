@@ -125,7 +125,7 @@ class SqliteStore:
         self.path = Path(path).expanduser()
         self.timeout_s = timeout_s
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: dict[threading.Thread, sqlite3.Connection] = {}
         self._lock = threading.Lock()
         self._closed = False
         self._cache: OrderedDict[tuple[str, str, int], VectorIndex] = OrderedDict()
@@ -152,8 +152,14 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous = FULL")
             self._local.conn = conn
             with self._lock:
-                self._connections.append(conn)
+                self._release_dead_threads()
+                self._connections[threading.current_thread()] = conn
         return conn
+
+    def _release_dead_threads(self) -> None:
+        """Close the connections of threads that have ended (under `_lock`): one per live thread, no more."""
+        for thread in [t for t in self._connections if not t.is_alive()]:
+            self._connections.pop(thread).close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -198,15 +204,15 @@ class SqliteStore:
         """Release every thread's connection; later calls raise StoreError."""
         with self._lock:
             self._closed = True
-            connections, self._connections = self._connections, []
+            connections, self._connections = list(self._connections.values()), {}
             self._cache.clear()
             self._sims.clear()
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
         with self._lock:
-            connections += self._connections  # a helper thread may have opened one meanwhile
-            self._connections = []
+            connections += self._connections.values()  # a helper thread may have opened one meanwhile
+            self._connections = {}
         for conn in connections:
             conn.close()
 

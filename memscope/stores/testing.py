@@ -98,7 +98,8 @@ def _ids(items: Sequence[object]) -> set[str]:
 
 _user_names = st.one_of(
     st.sampled_from(HOSTILE_IDS),
-    st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=8).filter(str.strip),
+    st.text(st.characters(blacklist_categories=("Cc", "Cs", "Cf", "Zl", "Zp")), min_size=1, max_size=8)
+    .filter(str.strip),  # ids refuse control, invisible-format and separator characters
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import pytest
 
 from memscope.api import MemoryScope
+from memscope.errors import JobError, OperationRunError
+from memscope.jobs import local
 from memscope.jobs.base import JobState
 from tests.jobs import probe_workers
 from tests.jobs.conftest import consolidation_problems, wait_for
@@ -94,3 +97,55 @@ def test_close_leaves_queued_work_pending(tmp_path: Path, model_server: Scripted
         memory.close()
     with MemoryScope(make_config(tmp_path, model_server)) as reopened:
         wait_for(lambda: not reopened.list_messages("bob", pending=True), 30, "the next start to pick them up")
+
+
+def test_wait_with_a_timeout_raises_while_the_job_is_unfinished(tmp_path: Path, model_server: ScriptedServer) -> None:
+    with MemoryScope(make_config(tmp_path, model_server), background=False) as memory:
+        memory.jobs.submit(PROBE, "u1")  # holds u1's lock at the gate
+        wait_for(lambda: events_of("u1") == ["start"], 10, "the probe to hold the user's lock")
+        with pytest.raises(JobError, match=r"consolidate_memory for user 'u1' is still queued after 0.3s"):
+            memory.consolidate("u1", wait=True, timeout=0.3)
+        GATE.set()
+
+
+def test_records_futures_and_user_locks_stay_bounded(
+    tmp_path: Path, model_server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "KEEP_RECORDS", 5)
+    GATE.set()
+    with MemoryScope(make_config(tmp_path, model_server, llm=False), background=False) as memory:
+        jobs = memory.jobs
+        assert isinstance(jobs, local.LocalDispatcher)
+        ids = [jobs.submit(PROBE, f"user{n}") for n in range(30)]
+        for job_id in ids[-5:]:
+            assert jobs.wait(job_id, timeout=20).state is JobState.SUCCEEDED
+        wait_for(lambda: len(events_of("user0")) == 2, 10, "the first job to end")
+        assert len(jobs._futures) <= 5 and len(jobs._records) <= 5
+        wait_for(lambda: not jobs._user_locks, 10, "every user's lock entry to go")
+        with pytest.raises(JobError, match=r"unknown job id .* \(only the last 5 jobs are tracked\)"):
+            jobs.wait(ids[0])
+
+
+INLINE_PROBE = """\
+name: inline_probe_op
+description: An inline operation whose only step hangs at the probe gate.
+mode: inline
+inputs: [user_id]
+steps:
+  - jobs_probe: {hold_s: 60}
+"""
+
+
+def test_a_hung_step_of_an_inline_operation_times_out(tmp_path: Path, model_server: ScriptedServer) -> None:
+    config = make_config(tmp_path, model_server, llm=False)
+    (tmp_path / "ops" / "inline_probe_op.yaml").write_text(INLINE_PROBE, encoding="utf-8")
+    config["operations"]["inline_step_timeout_s"] = 0.5
+    with MemoryScope(config, background=False) as memory:
+        started = time.monotonic()
+        with pytest.raises(OperationRunError, match=r"step 1 \(worker 'jobs_probe'\).*longer than 0.5s"):
+            memory.runtime.run("inline_probe_op", user_id="u1")
+        assert time.monotonic() - started < 30  # the hold is 60 s: the call did not wait for it
+        assert events_of("u1") == ["start"]
+    assert time.monotonic() - started < 30  # nor did close()
+    GATE.set()
+    wait_for(lambda: events_of("u1") == ["start", "end"], 10, "the abandoned step to end")

@@ -25,7 +25,7 @@ import urllib.request
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -49,11 +49,17 @@ class Fault:
     seconds: float = 0.0
     then: Any = None
     message: str = ""
+    retry_after: str | None = None
 
     @classmethod
-    def status(cls, code: int, message: str = "") -> Fault:
-        """Answer with this HTTP status and a provider-shaped error body."""
-        return cls("status", code=code, message=message)
+    def status(cls, code: int, message: str = "", retry_after: str | None = None) -> Fault:
+        """Answer with this HTTP status and a provider-shaped error body (and a Retry-After header if given)."""
+        return cls("status", code=code, message=message, retry_after=retry_after)
+
+    @classmethod
+    def html(cls) -> Fault:
+        """Answer HTTP 200 with an HTML page, as a misconfigured proxy does."""
+        return cls("html")
 
     @classmethod
     def delay(cls, seconds: float, then: Any) -> Fault:
@@ -78,6 +84,8 @@ class Fault:
             "seconds": self.seconds,
             "message": self.message,
         }
+        if self.retry_after is not None:
+            out["retry_after"] = self.retry_after
         if self.then is not None:
             out["then"] = _response_to_json(self.then)
         return out
@@ -92,6 +100,7 @@ class RecordedRequest:
     headers: dict[str, str]
     json: Any
     tag: str
+    received_at: float = field(default_factory=time.monotonic)  # for the gaps between retries
 
     def header(self, name: str) -> str | None:
         """A request header by case-insensitive name."""
@@ -127,6 +136,7 @@ def _response_from_json(value: Any) -> Any:
             seconds=float(value.get("seconds", 30.0 if value["fault"] == "hang" else 0.0)),
             then=_response_from_json(then) if then is not None else None,
             message=value.get("message", ""),
+            retry_after=value.get("retry_after"),
         )
     if isinstance(value, dict) and "content" in value:
         return value["content"]
@@ -396,13 +406,16 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return raw.decode("utf-8", "replace")
 
-    def _send(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        html = isinstance(payload, str) and payload.startswith("<html")
+        data = payload.encode("utf-8") if html else json.dumps(payload, ensure_ascii=False).encode("utf-8")
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Type", "text/html" if html else "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("x-request-id", uuid.uuid4().hex)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
@@ -449,13 +462,13 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._error(404, f"scripted server has no route {method} {path}", dialect)
 
-    def _error(self, status: int, message: str, dialect: str) -> None:
+    def _error(self, status: int, message: str, dialect: str, headers: dict[str, str] | None = None) -> None:
         codes = {400: "InvalidParameter", 401: "InvalidApiKey", 404: "NotFound", 429: "Throttling"}
         code = codes.get(status, "InternalError")
         if dialect == "dashscope":
-            self._send(status, {"code": code, "message": message, "request_id": uuid.uuid4().hex})
+            self._send(status, {"code": code, "message": message, "request_id": uuid.uuid4().hex}, headers)
         else:
-            self._send(status, {"error": {"message": message, "type": code, "code": code.lower()}})
+            self._send(status, {"error": {"message": message, "type": code, "code": code.lower()}}, headers)
 
     def _apply_fault(self, fault: Fault, dialect: str) -> Any:
         """Handle a fault; returns the response to send next, or None when the fault already answered."""
@@ -466,7 +479,11 @@ class _Handler(BaseHTTPRequestHandler):
                 429: "Rate limit reached (scripted).",
             }
             message = fault.message or default_messages.get(fault.code, f"scripted HTTP {fault.code}")
-            self._error(fault.code, message, dialect)
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
+            self._error(fault.code, message, dialect, headers)
+            return None
+        if fault.kind == "html":
+            self._send(200, "<html><body><h1>Welcome to nginx!</h1></body></html>")
             return None
         if fault.kind == "delay":
             time.sleep(fault.seconds)

@@ -27,7 +27,7 @@ from memscope.stores.base import MemoryFilter, MessageFilter, SearchQuery
 from memscope.workers._base import load_prompts
 from memscope.workers.mark_messages_consolidated import DEGRADED_NOTICE
 from memscope.workers.resolve_contradictions import ResolveAnswer, ResolveContradictions
-from tests.support.scripted_server import Fault
+from tests.support.scripted_server import Fault, plausible_answer
 
 pytestmark = pytest.mark.integration
 
@@ -219,6 +219,29 @@ def test_fiction_request_is_filtered_out_before_any_extraction(tmp_path: Path, m
     assert result["informative_messages"] == [] and result["memory_updates"] == []
     assert res.store.list_memories(USER, ALL) == []
     assert pending(res.store) == [] and result["consolidated_ids"] == [res.store.list_messages(USER)[0].id]
+
+
+@pytest.mark.parametrize("answer", [{"scores": []}, {"scores": [{"index": 7, "score": 3, "reason": "no such line"}]}])
+def test_an_answer_scoring_no_message_is_asked_again_then_fails_with_messages_pending(
+    tmp_path: Path, model_server: Any, make_resources: Any, answer: dict[str, Any]
+):
+    res = make_resources(tmp_path, model_server, embedder="server")
+    res.store.add_messages([msg("I adopted a cat named Miso", datetime(2023, 5, 1, tzinfo=UTC))])
+    model_server.script("filter_informative", answer, answer)
+    with pytest.raises(OperationRunError, match="scored none of the 1 user messages"):
+        consolidate(res)
+    assert chat_tags(model_server) == ["filter_informative", "filter_informative"]
+    assert len(pending(res.store)) == 1 and res.store.list_memories(USER, ALL) == []
+
+
+def test_a_degenerate_answer_then_a_good_one_consolidates(tmp_path: Path, model_server: Any, make_resources: Any):
+    res = make_resources(tmp_path, model_server, embedder="server")
+    res.store.add_messages([msg("I adopted a cat named Miso", datetime(2023, 5, 1, tzinfo=UTC))])
+    model_server.script("filter_informative", {"scores": []}, scorer({"cat": 3}))
+    model_server.default(None, plausible_answer)
+    result = consolidate(res)
+    assert [m.content for m in result["informative_messages"]] == ["I adopted a cat named Miso"]
+    assert pending(res.store) == []
 
 
 def test_relative_time_resolves_against_the_message_in_the_user_zone(
