@@ -11,6 +11,7 @@ import numpy as np
 
 from memscope.errors import ModelError
 from memscope.extras import install_hint
+from memscope.llm.blas_threads import one_blas_thread
 from memscope.llm.cache import normalize
 from memscope.llm.model_files import find_minilm
 
@@ -46,6 +47,11 @@ class LocalEmbedder:
         tokenizer, encoder = self._load()
         encodings = tokenizer.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # batches of similar length
+        with one_blas_thread():
+            self._encode(encoder, encodings, order, out)
+        return normalize(out)
+
+    def _encode(self, encoder: Any, encodings: list[Any], order: list[int], out: np.ndarray) -> None:
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
             width = max(len(encodings[i].ids) for i in rows)
@@ -55,7 +61,6 @@ class LocalEmbedder:
                 n = len(encodings[i].ids)
                 ids[j, :n], mask[j, :n] = encodings[i].ids, 1
             out[rows] = encoder.encode(ids, mask)
-        return normalize(out)
 
     def _load(self) -> tuple[Any, Any]:
         with self._lock:
