@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -151,8 +152,9 @@ def report(rows: list[EmbedRow], as_json: bool) -> None:
             figures = [r.install_mb, r.first_vector_s, r.batch1_per_s, r.batch64_per_s, r.peak_rss_mb]
             table.append([r.backend, *figures, ""])
     columns = ["backend", "install MiB", "first vector s", "vec/s batch 1", "vec/s batch 64", "peak RSS MiB", "note"]
-    emit("all-MiniLM-L6-v2 on this machine (each row in a fresh process)", columns, table,
-         {"rows": [r.to_dict() for r in rows]}, as_json)  # fmt: skip
+    load = os.getloadavg()[0]  # other work on the machine slows every row: say how busy it was
+    emit(f"all-MiniLM-L6-v2 on this machine (each row in a fresh process; load average {load:.1f})", columns,
+         table, {"rows": [r.to_dict() for r in rows], "load_average_1m": round(load, 2)}, as_json)  # fmt: skip
 
 
 if __name__ == "__main__":

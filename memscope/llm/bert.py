@@ -98,10 +98,11 @@ class BertEncoder:
         """Mean of the last hidden states over real tokens: (batch, seq) int ids and 0/1 mask -> (batch, dim)."""
         batch, seq = ids.shape
         x = self.word[ids] + self.position[:seq] + self.token_type[0]
-        x = _layer_norm(x, *self.emb_norm, self.eps)
+        x = _layer_norm(x, *self.emb_norm, self.eps).reshape(batch * seq, -1)  # dense layers: one 2-d GEMM each
         bias = np.where(mask[:, None, None, :] > 0, np.float32(0.0), np.finfo(np.float32).min).astype(np.float32)
         for layer in self.layers:
             x = self._block(x, layer, bias, batch, seq)
+        x = x.reshape(batch, seq, -1)
         weights = mask[:, :, None].astype(np.float32)
         return (x * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
 
@@ -113,7 +114,7 @@ class BertEncoder:
         scores = (q @ k.transpose(0, 1, 3, 2)) * np.float32(1.0 / np.sqrt(head_dim)) + bias
         scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
         probs = scores / scores.sum(axis=-1, keepdims=True)
-        context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, seq, hidden)
+        context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch * seq, hidden)
         x = _layer_norm(x + context @ w["out_w"] + w["out_b"], w["norm1_w"], w["norm1_b"], self.eps)
         inner = _gelu(x @ w["inter_w"] + w["inter_b"])
         return _layer_norm(x + inner @ w["ffn_w"] + w["ffn_b"], w["norm2_w"], w["norm2_b"], self.eps)
