@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from memscope.config import load_settings
 from memscope.errors import ConfigError
 from memscope.llm.cache import CachedEmbedder
 from memscope.llm.dashscope_backend import DashScopeChat, DashScopeEmbedder, DashScopeReranker
@@ -104,7 +105,8 @@ def test_other_local_models_go_through_sentence_transformers(tmp_path: Path) -> 
     """A model folder, or the explicit backend, selects the sentence-transformers extra (same store name)."""
     other = make_embedder({"backend": "local", "model": str(tmp_path / "my-model")})
     assert isinstance(other.inner, SentenceTransformerEmbedder) and other.name == "my-model"
-    same = make_embedder({"backend": "sentence-transformers"})
+    settings = load_settings({"embedding": {"backend": "sentence-transformers"}})  # the config accepts it
+    same = make_embedder(settings.embedding.model_dump())
     assert isinstance(same.inner, SentenceTransformerEmbedder) and same.name == "all-MiniLM-L6-v2"
 
 
