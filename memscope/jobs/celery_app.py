@@ -18,10 +18,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from celery import Celery
-
 from memscope.config import Settings, load_settings
+from memscope.errors import JobError
+from memscope.extras import install_hint
 from memscope.redact import scrubbed_logger
+
+try:
+    import redis  # noqa: F401  (the broker's client, checked here too so its absence names the extra)
+    from celery import Celery
+except ImportError as exc:  # an extra: the embedded mode runs jobs in-process
+    raise JobError(f"jobs.backend: celery needs Celery and Redis: {install_hint('celery')}") from exc
 
 __all__ = [
     "REFLECT_DUE",

@@ -13,13 +13,18 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import redis
-from celery.exceptions import TimeoutError as CeleryTimeout
-from celery.result import AsyncResult
-from kombu.exceptions import KombuError
-
 from memscope.config import settings_to_dict
 from memscope.errors import JobError
+from memscope.extras import install_hint
+
+try:
+    import redis
+    from celery.exceptions import TimeoutError as CeleryTimeout
+    from celery.result import AsyncResult
+    from kombu.exceptions import KombuError
+except ImportError as exc:  # an extra: the embedded mode runs jobs in-process
+    raise JobError(f"jobs.backend: celery needs Celery and Redis: {install_hint('celery')}") from exc
+
 from memscope.jobs.base import CONSOLIDATE, REFLECT, JobRecord, JobState
 from memscope.jobs.celery_app import RUN_OPERATION, MemscopeCelery, key_namespace, make_celery
 from memscope.jobs.logic import unreflected_count

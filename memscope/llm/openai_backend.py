@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
-import openai
 from pydantic import BaseModel
 
 from memscope.errors import ModelError, ModelUnavailable
+from memscope.extras import install_hint
 from memscope.llm.base import ChatResult, Usage, UsageMeter
 from memscope.llm.cache import normalize
 from memscope.llm.retry import parse_retry_after, record_retry, retry_unavailable
@@ -21,6 +21,11 @@ from memscope.llm.structured import (
     with_schema_prompt,
 )
 from memscope.redact import mask_url, remember, scrub
+
+try:
+    import openai
+except ImportError as exc:  # an extra: most users need one provider, not all
+    raise ModelError(f"the openai backend needs the openai SDK: {install_hint('openai')}") from exc
 
 __all__ = ["OpenAIChat", "OpenAIEmbedder", "map_openai_error"]
 

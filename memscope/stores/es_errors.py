@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 from memscope.errors import MemscopeError, StoreError, StoreUnavailable
+from memscope.extras import install_hint
 from memscope.redact import mask_url, scrub
 
 __all__ = ["INSTALL_HINT", "RETRYABLE", "import_es", "mapped", "translate"]
@@ -18,7 +19,7 @@ __all__ = ["INSTALL_HINT", "RETRYABLE", "import_es", "mapped", "translate"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-INSTALL_HINT = "the Elasticsearch store needs the `elasticsearch` client: run `pip install 'elasticsearch>=8.12'`"
+INSTALL_HINT = f"the Elasticsearch store needs the `elasticsearch` client: {install_hint('es')}"
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 
 

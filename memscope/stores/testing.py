@@ -10,7 +10,7 @@
 
 The suite uses only the `Store` protocol. Users get unique ids per test, so a backend whose fixture
 shares one index between tests still passes; only `test_embedding_model_mismatch` needs a store
-that no embedder has used yet. Needs pytest and hypothesis (`pip install memscope[dev]`).
+that no embedder has used yet. Needs pytest and hypothesis (`pip install 'memscope-ai[dev]'`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ try:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 except ImportError as exc:  # pragma: no cover - only without the dev extras
-    raise ImportError("memscope.stores.testing needs pytest and hypothesis; run `pip install memscope[dev]`") from exc
+    raise ImportError(
+        "memscope.stores.testing needs pytest and hypothesis; run `pip install 'memscope-ai[dev]'`"
+    ) from exc
 
 from memscope.errors import EmbeddingMismatch, ValidationError
 from memscope.models import (

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from memscope.config import load_settings
 from memscope.errors import ConfigError
 from memscope.llm.cache import CachedEmbedder
 from memscope.llm.dashscope_backend import DashScopeChat, DashScopeEmbedder, DashScopeReranker
@@ -15,6 +17,7 @@ from memscope.llm.factory import make_chat, make_embedder, make_reranker
 from memscope.llm.local_embedding import LocalEmbedder
 from memscope.llm.noop import NoopReranker
 from memscope.llm.openai_backend import OpenAIChat, OpenAIEmbedder
+from memscope.llm.st_embedding import SentenceTransformerEmbedder
 from tests.support.scripted_server import ScriptedServer, chat_messages
 
 
@@ -94,6 +97,17 @@ def test_local_embedder_is_cached_and_lazy() -> None:
     emb = make_embedder({"backend": "local"})
     assert isinstance(emb, CachedEmbedder) and isinstance(emb.inner, LocalEmbedder)
     assert (emb.name, emb.dim) == ("all-MiniLM-L6-v2", 384)
+    assert isinstance(make_embedder({"backend": "local", "model": "all-MiniLM-L6-v2"}).inner, LocalEmbedder)
+
+
+@pytest.mark.unit
+def test_other_local_models_go_through_sentence_transformers(tmp_path: Path) -> None:
+    """A model folder, or the explicit backend, selects the sentence-transformers extra (same store name)."""
+    other = make_embedder({"backend": "local", "model": str(tmp_path / "my-model")})
+    assert isinstance(other.inner, SentenceTransformerEmbedder) and other.name == "my-model"
+    settings = load_settings({"embedding": {"backend": "sentence-transformers"}})  # the config accepts it
+    same = make_embedder(settings.embedding.model_dump())
+    assert isinstance(same.inner, SentenceTransformerEmbedder) and same.name == "all-MiniLM-L6-v2"
 
 
 @pytest.mark.integration
@@ -113,7 +127,7 @@ def test_remote_embedders_from_config(model_server: ScriptedServer, monkeypatch:
 
 @pytest.mark.unit
 def test_embedding_config_errors() -> None:
-    with pytest.raises(ConfigError, match="local, openai, dashscope"):
+    with pytest.raises(ConfigError, match="local, sentence-transformers, openai, dashscope"):
         make_embedder({"backend": "word2vec"})
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
         make_embedder({"backend": "openai"})
