@@ -11,7 +11,7 @@ from memscope.config import Settings, load_settings
 from memscope.engine import OperationCatalog, OperationRunner, Resources, RunResult
 from memscope.errors import OperationRunError, ValidationError
 from memscope.llm.base import ChatModel, Embedder, Reranker, UsageMeter
-from memscope.stores.base import Store
+from memscope.stores.base import Fence, Store
 
 __all__ = ["Runtime", "open_store"]
 
@@ -89,11 +89,12 @@ class Runtime:
         """True when an LLM is configured."""
         return self.llm is not None
 
-    def run(self, operation: str, **inputs: Any) -> RunResult:
-        """Run a catalog operation with keyword inputs (None-valued optional inputs use defaults)."""
+    def run(self, operation: str, *, fence: Fence | None = None, **inputs: Any) -> RunResult:
+        """Run a catalog operation with keyword inputs (None-valued optional inputs use defaults);
+        a job passes its `fence` so that its writes stop once it lost the user's lease."""
         spec = self.catalog.get(operation)
         try:
-            return self.runner.run(spec, {k: v for k, v in inputs.items() if v is not None})
+            return self.runner.run(spec, {k: v for k, v in inputs.items() if v is not None}, fence=fence)
         except OperationRunError as exc:
             if isinstance(exc.__cause__, ValidationError):  # the caller's input: say what to fix, plainly
                 raise ValidationError(str(exc.__cause__)) from exc

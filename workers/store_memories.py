@@ -38,5 +38,5 @@ class StoreMemories(Worker):
                 node.embedding = [float(x) for x in vector]
         written = list(nodes.values())
         if written:
-            store.write_memories(written, operation=ctx.operation, run_id=ctx.run_id)
+            store.write_memories(written, operation=ctx.operation, run_id=ctx.run_id, fence=ctx.fence)
         ctx["stored_memories"] = written

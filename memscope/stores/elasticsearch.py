@@ -45,9 +45,10 @@ from typing import Any
 
 from memscope.errors import EmbeddingMismatch, StoreError, StoreUnavailable, ValidationError
 from memscope.models import MemoryEvent, MemoryNode, Message, check_user_id, utcnow
-from memscope.stores import es_admin
+from memscope.stores import es_admin, es_leases
 from memscope.stores import es_queries as q
 from memscope.stores.base import (
+    Fence,
     MemoryFilter,
     MessageFilter,
     ScoredMemory,
@@ -127,6 +128,7 @@ class ElasticsearchStore:
         self._ready = False
         self._dims: int | None = None
         self._server: tuple[int, int] | None = None
+        self._store_id: str | None = None
 
     @staticmethod
     def _make_client(
@@ -418,9 +420,12 @@ class ElasticsearchStore:
         return [q.doc_to_message(h["_source"]) for h in hits if h["_source"].get("user_id") == user_id]
 
     @mapped
-    def mark_consolidated(self, user_id: str, message_ids: Sequence[str], at: datetime) -> int:
+    def mark_consolidated(
+        self, user_id: str, message_ids: Sequence[str], at: datetime, *, fence: Fence | None = None
+    ) -> int:
         """Set consolidated_at on these pending messages of this user; returns how many changed."""
         check_user_id(user_id)
+        self._check_fence(fence)
         params = {"user_id": user_id, "at": _aware(at, "consolidated_at")}
         each = dict.fromkeys(message_ids, params)
         results = self._scripted("messages", each, q.CONSOLIDATE_SCRIPT, "wait_for")
@@ -487,6 +492,35 @@ class ElasticsearchStore:
                 break
         return pairs[:limit]
 
+    # -- identity and per-user leases (documents of the meta index: `es_leases`) -------------------
+
+    @mapped
+    def store_id(self) -> str:
+        """This store's identity, a document of the meta index created with the indices."""
+        if self._store_id is None:
+            self._store_id = es_leases.ensure_store_id(self._es(), import_es(), self.alias("meta"))
+        return self._store_id
+
+    @mapped
+    def acquire_lease(self, user_id: str, holder: str, ttl_s: float) -> int | None:
+        """Take the user's lease if free, expired or `holder`'s; its fencing token, or None while busy."""
+        check_user_id(user_id)
+        return es_leases.acquire(self._es(), import_es(), self.alias("meta"), user_id, holder, ttl_s)
+
+    @mapped
+    def renew_lease(self, user_id: str, token: int, ttl_s: float) -> bool:
+        """Extend the lease while it has `token`; False once another holder took it."""
+        return es_leases.renew(self._es(), import_es(), self.alias("meta"), user_id, token, ttl_s)
+
+    @mapped
+    def release_lease(self, user_id: str, token: int) -> None:
+        """Expire the lease now if it still has `token`."""
+        es_leases.release(self._es(), import_es(), self.alias("meta"), user_id, token)
+
+    def _check_fence(self, fence: Fence | None) -> None:
+        if fence is not None:
+            es_leases.check_fence(self._es(), import_es(), self.alias("meta"), fence)
+
     # -- memories ------------------------------------------------------------------------------------
 
     @mapped
@@ -496,11 +530,13 @@ class ElasticsearchStore:
         *,
         operation: str | None = None,
         run_id: str | None = None,
+        fence: Fence | None = None,
     ) -> list[MemoryEvent]:
         """Upsert by id and append one event per real change (add/update/expire/delete).
 
         Idempotent: a node equal to the stored one, ignoring updated_at and the access counters,
-        records nothing and is not written. Stored access counters are kept when larger.
+        records nothing and is not written. Stored access counters are kept when larger. With
+        `fence`, the lease token is checked just before the first bulk request (LeaseLost).
         """
         nodes = list(memories)
         if not nodes:
@@ -531,6 +567,7 @@ class ElasticsearchStore:
             changed[node.id] = None
         if not events:
             return []
+        self._check_fence(fence)
         self._raise_failed("write of memory events", self._bulk(event_actions, None))
         memory_actions = [
             ({"index": {"_index": self.alias("memories"), "_id": i}}, q.memory_doc(*state[i])) for i in changed

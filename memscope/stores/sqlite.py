@@ -34,7 +34,9 @@ import numpy as np
 
 from memscope.errors import EmbeddingMismatch, StoreError, StoreUnavailable, ValidationError
 from memscope.models import MemoryEvent, MemoryNode, Message, check_user_id, utcnow
+from memscope.stores import sqlite_leases as leases
 from memscope.stores.base import (
+    Fence,
     MemoryFilter,
     MessageFilter,
     ScoredMemory,
@@ -132,6 +134,7 @@ class SqliteStore:
         self._sims: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
         self._stem_cache: OrderedDict[str, str] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
+        self._store_id = ""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -193,6 +196,7 @@ class SqliteStore:
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._store_id = leases.ensure_store_id(conn)
 
     def close(self) -> None:
         """Release every thread's connection; later calls raise StoreError."""
@@ -307,10 +311,15 @@ class SqliteStore:
         return [message_from_row(r) for r in rows]
 
     @_mapped
-    def mark_consolidated(self, user_id: str, message_ids: Sequence[str], at: datetime) -> int:
-        """Set consolidated_at on these pending messages of this user; returns how many changed."""
+    def mark_consolidated(
+        self, user_id: str, message_ids: Sequence[str], at: datetime, *, fence: Fence | None = None
+    ) -> int:
+        """Set consolidated_at on these pending messages of this user; returns how many changed.
+
+        With `fence`, the lease token is checked in the same transaction (LeaseLost writes nothing)."""
         check_user_id(user_id)
         with self._write() as conn:
+            leases.check_fence(conn, fence)
             version = self._bump(conn, user_id, "messages")
             cur = conn.execute(
                 "UPDATE messages SET consolidated_at = ?, row_version = ? WHERE +user_id = ?"
@@ -411,6 +420,31 @@ class SqliteStore:
         )
         return [(r[0], r[1]) for r in rows.fetchall()]
 
+    # -- identity and per-user leases ----------------------------------------------------------------
+
+    def store_id(self) -> str:
+        """This store's identity, written into `meta` when the file was created."""
+        return self._store_id
+
+    @_mapped
+    def acquire_lease(self, user_id: str, holder: str, ttl_s: float) -> int | None:
+        """Take the user's lease if free, expired or `holder`'s; its fencing token, or None while busy."""
+        check_user_id(user_id)
+        with self._write() as conn:
+            return leases.acquire(conn, user_id, holder, ttl_s)
+
+    @_mapped
+    def renew_lease(self, user_id: str, token: int, ttl_s: float) -> bool:
+        """Extend the lease while it has `token`; False once another holder took it."""
+        with self._write() as conn:
+            return leases.renew(conn, user_id, token, ttl_s)
+
+    @_mapped
+    def release_lease(self, user_id: str, token: int) -> None:
+        """Expire the lease now if it still has `token`."""
+        with self._write() as conn:
+            leases.release(conn, user_id, token)
+
     # -- memories ------------------------------------------------------------------------------------
 
     @_mapped
@@ -420,17 +454,20 @@ class SqliteStore:
         *,
         operation: str | None = None,
         run_id: str | None = None,
+        fence: Fence | None = None,
     ) -> list[MemoryEvent]:
         """Upsert by id and append one event per real change (add/update/expire/delete).
 
         Idempotent: a node equal to the stored one, ignoring updated_at and the access counters,
-        records nothing and is not written. Returns the events.
+        records nothing and is not written. Returns the events. With `fence`, the lease token is
+        checked in the same transaction (LeaseLost writes nothing).
         """
         rows = [memory_row(node) for node in memories]
         if not rows:
             return []
         events: list[MemoryEvent] = []
         with self._write() as conn:
+            leases.check_fence(conn, fence)
             owners = self._owners(conn, "memories", [r["id"] for r in rows])
             clashes = [r["id"] for r in rows if owners.get(r["id"], r["user_id"]) != r["user_id"]]
             if clashes:

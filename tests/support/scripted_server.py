@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import itertools
 import json
 import re
 import threading
@@ -248,9 +249,26 @@ def plausible_answer(body: dict[str, Any]) -> Any:
     return minimal_instance(schema)
 
 
+_WORDINGS = ("The user said: {}", "User mentioned: {}", "According to the user: {}")
+_varied_calls = itertools.count()
+
+
+def varied_answer(body: dict[str, Any]) -> Any:
+    """`plausible_answer`, but each answer words its observations differently, as a real model does
+    from one call to the next: two runs over one batch then write different memories."""
+    answer = plausible_answer(body)
+    if isinstance(answer, dict) and isinstance(answer.get("observations"), list):
+        wording = _WORDINGS[next(_varied_calls) % len(_WORDINGS)]
+        for item in answer["observations"]:
+            if isinstance(item, dict) and "content" in item:
+                item["content"] = wording.format(item["content"].removeprefix("The user said: "))
+    return answer
+
+
 BUILTIN_MODES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "echo": _last_user_text,
     "consolidation": plausible_answer,
+    "varied_consolidation": varied_answer,
     "schema": lambda body: minimal_instance(request_schema(body) or {"type": "object"}),
     "error": lambda body: Fault.status(500, "scripted error mode"),
     "invalid_json": lambda body: Fault.invalid_json(),
