@@ -186,7 +186,7 @@ class MemoryScope:
         if not wait:
             return job_id
         record = self.jobs.wait(job_id, timeout=timeout)
-        if record.state == "failed":
+        if record.state in ("failed", "lost"):
             raise JobError(f"{op} for user {user_id!r} failed: {record.error} (messages stay pending)")
         return record
 

@@ -13,7 +13,7 @@ from memscope.errors import OperationRunError, ValidationError
 from memscope.llm.base import ChatModel, Embedder, Reranker, UsageMeter
 from memscope.stores.base import Fence, Store
 
-__all__ = ["Runtime", "open_store"]
+__all__ = ["Runtime", "open_store", "store_label"]
 
 log = logging.getLogger("memscope")
 
@@ -37,6 +37,16 @@ def open_store(settings: Settings) -> Store:
 
     path = Path(settings.store.path).expanduser()
     return SqliteStore(path)
+
+
+def store_label(settings: Settings) -> str:
+    """The configured store, for messages: `sqlite /abs/path.db` or `elasticsearch <masked url> (prefix p)`."""
+    if settings.store.backend == "elasticsearch":
+        from memscope.config import settings_to_dict
+
+        es = settings_to_dict(settings)["store"]["elasticsearch"]  # the URL's password masked
+        return f"elasticsearch {es['url']} (index prefix {es['index_prefix']})"
+    return f"sqlite {Path(settings.store.path).expanduser().resolve()}"
 
 
 class Runtime:
