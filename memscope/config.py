@@ -147,7 +147,7 @@ class CelerySettings(_Section):
     time_limit_s: Seconds = 360
     max_retries: int = Field(default=5, ge=0)
     max_attempts: int = Field(default=3, ge=1)  # starts that never finished (killed, hard limit): then failed
-    lock_ttl_s: Seconds = 15  # kept alive every third of it; a dead worker's users resume after it
+    lock_ttl_s: Seconds = 10  # kept alive every third of it; a dead worker's users resume after it
 
     @field_validator("broker_url", "result_backend")
     @classmethod
@@ -167,7 +167,7 @@ class LocalJobsSettings(_Section):
     """The in-process executor of the embedded mode."""
 
     threads: int = Field(default=2, ge=1)
-    lease_ttl_s: Seconds = 15  # the per-user lease in the store, kept alive while a job runs
+    lease_ttl_s: Seconds = 10  # the per-user lease in the store, kept alive while a job runs
     lease_wait_s: Seconds = 600  # how long a job waits for another process's lease on its user
 
 
