@@ -88,7 +88,8 @@ class LocalDispatcher:
                     )
                 with kept_alive(lease.ttl_s / 3, lease.renew):
                     reports = run_job(self.runtime, record.operation, record.user_id, record.agent_id, lease.fence)
-            except BaseException as exc:  # recorded with its error, and logged: never swallowed
+            except BaseException as exc:  # recorded with its error and logged, even a SystemExit from a worker:
+                # the pool thread lives on, the lease is released, the messages stay pending
                 record.state, record.error = JobState.FAILED, f"{type(exc).__name__}: {exc}"
                 log.error(
                     "job %s %s for %r failed:\n%s",
@@ -97,8 +98,6 @@ class LocalDispatcher:
                     record.user_id,
                     traceback.format_exc(),
                 )
-                if not isinstance(exc, Exception):
-                    raise  # a crash of the thread itself (SystemExit, KeyboardInterrupt): recorded, then raised
             else:
                 record.state, record.summary = JobState.SUCCEEDED, summarize(reports)
                 with self._lock:

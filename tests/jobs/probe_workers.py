@@ -76,3 +76,27 @@ class Crash(Worker):
         if os.path.exists(self.params.flag):
             os._exit(3)
         ctx["crash"] = [ctx["user_id"]]
+
+
+EXIT_OPERATION = """\
+name: jobs_exit_op
+description: Raise SystemExit in the job's thread (a worker that crashes its thread).
+mode: queued
+inputs: [user_id, {agent_id: null}]
+steps:
+  - jobs_exit: {}
+"""
+
+
+@worker("jobs_exit")
+class Exit(Worker):
+    """Raise SystemExit, which no `except Exception` catches."""
+
+    reads = ("user_id",)
+    writes = ("exit",)
+
+    class Params(WorkerParams):
+        pass
+
+    def run(self, ctx: Context) -> None:
+        raise SystemExit(f"worker crashed the job thread of {ctx['user_id']}")
