@@ -168,12 +168,12 @@ def run_operation(
     origin: dict[str, Any] = {"store_id": store_id, "store": store}
     args = [operation, user_id, agent_id]
     worker_name = str(self.request.hostname or "")
-    _refuse_other_store(dispatcher, job_id, store_id, store)
-    _stop_poison(dispatcher, job_id, operation, user_id, agent_id)
     ttl = float(celery.lock_ttl_s)
     lock = RedisLock(dispatcher.redis, dispatcher.namespace, user_id, ttl)
     lease = UserLease(runtime.store, user_id, holder_name(job_id), ttl)
     try:
+        _refuse_other_store(dispatcher, job_id, store_id, store)  # JobError: recorded failed below, not retried
+        _stop_poison(dispatcher, job_id, operation, user_id, agent_id)
         if not lock.acquire():
             raise LockBusy(f"another job of user {user_id!r} is running")
         try:
@@ -246,7 +246,7 @@ def _run_leased(
 
 
 def _refuse_other_store(dispatcher: CeleryDispatcher, job_id: str, store_id: str | None, store: str | None) -> None:
-    """A job queued for another store than this worker's is recorded failed and raised, never run."""
+    """Raise JobError (recorded, never retried) for a job queued for another store than this worker's."""
     mine = dispatcher.store_id
     if store_id is None or store_id == mine:
         return
@@ -255,13 +255,11 @@ def _refuse_other_store(dispatcher: CeleryDispatcher, job_id: str, store_id: str
         f" with the store {dispatcher.store_label} (store id {mine}); run the API and the workers with the same"
         " store settings (one store per deployment)"
     )
-    _note(dispatcher, job_id, state=JobState.FAILED, finished_at=utcnow(), error=error)
-    log.error("job %s refused: %s", job_id, error)
     raise JobError(error)
 
 
 def _stop_poison(dispatcher: CeleryDispatcher, job_id: str, operation: str, user_id: str, agent_id: str | None) -> None:
-    """Past `max_attempts` starts that never finished, record the job failed and park its work."""
+    """Past `max_attempts` starts that never finished, park the work and raise JobError (recorded failed)."""
     limit = dispatcher.runtime.settings.jobs.celery.max_attempts
     try:
         unfinished = dispatcher.attempts.unfinished(operation, user_id, agent_id)
@@ -277,8 +275,6 @@ def _stop_poison(dispatcher: CeleryDispatcher, job_id: str, operation: str, user
         f" `memscope jobs retry {job_id}`"
     )
     dispatcher.attempts.park(job_id, operation, user_id, agent_id)
-    _note(dispatcher, job_id, state=JobState.FAILED, finished_at=utcnow(), error=error)
-    log.error("job %s %s for %r is poison: %s", job_id, operation, user_id, error)
     raise JobError(error)
 
 
