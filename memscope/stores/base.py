@@ -25,6 +25,7 @@ from typing import Protocol, runtime_checkable
 from memscope.models import MemoryEvent, MemoryNode, MemoryStatus, MemoryType, Message, TimeRange
 
 __all__ = [
+    "ConsolidationMark",
     "Fence",
     "MemoryFilter",
     "MessageFilter",
@@ -67,6 +68,15 @@ class Fence:
 
     user_id: str
     token: int
+
+
+@dataclass(frozen=True)
+class ConsolidationMark:
+    """Messages of one user to mark consolidated in the same commit as a batch's memories."""
+
+    user_id: str
+    message_ids: Sequence[str]
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -175,11 +185,15 @@ class Store(Protocol):
         operation: str | None = None,
         run_id: str | None = None,
         fence: Fence | None = None,
+        consolidates: ConsolidationMark | None = None,
     ) -> list[MemoryEvent]:
         """Upsert by id and append one event per real change (add/update/expire/delete).
 
         Idempotent: writing a node identical to the stored one records nothing. Returns the events.
         With `fence`, raises LeaseLost (writing nothing) unless the user's lease still has its token.
+        With `consolidates`, those messages are marked consolidated in the same commit (SQLite: one
+        transaction; Elasticsearch: right after the memories), so a crash cannot leave a batch's
+        memories written and its messages pending.
         """
         ...
 

@@ -48,6 +48,7 @@ from memscope.models import MemoryEvent, MemoryNode, Message, check_user_id, utc
 from memscope.stores import es_admin, es_leases
 from memscope.stores import es_queries as q
 from memscope.stores.base import (
+    ConsolidationMark,
     Fence,
     MemoryFilter,
     MessageFilter,
@@ -531,14 +532,24 @@ class ElasticsearchStore:
         operation: str | None = None,
         run_id: str | None = None,
         fence: Fence | None = None,
+        consolidates: ConsolidationMark | None = None,
     ) -> list[MemoryEvent]:
         """Upsert by id and append one event per real change (add/update/expire/delete).
 
         Idempotent: a node equal to the stored one, ignoring updated_at and the access counters,
         records nothing and is not written. Stored access counters are kept when larger. With
         `fence`, the lease token is checked just before the first bulk request (LeaseLost).
+        `consolidates` marks its messages right after the memories are written (no transaction).
         """
-        nodes = list(memories)
+        events = self._write_memories(list(memories), operation, run_id, fence)
+        if consolidates is not None:
+            self.mark_consolidated(consolidates.user_id, consolidates.message_ids, consolidates.at, fence=fence)
+        return events
+
+    def _write_memories(
+        self, nodes: list[MemoryNode], operation: str | None, run_id: str | None, fence: Fence | None
+    ) -> list[MemoryEvent]:
+        """The events first, then the memories (see the module docstring)."""
         if not nodes:
             return []
         for node in nodes:

@@ -36,6 +36,7 @@ from memscope.errors import EmbeddingMismatch, StoreError, StoreUnavailable, Val
 from memscope.models import MemoryEvent, MemoryNode, Message, check_user_id, utcnow
 from memscope.stores import sqlite_leases as leases
 from memscope.stores.base import (
+    ConsolidationMark,
     Fence,
     MemoryFilter,
     MessageFilter,
@@ -320,13 +321,16 @@ class SqliteStore:
         check_user_id(user_id)
         with self._write() as conn:
             leases.check_fence(conn, fence)
-            version = self._bump(conn, user_id, "messages")
-            cur = conn.execute(
-                "UPDATE messages SET consolidated_at = ?, row_version = ? WHERE +user_id = ?"
-                " AND consolidated_at IS NULL AND id IN (SELECT value FROM json_each(?))",
-                (to_us(at), version, user_id, to_json(list(message_ids))),
-            )
-            return cur.rowcount
+            return self._mark(conn, ConsolidationMark(user_id, message_ids, at))
+
+    def _mark(self, conn: sqlite3.Connection, mark: ConsolidationMark) -> int:
+        version = self._bump(conn, mark.user_id, "messages")
+        cur = conn.execute(
+            "UPDATE messages SET consolidated_at = ?, row_version = ? WHERE +user_id = ?"
+            " AND consolidated_at IS NULL AND id IN (SELECT value FROM json_each(?))",
+            (to_us(mark.at), version, mark.user_id, to_json(list(mark.message_ids))),
+        )
+        return cur.rowcount
 
     @_mapped
     def set_message_embeddings(self, user_id: str, embeddings: dict[str, Sequence[float]]) -> None:
@@ -455,15 +459,17 @@ class SqliteStore:
         operation: str | None = None,
         run_id: str | None = None,
         fence: Fence | None = None,
+        consolidates: ConsolidationMark | None = None,
     ) -> list[MemoryEvent]:
         """Upsert by id and append one event per real change (add/update/expire/delete).
 
         Idempotent: a node equal to the stored one, ignoring updated_at and the access counters,
         records nothing and is not written. Returns the events. With `fence`, the lease token is
-        checked in the same transaction (LeaseLost writes nothing).
+        checked in the same transaction (LeaseLost writes nothing); `consolidates` marks its messages
+        in that transaction too.
         """
         rows = [memory_row(node) for node in memories]
-        if not rows:
+        if not rows and consolidates is None:
             return []
         events: list[MemoryEvent] = []
         with self._write() as conn:
@@ -484,6 +490,9 @@ class SqliteStore:
                 event = self._upsert_memory(conn, row, version_of, operation, run_id)
                 if event is not None:
                     events.append(event)
+            if consolidates is not None:
+                check_user_id(consolidates.user_id)
+                self._mark(conn, consolidates)
         return events
 
     def _upsert_memory(

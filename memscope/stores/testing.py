@@ -41,7 +41,7 @@ from memscope.models import (
     Role,
     TimeRange,
 )
-from memscope.stores.base import Fence, MemoryFilter, MessageFilter, SearchQuery, Store
+from memscope.stores.base import ConsolidationMark, Fence, MemoryFilter, MessageFilter, SearchQuery, Store
 
 __all__ = ["DIM", "StoreContractSuite", "basis", "memory", "message", "uid", "vec"]
 
@@ -675,6 +675,14 @@ class StoreContractSuite:
         store.write_memories([memory(user, "from the current job")], fence=current)
         assert store.mark_consolidated(user, [msgs[0].id], T0, fence=current) == 1
         assert [m.content for m in store.list_memories(user)] == ["from the current job"]
+        with pytest.raises(LeaseLost):  # a batch's memories and marks are refused together
+            store.write_memories([memory(user, "stale batch")], fence=stale,
+                                 consolidates=ConsolidationMark(user, [msgs[1].id], T0))
+        assert len(store.list_messages(user, MessageFilter(pending=True))) == 1
+        store.write_memories([memory(user, "current batch")], fence=current,
+                             consolidates=ConsolidationMark(user, [msgs[1].id], T0))
+        assert store.list_messages(user, MessageFilter(pending=True)) == []
+        assert len(store.list_memories(user)) == 2
         with pytest.raises(LeaseLost):  # no lease at all for this user
             store.write_memories([memory(other := uid(), "x")], fence=Fence(other, 1))
 
