@@ -4,7 +4,8 @@ Setup: a private redis-server on a free port, the scripted model server in its o
 after `--latency`, and fails at random: 429 with Retry-After, 500, a hang past the client timeout,
 invalid JSON, at `--rates`), `--workers` celery workers (one pool process each) plus beat, all on the
 shipped job defaults (lock TTL, sweep interval, retries). For `--minutes`, `--users` users get
-messages at random; every `--kill-every` seconds a random worker is SIGKILLed (and a new one started);
+messages at random (1-3 every `--add-every` s); every `--kill-every` seconds a random worker is
+SIGKILLed (and a new one started);
 Redis is killed and restarted once, at 40% of the run. Then the faults stop being injected (kills and
 Redis; the model keeps failing at its rates) and the run waits up to `--drain` seconds for the backlog.
 
@@ -32,6 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -183,7 +185,7 @@ class _Run:
 
     # -- the loops --------------------------------------------------------------------------------
     def produce(self, memory: Any, until: float) -> None:
-        """Add 1-3 messages to a random user every ~0.2 s until `until`."""
+        """Add 1-3 messages to a random user every `add_every` seconds until `until`."""
         n = 0
         while time.monotonic() < until and not self.stop.is_set():
             user = random.choice(self.users)
@@ -195,7 +197,7 @@ class _Run:
                 self.added[user].extend(m.id for m in stored)
             except Exception as exc:  # the store refused: counted as not added, reported
                 self.result.problems.append(f"add_messages failed: {type(exc).__name__}: {exc}")
-            time.sleep(0.2)
+            time.sleep(self.args.add_every)
 
     def kill_loop(self, memory: Any, until: float) -> None:
         """Every `kill_every` seconds SIGKILL a random worker (noting its running users) and start another."""
@@ -317,6 +319,8 @@ class _Run:
         try:
             records = memory.jobs.status()
             r.failed_jobs = sum(1 for rec in records if rec.state.value == "failed")
+            reasons = Counter((rec.error or "")[:160] for rec in records if rec.state.value == "failed")
+            r.problems += [f"{n} failed job(s): {reason}" for reason, n in reasons.most_common(5)]
             r.lost_jobs = sum(1 for rec in records if rec.state.value == "lost")
         except Exception as exc:
             r.problems.append(f"could not read job records: {exc}")
@@ -338,10 +342,10 @@ class _Run:
 
 def run_soak(minutes: float = 2.0, users: int = 8, workers: int = 3, kill_every: float = 20.0,
              rates: str = DEFAULT_RATES, latency: float = 0.05, drain: float = 180.0, store: str = "sqlite",
-             log: Callable[[str], None] = lambda _: None) -> SoakResult:
+             log: Callable[[str], None] = lambda _: None, add_every: float = 0.3) -> SoakResult:
     """Run one soak against `store` ("sqlite" or "elasticsearch") and return what it measured."""
     args = argparse.Namespace(minutes=minutes, users=users, workers=workers, kill_every=kill_every, rates=rates,
-                              latency=latency, drain=drain)
+                              latency=latency, drain=drain, add_every=add_every)
     with tempfile.TemporaryDirectory(prefix="memscope-soak-") as tmp:
         run = _Run(Path(tmp), args, store, log)
         try:
@@ -378,12 +382,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rates", default=DEFAULT_RATES, help="model faults per call: 429, 500, timeout, invalid_json")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds the model takes per answer")
     parser.add_argument("--drain", type=float, default=180.0, help="seconds to wait for the backlog at the end")
+    parser.add_argument("--add-every", type=float, default=0.3, help="seconds between two adds of 1-3 messages")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     stores = ["sqlite"] + (["elasticsearch"] if os.environ.get("MEMSCOPE_ES_URL") else [])
     say = (lambda _: None) if args.json else (lambda text: print(f"[soak] {text}", file=sys.stderr, flush=True))
     results = [run_soak(args.minutes, args.users, args.workers, args.kill_every, args.rates, args.latency,
-                        args.drain, store, say) for store in stores]
+                        args.drain, store, say, args.add_every) for store in stores]
     sys.exit(report(results, args.json))
 
 
