@@ -158,6 +158,8 @@ def prepare(conv: Conversation, folder: Path, embedder: Any = None, settings: di
     from memscope.runtime import Runtime
 
     cfg = {**(settings or {"llm": {"backend": "none"}}), "store": {"path": str(folder / f"{conv.name}.db")}}
+    jobs = dict(cfg.get("jobs") or {})
+    cfg["jobs"] = {**jobs, "backend": "local"}  # a fresh store per conversation: Celery workers read another
     llm: Any = "from-settings" if consolidate else None  # without --consolidate: embed only, never the LLM
     runtime = Runtime(cfg, embedder=embedder, llm=llm)
     memory = MemoryScope(runtime=runtime, background=False)

@@ -223,7 +223,7 @@ class MemoryScope:
                 f"{op} for user {user_id!r} is still {record.state} after {timeout}s (job {job_id});"
                 " it carries on in the background: wait again, or check jobs.status"
             )
-        if record.state == "failed":
+        if record.state in ("failed", "lost"):
             raise JobError(f"{op} for user {user_id!r} failed: {record.error} (messages stay pending)")
         return record
 

@@ -371,7 +371,7 @@ from memscope.jobs.commands import register as _register_job_commands  # noqa: E
 _register_job_commands(app)
 
 
-# -- benchmarks: `memscope bench retrieval|ingest|embed|longrun|locomo|locomo-qa` (run from a source checkout) -----
+# -- benchmarks: `memscope bench retrieval|ingest|embed|longrun|soak|locomo|locomo-qa` (run from a source checkout) ---
 bench_app = typer.Typer(help="Latency, throughput and LoCoMo benchmarks (from a memscope source checkout).",
                         no_args_is_help=True)  # fmt: skip
 app.add_typer(bench_app, name="bench")
@@ -458,6 +458,23 @@ def bench_embed(
         raise typer.Exit(EXIT_INVALID)
     rows = bench.run_embed_bench(chosen, queries, batches, show_progress=not (no_progress or json_out))
     bench.report(rows, json_out)
+
+
+@bench_app.command("soak")
+def bench_soak(
+    minutes: Annotated[float, typer.Option(help="How long messages are added and faults injected.")] = 2.0,
+    users: Annotated[int, typer.Option(help="Users receiving messages.")] = 8,
+    workers: Annotated[int, typer.Option(help="Celery worker processes.")] = 3,
+    kill_every: Annotated[float, typer.Option(help="Seconds between SIGKILLs of a random worker.")] = 20.0,
+    rates: Annotated[str | None, typer.Option(help="Model faults per call, e.g. 429=0.03,500=0.03,"
+                                                   "timeout=0.005,invalid_json=0.02.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fault soak on Celery workers, beat and a private Redis (SQLite; Elasticsearch too with MEMSCOPE_ES_URL)."""
+    bench = _bench("soak")
+    argv = ["--minutes", str(minutes), "--users", str(users), "--workers", str(workers),
+            "--kill-every", str(kill_every), *(["--rates", rates] if rates else []), *(["--json"] if json_out else [])]
+    bench.main(argv)
 
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Folder of LoCoMo conv-*.json files.", exists=True,

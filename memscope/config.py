@@ -154,7 +154,8 @@ class CelerySettings(_Section):
     soft_time_limit_s: Seconds = 300
     time_limit_s: Seconds = 360
     max_retries: int = Field(default=5, ge=0)
-    lock_ttl_s: Seconds = 600
+    max_attempts: int = Field(default=3, ge=1)  # starts that never finished (killed, hard limit): then failed
+    lock_ttl_s: Seconds = 10  # kept alive every third of it; a dead worker's users resume after it
 
     @field_validator("broker_url", "result_backend")
     @classmethod
@@ -174,6 +175,8 @@ class LocalJobsSettings(_Section):
     """The in-process executor of the embedded mode."""
 
     threads: int = Field(default=2, ge=1)
+    lease_ttl_s: Seconds = 10  # the per-user lease in the store, kept alive while a job runs
+    lease_wait_s: Seconds = 600  # how long a job waits for another process's lease on its user
 
 
 class JobsSettings(_Section):
@@ -182,7 +185,7 @@ class JobsSettings(_Section):
     backend: Literal["local", "celery"] = "local"
     celery: CelerySettings = Field(default_factory=CelerySettings)
     local: LocalJobsSettings = Field(default_factory=LocalJobsSettings)
-    sweep_interval_s: Seconds = 60
+    sweep_interval_s: Seconds = 10
     reflect_interval_s: Seconds = 900
     reflect_min_observations: int = Field(default=10, ge=1)
     consolidate_batch: int = Field(default=50, ge=1)

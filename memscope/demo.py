@@ -52,6 +52,7 @@ SESSIONS: list[tuple[datetime, list[tuple[str, str]]]] = [
 ]
 QUESTIONS = ["Where do I work now?", "What am I doing next week?", "What do I do for fun?"]  # as Tom asks them
 NOW = datetime(2023, 6, 5, 12, 0, tzinfo=UTC)
+CELERY_WAIT_S = 120.0
 
 
 def _report_table(title: str, report: RunReport) -> Table:
@@ -75,6 +76,7 @@ def run_demo(
     if store_path is None:
         tmp = tempfile.TemporaryDirectory(prefix="memscope-demo-")
         store_path = Path(tmp.name) / "demo.db"
+    settings = _jobs_for_store(settings, store_path, console)
     settings = settings.model_copy(update={"store": settings.store.model_copy(update={"path": store_path})})
     outcome: dict[str, Any] = {"reports": [], "skipped": False}
     try:
@@ -123,12 +125,33 @@ def run_demo(
     return outcome
 
 
+def _jobs_for_store(settings: Settings, store_path: Path, console: Console) -> Settings:
+    """Celery workers read the configured store: a demo on another SQLite file runs its jobs in-process."""
+    if settings.jobs.backend != "celery" or settings.store.backend != "sqlite":
+        return settings
+    configured = Path(settings.store.path).expanduser().resolve()
+    if Path(store_path).expanduser().resolve() == configured:
+        return settings
+    console.print(
+        f"[yellow]note[/]: jobs.backend is celery, but your workers read the store {configured}, not the demo's"
+        f" {store_path}; the demo runs its jobs in this process. To have the workers run them, pass"
+        f" --store {configured} (the demo then replaces the user {USER!r} in that store)."
+    )
+    jobs = settings.jobs.model_copy(update={"backend": "local"})
+    return settings.model_copy(update={"jobs": jobs})
+
+
 def _consolidate(memory: MemoryScope, operation: str, console: Console) -> list[RunReport]:
     """Run the job in-process to show each step's report; with Celery, queue it and show its totals."""
     if memory.settings.jobs.backend != "celery":
         return run_job(memory.runtime, operation, USER)
-    record = memory.jobs.wait(memory.jobs.submit(operation, USER), timeout=600)
-    if record.state != "succeeded":
+    record = memory.jobs.wait(memory.jobs.submit(operation, USER), timeout=CELERY_WAIT_S)
+    if record.state in ("queued", "running"):
+        console.print(
+            f"{operation} job {record.id} is still {record.state} after {CELERY_WAIT_S:.0f}s: is a worker running"
+            f" on queue {memory.settings.jobs.celery.queue!r}? Start one with `memscope worker`."
+        )
+    elif record.state != "succeeded":
         console.print(f"{operation} job {record.id}: {record.state} {escape(record.error or '')}")
     else:
         console.print(f"{operation} job {record.id} on a Celery worker: {record.summary}")

@@ -7,7 +7,8 @@
     ├── OperationRunError      a step failed at run time (names operation, step, worker)
     ├── StoreError             the store failed
     │   ├── StoreUnavailable   the backend cannot be reached (transient)
-    │   └── EmbeddingMismatch  the store was filled by another embedding model
+    │   ├── EmbeddingMismatch  the store was filled by another embedding model
+    │   └── LeaseLost          a fenced write came from a job that lost its user's lease
     ├── ModelError             a model backend failed
     │   ├── ModelUnavailable   timeout, 429, 5xx, connection error (transient)
     │   ├── ModelOutputError   the answer stayed invalid after one repair attempt
@@ -23,6 +24,7 @@ __all__ = [
     "ConfigError",
     "EmbeddingMismatch",
     "JobError",
+    "LeaseLost",
     "MemscopeError",
     "ModelError",
     "ModelOutputError",
@@ -81,6 +83,10 @@ class StoreUnavailable(StoreError):
 
 class EmbeddingMismatch(StoreError):
     """The store holds vectors of another embedding model than the one configured."""
+
+
+class LeaseLost(StoreError):
+    """A job's per-user lease was taken over (it was paused or too slow); its write was refused."""
 
 
 class ModelError(MemscopeError):

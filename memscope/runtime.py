@@ -12,9 +12,9 @@ from memscope.engine import OperationCatalog, OperationRunner, Resources, RunRes
 from memscope.errors import OperationRunError, ValidationError
 from memscope.llm.base import ChatModel, Embedder, Reranker, UsageMeter
 from memscope.redact import remember
-from memscope.stores.base import Store
+from memscope.stores.base import Fence, Store
 
-__all__ = ["Runtime", "open_store"]
+__all__ = ["Runtime", "open_store", "store_label"]
 
 log = logging.getLogger("memscope")
 
@@ -41,6 +41,16 @@ def open_store(settings: Settings) -> Store:
 
     path = Path(settings.store.path).expanduser()
     return SqliteStore(path)
+
+
+def store_label(settings: Settings) -> str:
+    """The configured store, for messages: `sqlite /abs/path.db` or `elasticsearch <masked url> (prefix p)`."""
+    if settings.store.backend == "elasticsearch":
+        from memscope.config import settings_to_dict
+
+        es = settings_to_dict(settings)["store"]["elasticsearch"]  # the URL's password masked
+        return f"elasticsearch {es['url']} (index prefix {es['index_prefix']})"
+    return f"sqlite {Path(settings.store.path).expanduser().resolve()}"
 
 
 class Runtime:
@@ -93,11 +103,12 @@ class Runtime:
         """True when an LLM is configured."""
         return self.llm is not None
 
-    def run(self, operation: str, **inputs: Any) -> RunResult:
-        """Run a catalog operation with keyword inputs (None-valued optional inputs use defaults)."""
+    def run(self, operation: str, *, fence: Fence | None = None, **inputs: Any) -> RunResult:
+        """Run a catalog operation with keyword inputs (None-valued optional inputs use defaults);
+        a job passes its `fence` so that its writes stop once it lost the user's lease."""
         spec = self.catalog.get(operation)
         try:
-            return self.runner.run(spec, {k: v for k, v in inputs.items() if v is not None})
+            return self.runner.run(spec, {k: v for k, v in inputs.items() if v is not None}, fence=fence)
         except OperationRunError as exc:
             if isinstance(exc.__cause__, ValidationError):  # the caller's input: say what to fix, plainly
                 raise ValidationError(str(exc.__cause__)) from exc

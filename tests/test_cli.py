@@ -111,7 +111,7 @@ def test_show_defaults_is_the_default_config() -> None:
     assert result.exit_code == 0
     shown = yaml.safe_load(result.stdout)
     assert shown["store"]["backend"] == "sqlite"
-    assert shown["jobs"]["sweep_interval_s"] == 60
+    assert shown["jobs"]["sweep_interval_s"] == 10
 
 
 @pytest.mark.unit

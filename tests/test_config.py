@@ -336,7 +336,7 @@ def test_settings_to_dict_masks_secrets() -> None:
     assert data["store"]["elasticsearch"]["url"] == "https://u:***@es:9200"
     assert data["jobs"]["celery"]["broker_url"] == "redis://:***@127.0.0.1:6379/0"
     assert data["embedding"]["api_key"] is None
-    assert data["jobs"]["sweep_interval_s"] == 60 and isinstance(data["jobs"]["sweep_interval_s"], int)
+    assert data["jobs"]["sweep_interval_s"] == 10 and isinstance(data["jobs"]["sweep_interval_s"], int)
     assert settings_to_dict(settings, mask_secrets=False)["llm"]["api_key"] == "sk-secret"
 
 

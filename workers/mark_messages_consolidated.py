@@ -27,5 +27,5 @@ class MarkMessagesConsolidated(Worker):
             return
         ids = [m.id for m in ctx["messages"]]
         if ids:
-            self.resources.store.mark_consolidated(ctx["user_id"], ids, self.resources.now())
+            self.resources.store.mark_consolidated(ctx["user_id"], ids, self.resources.now(), fence=ctx.fence)
         ctx["consolidated_ids"] = ids

@@ -16,6 +16,7 @@ from memscope.engine.report import RunReport, StepReport
 from memscope.engine.worker import Context, Resources, Worker
 from memscope.errors import OperationRunError, ValidationError
 from memscope.models import new_id
+from memscope.stores.base import Fence
 
 __all__ = ["OperationRunner", "RunResult"]
 
@@ -68,10 +69,14 @@ class OperationRunner:
                 self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="memscope-branch")
             return self._pool
 
-    def run(self, spec: OperationSpec, inputs: Mapping[str, Any], *, run_id: str | None = None) -> RunResult:
-        """Run `spec` with `inputs`; a failing step raises OperationRunError naming it."""
+    def run(
+        self, spec: OperationSpec, inputs: Mapping[str, Any], *, run_id: str | None = None, fence: Fence | None = None
+    ) -> RunResult:
+        """Run `spec` with `inputs`; a failing step raises OperationRunError naming it.
+
+        `fence` is the caller's lease on the user: the steps' fenced writes fail once it is lost."""
         values = self._inputs(spec, inputs)
-        ctx = Context(operation=spec.name, run_id=run_id or new_id(), values=values)
+        ctx = Context(operation=spec.name, run_id=run_id or new_id(), values=values, fence=fence)
         report = RunReport(operation=spec.name, run_id=ctx.run_id)
         started = time.perf_counter()
         limit = self.step_timeout_s if spec.mode == "inline" and not getattr(self._on_pool, "active", False) else None

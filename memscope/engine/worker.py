@@ -18,7 +18,7 @@ from memscope.models import utcnow
 if TYPE_CHECKING:
     from memscope.config import Settings
     from memscope.llm.base import ChatModel, Embedder, Reranker, UsageMeter
-    from memscope.stores.base import Store
+    from memscope.stores.base import Fence, Store
 
 __all__ = ["Context", "Resources", "Worker", "WorkerParams"]
 
@@ -69,6 +69,7 @@ class Context:
     values: dict[str, Any] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     degraded: bool = False  # an LLM step was skipped: nothing may be marked consolidated
+    fence: Fence | None = None  # a background job's lease on the user: its store writes pass it on
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __getitem__(self, name: str) -> Any:

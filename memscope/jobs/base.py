@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from memscope.models import new_id, utcnow
 
-__all__ = ["CONSOLIDATE", "REFLECT", "Dispatcher", "JobRecord", "JobState"]
+__all__ = ["CONSOLIDATE", "FINAL_STATES", "REFLECT", "Dispatcher", "JobRecord", "JobState"]
 
 CONSOLIDATE = "consolidate_memory"
 REFLECT = "reflect_and_reconsolidate"
@@ -22,6 +22,10 @@ class JobState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    LOST = "lost"  # its heartbeat stopped (worker killed or paused); the sweep queued its work again
+
+
+FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.LOST})
 
 
 @dataclass
@@ -36,6 +40,7 @@ class JobRecord:
     queued_at: datetime = field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None  # renewed while it runs; a stale one means the job was lost
     attempts: int = 0
     error: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
@@ -43,7 +48,7 @@ class JobRecord:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         data = asdict(self)
-        for key in ("queued_at", "started_at", "finished_at"):
+        for key in ("queued_at", "started_at", "finished_at", "heartbeat_at"):
             data[key] = data[key].isoformat() if data[key] else None
         data["state"] = self.state.value
         return data

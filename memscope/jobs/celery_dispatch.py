@@ -25,13 +25,14 @@ try:
 except ImportError as exc:  # an extra: the embedded mode runs jobs in-process
     raise JobError(f"jobs.backend: celery needs Celery and Redis: {install_hint('celery')}") from exc
 
-from memscope.jobs.base import CONSOLIDATE, REFLECT, JobRecord, JobState
+from memscope.jobs.attempts import AttemptLog
+from memscope.jobs.base import CONSOLIDATE, FINAL_STATES, REFLECT, JobRecord, JobState
 from memscope.jobs.celery_app import RUN_OPERATION, MemscopeCelery, key_namespace, make_celery
 from memscope.jobs.logic import unreflected_count
 from memscope.jobs.redis_lock import compare_and_delete, hashed_key
 from memscope.jobs.status_book import JobBook
 from memscope.models import new_id, utcnow
-from memscope.runtime import Runtime
+from memscope.runtime import Runtime, store_label
 
 __all__ = ["CeleryDispatcher", "redis_client"]
 
@@ -57,9 +58,19 @@ class CeleryDispatcher:
         self.redis = redis_client(settings.jobs.celery.broker_url)
         self._shown_url = settings_to_dict(settings)["jobs"]["celery"]["broker_url"]  # password masked
         self.book = JobBook(self.redis, self.namespace)
+        self.attempts = AttemptLog(self.redis, self.namespace)
+        self.store_label = store_label(settings)
+        self._store_id: str | None = None
         self.dedupe_ttl_s = max(MIN_DEDUPE_TTL_S, int(settings.jobs.sweep_interval_s))
         self._recent_key = f"{self.namespace}:recent"
         self._closed = False
+
+    @property
+    def store_id(self) -> str:
+        """The identity of this dispatcher's store; every job carries it, workers check it."""
+        if self._store_id is None:
+            self._store_id = self.runtime.store.store_id()
+        return self._store_id
 
     # -- submitting ------------------------------------------------------------------------------
     def queued_key(self, operation: str, user_id: str, agent_id: str | None) -> str:
@@ -83,8 +94,9 @@ class CeleryDispatcher:
                 raise JobError(f"could not queue {operation} for {user_id!r}: the dedupe key kept changing")
             self.book.put(JobRecord(operation=operation, user_id=user_id, agent_id=agent_id, id=job_id))
         try:
+            origin = {"store_id": self.store_id, "store": self.store_label}
             self.app.send_task(
-                RUN_OPERATION, args=[operation, user_id, agent_id], task_id=job_id, queue=self.queue
+                RUN_OPERATION, args=[operation, user_id, agent_id], kwargs=origin, task_id=job_id, queue=self.queue
             )
         except (KombuError, redis.RedisError, OSError) as exc:
             self._forget(key, job_id, exc)
@@ -121,7 +133,7 @@ class CeleryDispatcher:
         if current_task and current_task.request.id:
             raise JobError("do not wait for a job inside a Celery task; queue it and return instead")
         record = self._record(job_id)
-        if record.state in (JobState.SUCCEEDED, JobState.FAILED):
+        if record.state in FINAL_STATES:
             return record
         try:
             AsyncResult(job_id, app=self.app).get(timeout=timeout, propagate=False, interval=0.1)
@@ -145,13 +157,37 @@ class CeleryDispatcher:
 
     # -- schedules (run by the beat tasks) -------------------------------------------------------
     def sweep(self) -> int:
-        """Queue consolidation for every user with pending messages; returns how many were queued."""
+        """Mark jobs whose heartbeat stopped as lost, then queue consolidation for every user with pending
+        messages (but work parked as poison); returns how many were queued."""
+        stale_s = 2 * float(self.runtime.settings.jobs.celery.lock_ttl_s)
+        for record in self.book.mark_lost(stale_s):
+            log.warning("job %s %s for %r was lost: %s", record.id, record.operation, record.user_id, record.error)
         if not self.runtime.has_llm:
             return 0  # nothing could consolidate them; they stay pending until an LLM is configured
-        users = self.runtime.store.users_with_pending()
-        for user_id, agent_id in users:
+        queued = 0
+        for user_id, agent_id in self.runtime.store.users_with_pending():
+            if self.attempts.parked(CONSOLIDATE, user_id, agent_id):
+                continue  # poison: stays pending until `memscope jobs retry`
             self.submit(CONSOLIDATE, user_id, agent_id)
-        return len(users)
+            queued += 1
+        return queued
+
+    def failed(self, limit: int = 1000) -> list[JobRecord]:
+        """Failed jobs, newest first: parked poison jobs and any other recorded failure."""
+        with self._redis_errors("read job records"):
+            return [r for r in self.book.recent(limit=limit) if r.state is JobState.FAILED]
+
+    def retry(self, job_id: str) -> str:
+        """Queue a failed job's work again (unparking poison); returns the new job's id."""
+        record = self._record(job_id)
+        if record.state is not JobState.FAILED:
+            raise JobError(f"job {job_id} is {record.state.value}, not failed; only failed jobs are retried")
+        with self._redis_errors("unpark the job"):
+            self.attempts.release(job_id, record.operation, record.user_id, record.agent_id)
+        new_id = self.submit(record.operation, record.user_id, record.agent_id)
+        with self._redis_errors("note the retry"):
+            self.book.update(job_id, error=f"{record.error} [retried as job {new_id}]")
+        return new_id
 
     def note_consolidated(self, user_id: str, agent_id: str | None) -> None:
         """Remember a user consolidated since the last reflection round."""

@@ -1,4 +1,4 @@
-"""CLI commands of the distributed mode: `memscope worker`, `memscope beat`, `memscope jobs status`.
+"""CLI commands of the distributed mode: `memscope worker`, `memscope beat`, `memscope jobs status|failed|retry`.
 
 Options after `--` go to Celery unchanged, e.g. `memscope worker -- --hostname w1@%h --pool solo`.
 """
@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -116,15 +118,85 @@ def status(
     last_error: dict[str, str] = {}
     for record in records:  # newest first
         by_user.setdefault(record.user_id, Counter())[record.state.value] += 1
-        if record.state.value == "failed" and record.error and record.user_id not in last_error:
+        if record.state.value in ("failed", "lost") and record.error and record.user_id not in last_error:
             last_error[record.user_id] = record.error
-    typer.echo(f"{'user':<24} {'queued':>6} {'running':>7} {'ok':>5} {'failed':>6}  last error")
+    typer.echo(f"{'user':<24} {'queued':>6} {'running':>7} {'ok':>5} {'failed':>6} {'lost':>5}  last error")
     for user_id, counts in by_user.items():
         error = last_error.get(user_id, "")  # in full: its end names the root cause
         typer.echo(
             f"{user_id[:24]:<24} {counts['queued']:>6} {counts['running']:>7} {counts['succeeded']:>5} "
-            f"{counts['failed']:>6}  {error}"
+            f"{counts['failed']:>6} {counts['lost']:>5}  {error}"
         )
+
+
+@contextmanager
+def _celery_dispatcher(config: Path | None) -> Iterator[Any]:
+    """A dispatcher of the configured Celery deployment (exit 1 with the reason when there is none)."""
+    settings = _settings(config)
+    if settings.jobs.backend != "celery":
+        typer.echo("local jobs live in the process that runs them: see MemoryScope.jobs.status()", err=True)
+        raise typer.Exit(1)
+    from memscope.errors import MemscopeError
+    from memscope.jobs.celery_dispatch import CeleryDispatcher
+    from memscope.runtime import Runtime
+
+    try:
+        runtime = Runtime(settings, llm=None)
+    except MemscopeError as exc:
+        typer.echo(f"cannot open the configured store: {exc}", err=True)
+        raise typer.Exit(1) from None
+    dispatcher = CeleryDispatcher(runtime)
+    try:
+        yield dispatcher
+    except MemscopeError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    finally:
+        dispatcher.close()
+        runtime.close()
+
+
+@jobs_app.command("failed")
+def failed(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job records as JSON.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Failed jobs (poison jobs stopped after jobs.celery.max_attempts among them), newest first."""
+    with _celery_dispatcher(config) as dispatcher:
+        records = dispatcher.failed()
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in records], ensure_ascii=False, indent=2))
+        return
+    if not records:
+        typer.echo("no failed jobs")
+        return
+    for record in records:
+        when = record.finished_at.isoformat(timespec="seconds") if record.finished_at else "?"
+        typer.echo(f"{record.id}  {when}  {record.operation}  {record.user_id}  {record.error}")
+
+
+@jobs_app.command("retry")
+def retry(
+    job_id: Annotated[str | None, typer.Argument(help="The failed job to run again.")] = None,
+    all_failed: Annotated[bool, typer.Option("--all", help="Run every failed job again.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Queue failed jobs again (a poison job too, once its cause is fixed); prints the new job ids."""
+    if (job_id is None) == (not all_failed):
+        typer.echo("give a job id or --all (not both)", err=True)
+        raise typer.Exit(2)
+    with _celery_dispatcher(config) as dispatcher:
+        ids = [r.id for r in dispatcher.failed()] if all_failed else [str(job_id)]
+        seen: set[tuple[str, str, str | None]] = set()
+        for old in ids:
+            record = dispatcher.book.get(old)
+            work = (record.operation, record.user_id, record.agent_id) if record else None
+            if work is not None and work in seen:
+                continue  # one new job per piece of work
+            new = dispatcher.retry(old)
+            if work is not None:
+                seen.add(work)
+            typer.echo(f"{old} -> {new}")
 
 
 def register(app: typer.Typer) -> None:

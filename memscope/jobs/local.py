@@ -12,6 +12,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from memscope.errors import JobError
 from memscope.jobs.base import CONSOLIDATE, REFLECT, JobRecord, JobState
+from memscope.jobs.lease import UserLease, holder_name, kept_alive
 from memscope.jobs.logic import run_job, summarize, unreflected_count
 from memscope.models import utcnow
 from memscope.redact import scrub, scrubbed_logger
@@ -80,7 +81,7 @@ class LocalDispatcher:
                     del self._user_locks[user_id]
 
     def _execute(self, record: JobRecord) -> None:
-        with self._user_lock(record.user_id):  # one consolidation/reflection per user
+        with self._user_lock(record.user_id):  # one consolidation/reflection per user in this process
             with self._lock:
                 self._queued.pop((record.operation, record.user_id, record.agent_id), None)
             if self._closed.is_set() and record.operation in (CONSOLIDATE, REFLECT):
@@ -90,9 +91,18 @@ class LocalDispatcher:
                 )
                 return
             record.state, record.started_at, record.attempts = JobState.RUNNING, utcnow(), record.attempts + 1
-            try:
-                reports = run_job(self.runtime, record.operation, record.user_id, record.agent_id)
-            except Exception as exc:  # recorded with its error, and logged: never swallowed
+            local = self.runtime.settings.jobs.local
+            lease = UserLease(self.runtime.store, record.user_id, holder_name(record.id), float(local.lease_ttl_s))
+            try:  # and one per user across processes sharing the store: the lease fences every write
+                if not lease.wait(float(local.lease_wait_s), stop=self._closed):
+                    raise JobError(
+                        f"another process held the lease of user {record.user_id!r} for {local.lease_wait_s}s"
+                        " (or the executor closed); the work stays pending and the sweep queues it again"
+                    )
+                with kept_alive(lease.ttl_s / 3, lease.renew):
+                    reports = run_job(self.runtime, record.operation, record.user_id, record.agent_id, lease.fence)
+            except BaseException as exc:  # recorded with its error and logged, even a SystemExit from a worker:
+                # the pool thread lives on, the lease is released, the messages stay pending
                 record.state, record.error = JobState.FAILED, scrub(f"{type(exc).__name__}: {exc}")
                 log.error(
                     "job %s %s for %r failed:\n%s",
@@ -106,6 +116,7 @@ class LocalDispatcher:
                 with self._lock:
                     self._recent_users.add((record.user_id, record.agent_id))
             finally:
+                lease.release()
                 record.finished_at = utcnow()
 
     # -- waiting and status ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ from memscope.engine import RunReport
 from memscope.jobs.base import CONSOLIDATE, REFLECT
 from memscope.models import MemoryType
 from memscope.runtime import Runtime
-from memscope.stores.base import MemoryFilter, MessageFilter
+from memscope.stores.base import Fence, MemoryFilter, MessageFilter
 
 __all__ = ["run_job", "unreflected_count"]
 
@@ -27,15 +27,18 @@ def unreflected_count(runtime: Runtime, user_id: str, agent_id: str | None, limi
     return sum(1 for n in nodes if not is_reflected(n))
 
 
-def run_job(runtime: Runtime, operation: str, user_id: str, agent_id: str | None = None) -> list[RunReport]:
-    """Run one job under the caller's per-user lock: consolidation drains the backlog batch by batch,
-    then reflects when enough new observations gathered; other operations run once."""
+def run_job(
+    runtime: Runtime, operation: str, user_id: str, agent_id: str | None = None, fence: Fence | None = None
+) -> list[RunReport]:
+    """Run one job under the caller's per-user lease (`fence`, passed to every write): consolidation
+    drains the backlog batch by batch, then reflects when enough new observations gathered; other
+    operations run once."""
     if operation != CONSOLIDATE:
-        return [runtime.run(operation, user_id=user_id, agent_id=agent_id).report]
+        return [runtime.run(operation, fence=fence, user_id=user_id, agent_id=agent_id).report]
     reports: list[RunReport] = []
     pending_filter = MessageFilter(agent_id=agent_id, pending=True)
     for _ in range(MAX_BATCHES):
-        report = runtime.run(CONSOLIDATE, user_id=user_id, agent_id=agent_id).report
+        report = runtime.run(CONSOLIDATE, fence=fence, user_id=user_id, agent_id=agent_id).report
         reports.append(report)
         if report.degraded or not _consolidated_any(report):
             break  # no LLM, or nothing left: messages stay pending until the next job
@@ -44,7 +47,7 @@ def run_job(runtime: Runtime, operation: str, user_id: str, agent_id: str | None
     if runtime.has_llm and reports and not reports[-1].degraded:
         threshold = runtime.settings.jobs.reflect_min_observations
         if unreflected_count(runtime, user_id, agent_id) >= threshold:
-            reports.append(runtime.run(REFLECT, user_id=user_id, agent_id=agent_id).report)
+            reports.append(runtime.run(REFLECT, fence=fence, user_id=user_id, agent_id=agent_id).report)
     return reports
 
 

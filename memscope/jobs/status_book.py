@@ -19,7 +19,7 @@ from memscope.models import utcnow
 
 __all__ = ["JobBook", "record_from_dict"]
 
-_TIMES = ("queued_at", "started_at", "finished_at")
+_TIMES = ("queued_at", "started_at", "finished_at", "heartbeat_at")
 
 
 def record_from_dict(data: dict[str, Any]) -> JobRecord:
@@ -93,6 +93,23 @@ class JobBook:
             setattr(record, key, value)
         self.put(record)
         return record
+
+    def mark_lost(self, stale_after_s: float) -> list[JobRecord]:
+        """Mark running jobs whose heartbeat (else start) is older than `stale_after_s` as lost; returns them."""
+        now = utcnow()
+        lost = []
+        for record in self.recent(limit=self.keep):
+            seen = record.heartbeat_at or record.started_at
+            if record.state is JobState.RUNNING and seen is not None and (now - seen).total_seconds() > stale_after_s:
+                worker = record.summary.get("worker") or "its worker"
+                changed = self.update(
+                    record.id, state=JobState.LOST, finished_at=now,
+                    error=f"no heartbeat since {seen.isoformat()}: {worker} died or stalled; the sweep queues its"
+                          " work again (its messages stayed pending)",
+                )
+                if changed is not None:
+                    lost.append(changed)
+        return lost
 
     def recent(self, user_id: str | None = None, limit: int = 100) -> list[JobRecord]:
         """Records newest first, optionally of one user."""

@@ -8,6 +8,9 @@ Semantics every backend follows (the contract kit checks them):
 
 - `created_after` is strict (`>`), `created_before` is strict (`<`).
 - An empty `ids` or `memory_types` list matches nothing; None means no restriction.
+- Per-user leases fence background jobs: `acquire_lease` hands out a token that grows with every
+  new holder, and a write given `fence=` commits only while the user's lease still carries that
+  token (checked inside the write's transaction on SQLite, just before it on Elasticsearch).
 - A text search ORs the query's words (BM25 ranks rows matching more, rarer words higher); it is
   not a phrase or AND search, and query text never changes the query's structure.
 """
@@ -22,6 +25,8 @@ from typing import Protocol, runtime_checkable
 from memscope.models import MemoryEvent, MemoryNode, MemoryStatus, MemoryType, Message, TimeRange
 
 __all__ = [
+    "ConsolidationMark",
+    "Fence",
     "MemoryFilter",
     "MessageFilter",
     "ScoredMemory",
@@ -55,6 +60,23 @@ class MessageFilter:
     pending: bool | None = None  # True: not consolidated yet; False: consolidated; None: both
     time_range: TimeRange | None = None  # on created_at, [start, end)
     ids: Sequence[str] | None = None  # [] matches nothing
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A job's claim on one user: writes given it commit only while the user's lease has `token`."""
+
+    user_id: str
+    token: int
+
+
+@dataclass(frozen=True)
+class ConsolidationMark:
+    """Messages of one user to mark consolidated in the same commit as a batch's memories."""
+
+    user_id: str
+    message_ids: Sequence[str]
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -128,8 +150,13 @@ class Store(Protocol):
         so `limit=N, newest_first=True` gives the latest N."""
         ...
 
-    def mark_consolidated(self, user_id: str, message_ids: Sequence[str], at: datetime) -> int:
-        """Set consolidated_at on these messages of this user; returns how many changed."""
+    def mark_consolidated(
+        self, user_id: str, message_ids: Sequence[str], at: datetime, *, fence: Fence | None = None
+    ) -> int:
+        """Set consolidated_at on these messages of this user; returns how many changed.
+
+        With `fence`, raises LeaseLost (writing nothing) unless the user's lease still has its token.
+        """
         ...
 
     def set_message_embeddings(self, user_id: str, embeddings: dict[str, Sequence[float]]) -> None:
@@ -157,10 +184,16 @@ class Store(Protocol):
         *,
         operation: str | None = None,
         run_id: str | None = None,
+        fence: Fence | None = None,
+        consolidates: ConsolidationMark | None = None,
     ) -> list[MemoryEvent]:
         """Upsert by id and append one event per real change (add/update/expire/delete).
 
         Idempotent: writing a node identical to the stored one records nothing. Returns the events.
+        With `fence`, raises LeaseLost (writing nothing) unless the user's lease still has its token.
+        With `consolidates`, those messages are marked consolidated in the same commit (SQLite: one
+        transaction; Elasticsearch: right after the memories), so a crash cannot leave a batch's
+        memories written and its messages pending.
         """
         ...
 
@@ -190,6 +223,24 @@ class Store(Protocol):
 
     def history(self, user_id: str, memory_id: str) -> list[MemoryEvent]:
         """Every event of one memory, oldest first."""
+        ...
+
+    # -- identity and per-user leases ----------------------------------------------------------------
+    def store_id(self) -> str:
+        """This store's identity, created with it: a job carries it, and a worker on another store refuses it."""
+        ...
+
+    def acquire_lease(self, user_id: str, holder: str, ttl_s: float) -> int | None:
+        """Take the user's lease if it is free, expired or already `holder`'s; returns its fencing token
+        (larger than any earlier holder's), or None while another holder's lease is live."""
+        ...
+
+    def renew_lease(self, user_id: str, token: int, ttl_s: float) -> bool:
+        """Extend the lease while it still has `token`; False when another holder took it over."""
+        ...
+
+    def release_lease(self, user_id: str, token: int) -> None:
+        """Let the lease expire now if it still has `token` (the token counter is kept)."""
         ...
 
     # -- users -------------------------------------------------------------------------------------

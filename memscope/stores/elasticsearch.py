@@ -46,9 +46,11 @@ from typing import Any
 from memscope.errors import EmbeddingMismatch, StoreError, StoreUnavailable, ValidationError
 from memscope.models import MemoryEvent, MemoryNode, Message, check_user_id, utcnow
 from memscope.redact import mask_url, scrub
-from memscope.stores import es_admin
+from memscope.stores import es_admin, es_leases
 from memscope.stores import es_queries as q
 from memscope.stores.base import (
+    ConsolidationMark,
+    Fence,
     MemoryFilter,
     MessageFilter,
     ScoredMemory,
@@ -128,6 +130,7 @@ class ElasticsearchStore:
         self._ready = False
         self._dims: int | None = None
         self._server: tuple[int, int] | None = None
+        self._store_id: str | None = None
 
     @staticmethod
     def _make_client(
@@ -419,9 +422,12 @@ class ElasticsearchStore:
         return [q.doc_to_message(h["_source"]) for h in hits if h["_source"].get("user_id") == user_id]
 
     @mapped
-    def mark_consolidated(self, user_id: str, message_ids: Sequence[str], at: datetime) -> int:
+    def mark_consolidated(
+        self, user_id: str, message_ids: Sequence[str], at: datetime, *, fence: Fence | None = None
+    ) -> int:
         """Set consolidated_at on these pending messages of this user; returns how many changed."""
         check_user_id(user_id)
+        self._check_fence(fence)
         params = {"user_id": user_id, "at": _aware(at, "consolidated_at")}
         each = dict.fromkeys(message_ids, params)
         results = self._scripted("messages", each, q.CONSOLIDATE_SCRIPT, "wait_for")
@@ -488,6 +494,35 @@ class ElasticsearchStore:
                 break
         return pairs[:limit]
 
+    # -- identity and per-user leases (documents of the meta index: `es_leases`) -------------------
+
+    @mapped
+    def store_id(self) -> str:
+        """This store's identity, a document of the meta index created with the indices."""
+        if self._store_id is None:
+            self._store_id = es_leases.ensure_store_id(self._es(), import_es(), self.alias("meta"))
+        return self._store_id
+
+    @mapped
+    def acquire_lease(self, user_id: str, holder: str, ttl_s: float) -> int | None:
+        """Take the user's lease if free, expired or `holder`'s; its fencing token, or None while busy."""
+        check_user_id(user_id)
+        return es_leases.acquire(self._es(), import_es(), self.alias("meta"), user_id, holder, ttl_s)
+
+    @mapped
+    def renew_lease(self, user_id: str, token: int, ttl_s: float) -> bool:
+        """Extend the lease while it has `token`; False once another holder took it."""
+        return es_leases.renew(self._es(), import_es(), self.alias("meta"), user_id, token, ttl_s)
+
+    @mapped
+    def release_lease(self, user_id: str, token: int) -> None:
+        """Expire the lease now if it still has `token`."""
+        es_leases.release(self._es(), import_es(), self.alias("meta"), user_id, token)
+
+    def _check_fence(self, fence: Fence | None) -> None:
+        if fence is not None:
+            es_leases.check_fence(self._es(), import_es(), self.alias("meta"), fence)
+
     # -- memories ------------------------------------------------------------------------------------
 
     @mapped
@@ -497,13 +532,25 @@ class ElasticsearchStore:
         *,
         operation: str | None = None,
         run_id: str | None = None,
+        fence: Fence | None = None,
+        consolidates: ConsolidationMark | None = None,
     ) -> list[MemoryEvent]:
         """Upsert by id and append one event per real change (add/update/expire/delete).
 
         Idempotent: a node equal to the stored one, ignoring updated_at and the access counters,
-        records nothing and is not written. Stored access counters are kept when larger.
+        records nothing and is not written. Stored access counters are kept when larger. With
+        `fence`, the lease token is checked just before the first bulk request (LeaseLost).
+        `consolidates` marks its messages right after the memories are written (no transaction).
         """
-        nodes = list(memories)
+        events = self._write_memories(list(memories), operation, run_id, fence)
+        if consolidates is not None:
+            self.mark_consolidated(consolidates.user_id, consolidates.message_ids, consolidates.at, fence=fence)
+        return events
+
+    def _write_memories(
+        self, nodes: list[MemoryNode], operation: str | None, run_id: str | None, fence: Fence | None
+    ) -> list[MemoryEvent]:
+        """The events first, then the memories (see the module docstring)."""
         if not nodes:
             return []
         for node in nodes:
@@ -532,6 +579,7 @@ class ElasticsearchStore:
             changed[node.id] = None
         if not events:
             return []
+        self._check_fence(fence)
         self._raise_failed("write of memory events", self._bulk(event_actions, None))
         memory_actions = [
             ({"index": {"_index": self.alias("memories"), "_id": i}}, q.memory_doc(*state[i])) for i in changed

@@ -34,7 +34,10 @@ import numpy as np
 
 from memscope.errors import EmbeddingMismatch, StoreError, StoreUnavailable, ValidationError
 from memscope.models import MemoryEvent, MemoryNode, Message, check_user_id, utcnow
+from memscope.stores import sqlite_leases as leases
 from memscope.stores.base import (
+    ConsolidationMark,
+    Fence,
     MemoryFilter,
     MessageFilter,
     ScoredMemory,
@@ -132,6 +135,7 @@ class SqliteStore:
         self._sims: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
         self._stem_cache: OrderedDict[str, str] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
+        self._store_id = ""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -199,6 +203,7 @@ class SqliteStore:
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._store_id = leases.ensure_store_id(conn)
 
     def close(self) -> None:
         """Release every thread's connection; later calls raise StoreError."""
@@ -313,17 +318,25 @@ class SqliteStore:
         return [message_from_row(r) for r in rows]
 
     @_mapped
-    def mark_consolidated(self, user_id: str, message_ids: Sequence[str], at: datetime) -> int:
-        """Set consolidated_at on these pending messages of this user; returns how many changed."""
+    def mark_consolidated(
+        self, user_id: str, message_ids: Sequence[str], at: datetime, *, fence: Fence | None = None
+    ) -> int:
+        """Set consolidated_at on these pending messages of this user; returns how many changed.
+
+        With `fence`, the lease token is checked in the same transaction (LeaseLost writes nothing)."""
         check_user_id(user_id)
         with self._write() as conn:
-            version = self._bump(conn, user_id, "messages")
-            cur = conn.execute(
-                "UPDATE messages SET consolidated_at = ?, row_version = ? WHERE +user_id = ?"
-                " AND consolidated_at IS NULL AND id IN (SELECT value FROM json_each(?))",
-                (to_us(at), version, user_id, to_json(list(message_ids))),
-            )
-            return cur.rowcount
+            leases.check_fence(conn, fence)
+            return self._mark(conn, ConsolidationMark(user_id, message_ids, at))
+
+    def _mark(self, conn: sqlite3.Connection, mark: ConsolidationMark) -> int:
+        version = self._bump(conn, mark.user_id, "messages")
+        cur = conn.execute(
+            "UPDATE messages SET consolidated_at = ?, row_version = ? WHERE +user_id = ?"
+            " AND consolidated_at IS NULL AND id IN (SELECT value FROM json_each(?))",
+            (to_us(mark.at), version, mark.user_id, to_json(list(mark.message_ids))),
+        )
+        return cur.rowcount
 
     @_mapped
     def set_message_embeddings(self, user_id: str, embeddings: dict[str, Sequence[float]]) -> None:
@@ -417,6 +430,31 @@ class SqliteStore:
         )
         return [(r[0], r[1]) for r in rows.fetchall()]
 
+    # -- identity and per-user leases ----------------------------------------------------------------
+
+    def store_id(self) -> str:
+        """This store's identity, written into `meta` when the file was created."""
+        return self._store_id
+
+    @_mapped
+    def acquire_lease(self, user_id: str, holder: str, ttl_s: float) -> int | None:
+        """Take the user's lease if free, expired or `holder`'s; its fencing token, or None while busy."""
+        check_user_id(user_id)
+        with self._write() as conn:
+            return leases.acquire(conn, user_id, holder, ttl_s)
+
+    @_mapped
+    def renew_lease(self, user_id: str, token: int, ttl_s: float) -> bool:
+        """Extend the lease while it has `token`; False once another holder took it."""
+        with self._write() as conn:
+            return leases.renew(conn, user_id, token, ttl_s)
+
+    @_mapped
+    def release_lease(self, user_id: str, token: int) -> None:
+        """Expire the lease now if it still has `token`."""
+        with self._write() as conn:
+            leases.release(conn, user_id, token)
+
     # -- memories ------------------------------------------------------------------------------------
 
     @_mapped
@@ -426,17 +464,22 @@ class SqliteStore:
         *,
         operation: str | None = None,
         run_id: str | None = None,
+        fence: Fence | None = None,
+        consolidates: ConsolidationMark | None = None,
     ) -> list[MemoryEvent]:
         """Upsert by id and append one event per real change (add/update/expire/delete).
 
         Idempotent: a node equal to the stored one, ignoring updated_at and the access counters,
-        records nothing and is not written. Returns the events.
+        records nothing and is not written. Returns the events. With `fence`, the lease token is
+        checked in the same transaction (LeaseLost writes nothing); `consolidates` marks its messages
+        in that transaction too.
         """
         rows = [memory_row(node) for node in memories]
-        if not rows:
+        if not rows and consolidates is None:
             return []
         events: list[MemoryEvent] = []
         with self._write() as conn:
+            leases.check_fence(conn, fence)
             owners = self._owners(conn, "memories", [r["id"] for r in rows])
             clashes = [r["id"] for r in rows if owners.get(r["id"], r["user_id"]) != r["user_id"]]
             if clashes:
@@ -453,6 +496,9 @@ class SqliteStore:
                 event = self._upsert_memory(conn, row, version_of, operation, run_id)
                 if event is not None:
                     events.append(event)
+            if consolidates is not None:
+                check_user_id(consolidates.user_id)
+                self._mark(conn, consolidates)
         return events
 
     def _upsert_memory(

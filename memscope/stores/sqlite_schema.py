@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from memscope.stores.base import MemoryFilter, MessageFilter
+from memscope.stores.sqlite_leases import LEASES_TABLE
 from memscope.stores.sqlite_rows import span_bounds, to_json, to_us
 
 __all__ = [
     "FTS_TOKENIZER", "MEMORY_COLUMNS", "MESSAGE_COLUMNS", "SCHEMA", "SCHEMA_VERSION", "memory_where", "message_where",
 ]  # fmt: skip
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the `leases` table and the store id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -92,7 +93,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(body, tokenize="FTS_T
 CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(body, tokenize="FTS_TOKENIZER");
 """
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"  # the stemmer of sqlite.py must use the same
-SCHEMA = SCHEMA.replace("FTS_TOKENIZER", FTS_TOKENIZER)
+SCHEMA = SCHEMA.replace("FTS_TOKENIZER", FTS_TOKENIZER) + ";" + LEASES_TABLE
 
 MEMORY_COLUMNS = (
     "id", "user_id", "agent_id", "memory_type", "content", "key", "embedding", "dim", "status",

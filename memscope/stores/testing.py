@@ -16,6 +16,7 @@ that no embedder has used yet. Needs pytest and hypothesis (`pip install 'memsco
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -30,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - only without the dev extras
         "memscope.stores.testing needs pytest and hypothesis; run `pip install 'memscope-ai[dev]'`"
     ) from exc
 
-from memscope.errors import EmbeddingMismatch, ValidationError
+from memscope.errors import EmbeddingMismatch, LeaseLost, ValidationError
 from memscope.models import (
     EventKind,
     EventTime,
@@ -42,7 +43,7 @@ from memscope.models import (
     Role,
     TimeRange,
 )
-from memscope.stores.base import MemoryFilter, MessageFilter, SearchQuery, Store
+from memscope.stores.base import ConsolidationMark, Fence, MemoryFilter, MessageFilter, SearchQuery, Store
 
 __all__ = ["DIM", "StoreContractSuite", "basis", "memory", "message", "uid", "vec"]
 
@@ -628,6 +629,65 @@ class StoreContractSuite:
         finally:
             for user in owned:
                 store.delete_user(user)
+
+    # -- identity and per-user leases ----------------------------------------------------------------
+
+    def test_store_id_is_stable(self, store: Store) -> None:
+        first = store.store_id()
+        assert isinstance(first, str) and first
+        assert store.store_id() == first
+
+    def test_lease_is_exclusive_and_its_token_grows_with_each_holder(self, store: Store) -> None:
+        user = uid()
+        first = store.acquire_lease(user, "a", 30)
+        assert first is not None
+        assert store.acquire_lease(user, "b", 30) is None  # live and someone else's
+        assert store.acquire_lease(user, "a", 30) == first  # re-entrant for the same holder
+        assert store.renew_lease(user, first, 30)
+        store.release_lease(user, first)
+        second = store.acquire_lease(user, "b", 30)
+        assert second is not None and second > first
+        assert not store.renew_lease(user, first, 30)  # the old holder cannot revive it
+        store.release_lease(user, first)  # nor release the new holder's
+        assert store.acquire_lease(user, "c", 30) is None
+        assert store.acquire_lease(uid(), "c", 30) is not None  # per user
+
+    def test_expired_lease_goes_to_the_next_holder(self, store: Store) -> None:
+        user = uid()
+        first = store.acquire_lease(user, "a", 0.05)
+        time.sleep(0.2)
+        second = store.acquire_lease(user, "b", 30)
+        assert first is not None and second is not None and second > first
+
+    def test_fenced_writes_commit_only_under_the_current_token(self, store: Store) -> None:
+        user = uid()
+        msgs = [message(user, "one"), message(user, "two")]
+        store.add_messages(msgs)
+        old = store.acquire_lease(user, "paused-job", 30)
+        assert old is not None
+        store.release_lease(user, old)  # as if it expired while the job was paused
+        new = store.acquire_lease(user, "next-job", 30)
+        assert new is not None
+        stale, current = Fence(user, old), Fence(user, new)
+        with pytest.raises(LeaseLost):
+            store.write_memories([memory(user, "from the stale job")], fence=stale)
+        with pytest.raises(LeaseLost):
+            store.mark_consolidated(user, [msgs[0].id], T0, fence=stale)
+        assert store.list_memories(user) == []
+        assert len(store.list_messages(user, MessageFilter(pending=True))) == 2
+        store.write_memories([memory(user, "from the current job")], fence=current)
+        assert store.mark_consolidated(user, [msgs[0].id], T0, fence=current) == 1
+        assert [m.content for m in store.list_memories(user)] == ["from the current job"]
+        with pytest.raises(LeaseLost):  # a batch's memories and marks are refused together
+            store.write_memories([memory(user, "stale batch")], fence=stale,
+                                 consolidates=ConsolidationMark(user, [msgs[1].id], T0))
+        assert len(store.list_messages(user, MessageFilter(pending=True))) == 1
+        store.write_memories([memory(user, "current batch")], fence=current,
+                             consolidates=ConsolidationMark(user, [msgs[1].id], T0))
+        assert store.list_messages(user, MessageFilter(pending=True)) == []
+        assert len(store.list_memories(user)) == 2
+        with pytest.raises(LeaseLost):  # no lease at all for this user
+            store.write_memories([memory(other := uid(), "x")], fence=Fence(other, 1))
 
     # -- embedding space -----------------------------------------------------------------------------
 

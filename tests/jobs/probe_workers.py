@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -49,3 +50,53 @@ class Probe(Worker):
         time.sleep(0.01)
         record(ctx["user_id"], "end")
         ctx["probe"] = [ctx["user_id"]]
+
+
+CRASH_OPERATION = """\
+name: jobs_crash_op
+description: Kill the worker process running it while the flag file exists (a poison job).
+mode: queued
+inputs: [user_id, {agent_id: null}]
+steps:
+  - jobs_crash: {flag: "FLAG"}
+"""
+
+
+@worker("jobs_crash")
+class Crash(Worker):
+    """Exit the process at once (as a segfault or the OOM killer would) while `flag` exists."""
+
+    reads = ("user_id",)
+    writes = ("crash",)
+
+    class Params(WorkerParams):
+        flag: str
+
+    def run(self, ctx: Context) -> None:
+        if os.path.exists(self.params.flag):
+            os._exit(3)
+        ctx["crash"] = [ctx["user_id"]]
+
+
+EXIT_OPERATION = """\
+name: jobs_exit_op
+description: Raise SystemExit in the job's thread (a worker that crashes its thread).
+mode: queued
+inputs: [user_id, {agent_id: null}]
+steps:
+  - jobs_exit: {}
+"""
+
+
+@worker("jobs_exit")
+class Exit(Worker):
+    """Raise SystemExit, which no `except Exception` catches."""
+
+    reads = ("user_id",)
+    writes = ("exit",)
+
+    class Params(WorkerParams):
+        pass
+
+    def run(self, ctx: Context) -> None:
+        raise SystemExit(f"worker crashed the job thread of {ctx['user_id']}")

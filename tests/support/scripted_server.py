@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import itertools
 import json
+import random
 import re
 import threading
 import time
@@ -37,6 +39,7 @@ WORKER_HEADER = "X-Memscope-Worker"
 EMBED_TAG = "embeddings"  # scripted faults for embedding requests (no worker header) use this tag
 RERANK_TAG = "rerank"
 INVALID_JSON = '{"answer": this is not json'
+_ANSWERED = object()  # a random fault already sent its answer
 SCHEMA_MARKER = "JSON schema of the answer:"  # as written by memscope.llm.structured.schema_prompt
 
 
@@ -236,6 +239,17 @@ def _last_user_text(body: dict[str, Any]) -> str:
 _USER_LINE = re.compile(r"^\[(\d+)\] [^|\n]*\| user(?:\([^)]*\))?: (.*)$", re.MULTILINE)
 
 
+def _task_lines(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """The numbered user lines of the newest user message that has any: a repair request (the newest
+    message, with no lines) is answered from the task it repairs, as a real model would."""
+    for message in reversed(chat_messages(body)):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            found = _USER_LINE.findall(message["content"])
+            if found:
+                return list(found)
+    return []
+
+
 def _deref(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     if "$ref" in schema:
         return dict(root.get("$defs", {}).get(schema["$ref"].split("/")[-1], {}))
@@ -248,7 +262,7 @@ def plausible_answer(body: dict[str, Any]) -> Any:
     any other schema gets its minimal instance (no timed observations, no contradictions, ...)."""
     schema = request_schema(body) or {"type": "object"}
     props = schema.get("properties", {})
-    lines = _USER_LINE.findall(_last_user_text(body))
+    lines = _task_lines(body)
     if "scores" in props:
         return {"scores": [{"index": int(n), "score": 3, "reason": "scripted"} for n, _ in lines]}
     items = _deref(_deref(props.get("observations", {}), schema).get("items", {}), schema)
@@ -258,9 +272,26 @@ def plausible_answer(body: dict[str, Any]) -> Any:
     return minimal_instance(schema)
 
 
+_WORDINGS = ("The user said: {}", "User mentioned: {}", "According to the user: {}")
+_varied_calls = itertools.count()
+
+
+def varied_answer(body: dict[str, Any]) -> Any:
+    """`plausible_answer`, but each answer words its observations differently, as a real model does
+    from one call to the next: two runs over one batch then write different memories."""
+    answer = plausible_answer(body)
+    if isinstance(answer, dict) and isinstance(answer.get("observations"), list):
+        wording = _WORDINGS[next(_varied_calls) % len(_WORDINGS)]
+        for item in answer["observations"]:
+            if isinstance(item, dict) and "content" in item:
+                item["content"] = wording.format(item["content"].removeprefix("The user said: "))
+    return answer
+
+
 BUILTIN_MODES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "echo": _last_user_text,
     "consolidation": plausible_answer,
+    "varied_consolidation": varied_answer,
     "schema": lambda body: minimal_instance(request_schema(body) or {"type": "object"}),
     "error": lambda body: Fault.status(500, "scripted error mode"),
     "invalid_json": lambda body: Fault.invalid_json(),
@@ -276,6 +307,10 @@ class ScriptedServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, dim: int = 64) -> None:
         self.host, self._port, self.dim = host, port, dim
         self.latency = 0.0
+        self.fault_rates: dict[str, float] = {}  # "429" | "500" | "timeout" | "invalid_json" -> chance per call
+        self.retry_after_s = 1.0  # the Retry-After of a random 429
+        self.hang_s = 30.0  # how long a random "timeout" sends nothing
+        self.record = True  # False: keep no request log (long soak runs)
         self.requests: list[RecordedRequest] = []
         self._queues: dict[str, deque[Any]] = defaultdict(deque)
         self._defaults: dict[str | None, Any] = {}
@@ -435,11 +470,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._control(method, path, body)
             return
         tag = self.headers.get(WORKER_HEADER, "")
-        srv._record(RecordedRequest(method, self.path, {k: v for k, v in self.headers.items()}, body, tag))
+        if srv.record:
+            srv._record(RecordedRequest(method, self.path, {k: v for k, v in self.headers.items()}, body, tag))
         if srv.latency:
             time.sleep(srv.latency)
         body = body if isinstance(body, dict) else {}
         dialect = "dashscope" if "/services/" in path else "openai"
+        override = self._random_fault(dialect, chat=path.endswith(("/chat/completions", "/generation")))
+        if override is _ANSWERED:
+            return
+        if override is not None and method == "POST" and path.endswith("/chat/completions"):
+            self._chat(body, tag, "openai", override=override)
+            return
         if method == "GET" and path.endswith("/models"):
             self._send(
                 200,
@@ -461,6 +503,38 @@ class _Handler(BaseHTTPRequestHandler):
             self._rerank(body, tag or RERANK_TAG)
         else:
             self._error(404, f"scripted server has no route {method} {path}", dialect)
+
+    def _random_fault(self, dialect: str, chat: bool) -> Any:
+        """Maybe fail this model call at the server's `fault_rates`: `_ANSWERED` when the fault answered,
+        INVALID_JSON for the chat answer to send instead, None for no fault."""
+        srv = self.server_ref
+        if not srv.fault_rates or self.command != "POST":
+            return None
+        roll, edge = random.random(), 0.0
+        for kind, rate in srv.fault_rates.items():
+            edge += rate
+            if roll >= edge:
+                continue
+            if kind == "429":
+                data = json.dumps({"error": {"message": "Rate limit reached (scripted).", "type": "Throttling",
+                                             "code": "throttling"}}).encode()
+                self.send_response(429)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Retry-After", f"{srv.retry_after_s:g}")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            elif kind == "500":
+                self._error(500, "scripted random server error", dialect)
+            elif kind == "timeout":
+                srv._wake.wait(srv.hang_s)
+                self.close_connection = True
+            elif kind == "invalid_json" and chat:
+                return INVALID_JSON
+            else:
+                return None
+            return _ANSWERED
+        return None
 
     def _error(self, status: int, message: str, dialect: str, headers: dict[str, str] | None = None) -> None:
         codes = {400: "InvalidParameter", 401: "InvalidApiKey", 404: "NotFound", 429: "Throttling"}
@@ -498,8 +572,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- endpoints
 
-    def _chat(self, body: dict[str, Any], tag: str, dialect: str) -> None:
-        found, response = self.server_ref._next(tag)
+    def _chat(self, body: dict[str, Any], tag: str, dialect: str, override: Any = None) -> None:
+        found, response = (True, override) if override is not None else self.server_ref._next(tag)
         if not found:
             self._error(500, f"no script for tag {tag!r} (script it with server.script({tag!r}, ...))", dialect)
             return
@@ -724,9 +798,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--default-mode", default=None, choices=sorted(BUILTIN_MODES), help="fallback answer for any tag"
     )
+    parser.add_argument("--fault-rates", default="",
+                        help="random faults per model call, e.g. 429=0.05,500=0.05,timeout=0.01,invalid_json=0.03")
+    parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds of a random 429")
+    parser.add_argument("--hang", type=float, default=30.0, help="seconds a random timeout sends nothing")
+    parser.add_argument("--no-record", action="store_true", help="keep no request log (long runs)")
     args = parser.parse_args(argv)
     server = ScriptedServer(host=args.host, port=args.port, dim=args.dim).start()
     server.latency = args.latency
+    server.fault_rates = {k: float(v) for k, v in (p.split("=") for p in args.fault_rates.split(",") if p)}
+    server.retry_after_s, server.hang_s, server.record = args.retry_after, args.hang, not args.no_record
     if args.default_mode:
         server.default(None, BUILTIN_MODES[args.default_mode])
     print(f"scripted server listening on {server.url}", flush=True)
