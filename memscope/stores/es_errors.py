@@ -7,18 +7,25 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 from memscope.errors import MemscopeError, StoreError, StoreUnavailable
 
-__all__ = ["INSTALL_HINT", "RETRYABLE", "import_es", "mapped", "translate"]
+__all__ = ["INSTALL_HINT", "RETRYABLE", "import_es", "mapped", "mask_url", "translate"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-INSTALL_HINT = "the Elasticsearch store needs the `elasticsearch` client: run `pip install 'elasticsearch>=8.12'`"
+INSTALL_HINT = "the Elasticsearch store needs the `elasticsearch` client: run `pip install 'elasticsearch>=9,<10'`"
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
+
+
+def mask_url(text: str) -> str:
+    """`text` with the password of every URL in it replaced by `***` (`http://elastic:***@host`)."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 def import_es() -> Any:
@@ -31,7 +38,14 @@ def import_es() -> Any:
 
 
 def translate(exc: BaseException, url: str) -> MemscopeError | None:
-    """The memscope error for an Elasticsearch client error, or None when it is not one."""
+    """The memscope error for an Elasticsearch client error, or None when it is not one (URLs masked)."""
+    error = _translate(exc, mask_url(url))
+    if error is not None:
+        error.args = (mask_url(str(error)),)
+    return error
+
+
+def _translate(exc: BaseException, url: str) -> MemscopeError | None:
     try:
         import elastic_transport
         import elasticsearch

@@ -37,6 +37,7 @@ class TestElasticsearchStore(StoreContractSuite):
             username=os.environ.get("MEMSCOPE_ES_USERNAME") or None,
             password=os.environ.get("MEMSCOPE_ES_PASSWORD") or None,
             request_timeout_s=30.0,
+            refresh="true",
         )
         try:
             yield es_store
