@@ -1,0 +1,48 @@
+"""The live Elasticsearch server of the tests (MEMSCOPE_ES_URL, started by scripts/elasticsearch.sh)."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tests.support.services import service_missing
+
+__all__ = ["es_prefix", "es_url", "fresh_prefix"]
+
+START = "bash scripts/elasticsearch.sh start && export MEMSCOPE_ES_URL=$(bash scripts/elasticsearch.sh url)"
+
+
+def es_url() -> str:
+    """The URL of a live server; skips (locally) or fails (in CI) when none is set or answering."""
+    url = os.environ.get("MEMSCOPE_ES_URL", "")
+    if not url:
+        service_missing("MEMSCOPE_ES_URL is not set: these tests need a live Elasticsearch", START)
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/_cluster/health", timeout=5) as resp:
+            json.load(resp)
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        service_missing(f"Elasticsearch at MEMSCOPE_ES_URL does not answer ({exc})", START)
+    return url
+
+
+def fresh_prefix(what: str = "test") -> str:
+    """A fresh index prefix, so tests never see each other's documents."""
+    return f"memscope-{what}-{uuid.uuid4().hex[:12]}"
+
+
+@contextmanager
+def es_prefix(what: str = "test") -> Iterator[tuple[str, str]]:
+    """(url, fresh prefix); every index and template of the prefix is deleted afterwards."""
+    from memscope.stores.elasticsearch import ElasticsearchStore
+
+    url, prefix = es_url(), fresh_prefix(what)
+    try:
+        yield url, prefix
+    finally:
+        with ElasticsearchStore(url, index_prefix=prefix) as store:
+            store.delete_indices()
