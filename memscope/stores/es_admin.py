@@ -181,6 +181,7 @@ def _save_checkpoint(client: Any, index: str, after: str, copied: int) -> None:
 
 def _copy(client: Any, kind: str, old: str, new: str, progress: MigrateProgress | None) -> None:
     """Copy `old` into `new` in `id` order under a point-in-time, checkpointing each page."""
+    client.indices.refresh(index=old)  # events are written without refresh: make them visible first
     after, copied = _checkpoint(client, new)
     query: dict[str, Any] = {"match_all": {}} if after is None else {"range": {"id": {"gt": after}}}
     total = copied + int(client.count(index=old, query=query)["count"])
@@ -193,7 +194,7 @@ def _copy(client: Any, kind: str, old: str, new: str, progress: MigrateProgress 
             resp = client.search(
                 pit={"id": pit, "keep_alive": PIT_KEEP_ALIVE},
                 query=query,
-                sort=[{"id": {"order": "asc", "missing": "_first"}}, {"_shard_doc": "asc"}],
+                sort=[{"id": {"order": "asc", "missing": "_first", "unmapped_type": "keyword"}}, {"_shard_doc": "asc"}],
                 size=COPY_PAGE,
                 search_after=search_after,
                 track_total_hits=False,

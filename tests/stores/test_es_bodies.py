@@ -945,7 +945,9 @@ def test_migrate_copies_under_a_point_in_time_and_moves_the_alias_atomically(
     assert create.body == {"mappings": {"properties": {"embedding": {"type": "dense_vector", "dims": 3}}}}
     assert fake.sent("/_reindex") == []
     search = next(r for r in fake.sent("/_search") if r.body["pit"]["id"] == "pit-of-memscope-memories-v1")
-    assert search.body["sort"] == [{"id": {"order": "asc", "missing": "_first"}}, {"_shard_doc": "asc"}]
+    assert search.body["sort"] == [
+        {"id": {"order": "asc", "missing": "_first", "unmapped_type": "keyword"}}, {"_shard_doc": "asc"}
+    ]  # fmt: skip
     assert search.body["query"] == {"match_all": {}}
     copy = next(r for r in fake.sent("/_bulk") if r.body[0]["index"]["_index"] == "memscope-memories-v2")
     assert copy.body == [{"index": {"_index": "memscope-memories-v2", "_id": "m1"}}, _src("m1")]
