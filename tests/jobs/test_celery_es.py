@@ -106,7 +106,7 @@ def test_server_restarted_during_a_celery_consolidation_consolidates_each_messag
     node.start()
     prefix = fresh_prefix("fault")
     model = start_model_server(procs, latency=0.3)  # slow model: the job is mid-way when the server stops
-    jobs = {"celery": {"max_retries": 12}, "sweep_interval_s": 60}
+    jobs = {"celery": {"max_retries": 40, "lock_ttl_s": 8}, "sweep_interval_s": 60}  # retries outlast a restart
     config = write_config(tmp_path, namespace, model.url, **es_store_config(node.url, prefix), jobs=jobs)
     start_worker(procs, "w1", config, namespace)
     with MemoryScope(config, background=False) as memory:
