@@ -413,15 +413,20 @@ def bench_retrieval(
     users: Annotated[int, typer.Option(help="Users the memories are spread over; the timed one has N/U.")] = 1,
     queries: Annotated[int, typer.Option(help="Timed retrievals.")] = 200,
     top_k: Annotated[int, typer.Option("--top-k", help="Results per retrieval.")] = 10,
+    store: Annotated[list[str] | None, typer.Option(
+        "--store", help="sqlite or elasticsearch (repeatable: each measured in the same run).")] = None,
+    es_url: Annotated[str | None, typer.Option(help="Elasticsearch URL (default MEMSCOPE_ES_URL).")] = None,
     json_out: JsonOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
-    """Time the real retrieve_memory operation on a fresh SQLite store (embeddings precomputed)."""
+    """Time the real retrieve_memory operation on fresh stores (embeddings precomputed)."""
     bench = _bench("retrieval")
     results = [
-        bench.run_retrieval_bench(n, users, queries, top_k, show_progress=not (no_progress or json_out))
+        bench.run_retrieval_bench(n, users, queries, top_k, show_progress=not (no_progress or json_out),
+                                  store_kind=kind, es_url=es_url)
+        for kind in (store or ["sqlite"])
         for n in memories
-    ]
+    ]  # fmt: skip
     bench.report(results, json_out)
 
 
