@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch (from Maven Central, with mvn), start, stop or locate the Elasticsearch server the tests
-# use: scripts/elasticsearch.sh install|start|stop|status|url. It is Elastic's test distribution
+# use: scripts/elasticsearch.sh install|start|stop|purge|status|url (purge: stop, delete the node's data). It is Elastic's test distribution
 # (server core + x-pack core/security, no bundled JDK), listening on 127.0.0.1 only, security off,
 # single node, 1 GB heap. As root it runs the server as the system user `memscope-es` (Elasticsearch
 # refuses root). Override: MEMSCOPE_ES_VERSION, MEMSCOPE_ES_PORT, MEMSCOPE_ES_HEAP, ES_JAVA_HOME.
@@ -107,7 +107,8 @@ case "${1:-start}" in
   install) install ;;
   start) start ;;
   stop) stop ;;
+  purge) stop; rm -rf "$run" ;;
   status) running && echo "running on $url" || { echo "not running"; exit 1; } ;;
   url) echo "$url" ;;
-  *) echo "usage: $0 install|start|stop|status|url" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|purge|status|url" >&2; exit 2 ;;
 esac

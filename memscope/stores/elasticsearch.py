@@ -48,6 +48,7 @@ No async variant yet: `AsyncElasticsearchStore` would mirror this class over `As
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import uuid
@@ -87,7 +88,7 @@ _META_ID = "embedding"
 _MSG_SORT = [{"created_us": "asc"}, {"id": "asc"}]
 _MSG_SORT_NEWEST = [{"created_us": "desc"}, {"id": "desc"}]
 _MEM_SORT = [{"created_us": "desc"}, {"id": "desc"}]
-_CAS_ATTEMPTS = 5  # compare-and-set rounds before a write gives up as StoreUnavailable
+_CAS_ATTEMPTS = 10  # compare-and-set rounds before a write gives up as StoreUnavailable
 _Action = tuple[dict[str, Any], ...]  # a bulk action line, and its body unless it is a delete
 _Versioned = dict[str, tuple[dict[str, Any], int, int]]  # id -> (source, _seq_no, _primary_term)
 
@@ -105,6 +106,12 @@ def _check_id(doc_id: str, what: str) -> None:
     check_user_id(doc_id, what)
     if not _storable(doc_id):
         raise ValidationError(f"{what} {doc_id[:40]!r}... is longer than {_MAX_ID_BYTES} bytes in UTF-8")
+
+
+def _cas_pause(attempt: int) -> None:
+    """Jittered exponential pause between compare-and-set rounds, so racing writers spread out."""
+    if attempt:
+        time.sleep(random.uniform(0.0, min(0.5, 0.005 * 2**attempt)))
 
 
 def _aware(value: datetime, what: str) -> str:
@@ -419,7 +426,8 @@ class ElasticsearchStore:
         """
         alias, changed = self.alias(kind), 0
         todo: list[str] = [i for i in dict.fromkeys(ids) if _storable(i)]
-        for _ in range(_CAS_ATTEMPTS):
+        for attempt in range(_CAS_ATTEMPTS):
+            _cas_pause(attempt)
             actions: list[_Action] = []
             for doc_id, (source, seq_no, term) in self._mget_versioned(alias, todo, fields).items():
                 doc = change(doc_id, source)
@@ -578,7 +586,8 @@ class ElasticsearchStore:
         self._prepare_vectors({len(n.embedding) for n in nodes if n.embedding})
         written: list[MemoryEvent] = []
         todo = nodes
-        for _ in range(_CAS_ATTEMPTS):
+        for attempt in range(_CAS_ATTEMPTS):
+            _cas_pause(attempt)
             events, conflicts = self._write_once(todo, operation, run_id)
             written += events
             if not conflicts:

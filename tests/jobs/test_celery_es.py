@@ -74,7 +74,7 @@ def node() -> Iterator[EsNode]:
     try:
         yield private
     finally:
-        private.stop()
+        private.stop(purge=True)
 
 
 @pytest.mark.timeout(300)

@@ -75,7 +75,7 @@ class EsNode:
                             START)
         return self
 
-    def stop(self) -> None:
-        """Stop the node and wait until it is gone."""
-        done = self._script("stop")
+    def stop(self, purge: bool = False) -> None:
+        """Stop the node and wait until it is gone; `purge` also deletes its data and logs."""
+        done = self._script("purge" if purge else "stop")
         assert done.returncode == 0, done.stderr
