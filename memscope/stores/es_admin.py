@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memscope.errors import StoreError
-from memscope.stores.es_compat import CompatTransport, parse_version
+from memscope.stores.es_compat import parse_version
 from memscope.stores.es_errors import import_es
 from memscope.stores.es_templates import (
     KINDS,
@@ -61,9 +61,6 @@ class Features:
 
 def server_version(client: Any) -> tuple[int, int]:
     """(major, minor) of the server (its lowest node); (0, 0) when it cannot be told."""
-    transport = getattr(client, "transport", None)
-    if isinstance(transport, CompatTransport):
-        return transport.detect()
     resp = client.nodes.info(node_id="_local", filter_path="nodes.*.version")
     numbers = [str(n["version"]) for n in dict(resp).get("nodes", {}).values()]
     return min((parse_version(n) for n in numbers), default=(0, 0))

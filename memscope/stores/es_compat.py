@@ -37,22 +37,29 @@ class CompatTransport(Transport):
         self.server_version: tuple[int, int] | None = None
         self._detect_lock = threading.Lock()
 
-    def detect(self) -> tuple[int, int]:
-        """The server's lowest (major, minor) over its nodes, asked once (connection errors propagate)."""
+    def detect(self, headers: Mapping[str, Any] | None = None) -> tuple[int, int]:
+        """The server's lowest (major, minor) over its nodes, asked once (connection errors propagate).
+
+        `headers` are a request's own (they carry the client's credentials); the media types are
+        replaced by plain `application/json`, which every server major accepts.
+        """
         if self.server_version is None:
             with self._detect_lock:
                 if self.server_version is None:
-                    self.server_version = self._ask()
+                    plain = HttpHeaders(headers or {})
+                    plain.pop("content-type", None)
+                    plain.update(_PLAIN)
+                    self.server_version = self._ask(plain)
         return self.server_version
 
-    def _ask(self) -> tuple[int, int]:
+    def _ask(self, headers: HttpHeaders) -> tuple[int, int]:
         try:
-            resp = super().perform_request("GET", "/_nodes/_local?filter_path=nodes.*.version", headers=_PLAIN)
+            resp = super().perform_request("GET", "/_nodes/_local?filter_path=nodes.*.version", headers=headers)
             if 200 <= resp.meta.status < 300:
                 numbers = [str(n["version"]) for n in dict(resp.body).get("nodes", {}).values()]
                 if numbers:
                     return min(parse_version(n) for n in numbers)
-            resp = super().perform_request("GET", "/", headers=_PLAIN)
+            resp = super().perform_request("GET", "/", headers=headers)
             if 200 <= resp.meta.status < 300:
                 return parse_version(str(dict(resp.body)["version"]["number"]))
         except ApiError:
@@ -63,7 +70,7 @@ class CompatTransport(Transport):
         self, method: str, target: str, *, headers: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> TransportApiResponse:
         """Send the request, with compatible-with set to the server's major when it is 8."""
-        major = self.detect()[0]
+        major = self.detect(headers)[0]
         if headers and major == 8:
             fixed = HttpHeaders(headers)
             for name in ("accept", "content-type"):

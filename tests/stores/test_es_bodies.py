@@ -47,6 +47,7 @@ class Req:
     params: dict[str, str]
     body: Any
     accept: str = ""
+    authorization: str = ""
 
 
 Responder = Callable[[Req], "tuple[int, Any] | None"]
@@ -223,8 +224,9 @@ class FakeES:
                 elif raw:
                     body = json.loads(raw)
                 req = Req(
-                    self.command, unquote(url.path), dict(parse_qsl(url.query)), body, self.headers.get("Accept", "")
-                )
+                    self.command, unquote(url.path), dict(parse_qsl(url.query)), body,
+                    self.headers.get("Accept", ""), self.headers.get("Authorization", ""),
+                )  # fmt: skip
                 fake.requests.append(req)
                 status, answer = fake.answer(req)
                 data = b"" if self.command == "HEAD" else json.dumps(answer).encode()
@@ -382,10 +384,11 @@ def test_an_8x_server_is_sent_compatible_with_8_and_a_9x_server_compatible_with_
     for version, major in (("8.19.21", 8), ("9.5.4", 9)):
         fake = FakeES(version=version).start()
         try:
-            es_store = ElasticsearchStore(fake.url)
+            es_store = ElasticsearchStore(fake.url, api_key="secret-key")
             es_store.list_messages("alice")
             first, *rest = fake.requests
             assert (first.path, first.accept) == ("/_nodes/_local", "application/json")  # asked plainly
+            assert first.authorization == "ApiKey secret-key"  # with the client's credentials
             assert rest and all(r.accept.endswith(f"compatible-with={major}") for r in rest), version
             es_store.close()
         finally:
@@ -414,7 +417,8 @@ def test_elasticsearch_9_2_keeps_vectors_in_source(fake: FakeES) -> None:
 def test_first_use_initialises_lazily(fake: FakeES) -> None:
     es_store = ElasticsearchStore(fake.url)
     assert es_store.list_messages("alice") == []
-    assert [r.path for r in fake.requests[:2]] == ["/_nodes/_local", "/_nodes/plugins"]
+    # the transport's version probe, then the store's feature detection (version and modules)
+    assert [r.path for r in fake.requests[:3]] == ["/_nodes/_local", "/_nodes/_local", "/_nodes/plugins"]
     assert fake.sent("/memscope-messages/_search")
     es_store.close()
 
