@@ -184,7 +184,11 @@ def message_filter(user_id: str, f: MessageFilter) -> dict[str, Any]:
 
 
 def num_candidates(k: int) -> int:
-    """Per-shard HNSW candidates for a kNN of `k`: twice k, at least 100, at most 10,000."""
+    """Per-shard HNSW candidates for a kNN of `k`: twice k, at least 100, at most 10,000.
+
+    At 100k memories of one user, k = 50, 100 candidates found every exact neighbour and 50 did not
+    (`python -m benchmarks.knn_recall`; the README has the table).
+    """
     return min(MAX_WINDOW, max(100, 2 * k))
 
 
