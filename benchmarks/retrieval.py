@@ -1,15 +1,20 @@
-"""`memscope bench retrieval`: end-to-end latency of the real `retrieve_memory` operation on SQLite.
+"""`memscope bench retrieval`: end-to-end latency of the real `retrieve_memory` operation, on SQLite
+or Elasticsearch (`--store`, repeatable: both measured in one run).
 
 A fresh store (a temp file) is filled with N synthetic memories with precomputed vectors (random unit
 vectors near topic centres, so nearest neighbours mean something), then `MemoryScope.retrieve` is
-timed with a precomputed query vector: the framework is timed, not the embedding model.
+timed with a precomputed query vector: the framework is timed, not the embedding model. On
+Elasticsearch the memories go into fresh indices of a unique prefix (deleted afterwards) on the
+server at `es_url` (default MEMSCOPE_ES_URL, else http://127.0.0.1:9200).
 """
 
 from __future__ import annotations
 
+import os
 import random
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -132,6 +137,7 @@ class RetrievalBenchResult:
     """The figures of one retrieval benchmark run."""
 
     memories: int
+    store: str
     users: int
     user_memories: int
     queries: int
@@ -188,21 +194,36 @@ def fill_store(store: Any, memories: int, users: int, corpus: SyntheticCorpus, b
     return "user0000", per_user[0]
 
 
+def _open_store(kind: str, db: Path, es_url: str | None) -> tuple[Any, dict[str, Any]]:
+    """A fresh store of `kind` and the store section of its settings."""
+    if kind == "sqlite":
+        from memscope.stores.sqlite import SqliteStore
+
+        return SqliteStore(db), {"path": str(db)}
+    if kind == "elasticsearch":
+        from memscope.stores.elasticsearch import ElasticsearchStore
+
+        url = es_url or os.environ.get("MEMSCOPE_ES_URL") or "http://127.0.0.1:9200"
+        prefix = f"memscope-bench-{uuid.uuid4().hex[:10]}"
+        store = ElasticsearchStore(url, index_prefix=prefix, refresh="true", request_timeout_s=120.0)
+        return store, {"backend": "elasticsearch", "elasticsearch": {"url": url, "index_prefix": prefix}}
+    raise ValueError(f"unknown store {kind!r}; choose sqlite or elasticsearch")
+
+
 def run_retrieval_bench(
     memories: int = 1000, users: int = 1, queries: int = 200, top_k: int = 10, show_progress: bool = True,
-    path: Path | None = None,
+    path: Path | None = None, store_kind: str = "sqlite", es_url: str | None = None,
 ) -> RetrievalBenchResult:  # fmt: skip
     """Fill a fresh store and time `queries` retrievals for the first user (after one warm-up query)."""
     from memscope.api import MemoryScope
     from memscope.runtime import Runtime
-    from memscope.stores.sqlite import SqliteStore
 
     if memories < 1 or users < 1 or queries < 1:
         raise ValueError("memories, users and queries must be at least 1")
     with tempfile.TemporaryDirectory(prefix="memscope-bench-") as tmp:
         db = path or Path(tmp) / "bench.db"
-        settings = {"store": {"path": str(db)}, "llm": {"backend": "none"}, "rerank": {"backend": "none"}}
-        store = SqliteStore(db)
+        store, store_settings = _open_store(store_kind, db, es_url)
+        settings = {"store": store_settings, "llm": {"backend": "none"}, "rerank": {"backend": "none"}}
         embedder = PrecomputedEmbedder()
         runtime = Runtime(settings, store=store, embedder=embedder, llm=None)
         corpus = SyntheticCorpus()
@@ -214,6 +235,8 @@ def run_retrieval_bench(
         questions = [corpus.question() for _ in range(queries + 1)]
         samples: list[float] = []
         steps: dict[str, list[float]] = {}
+        if store_kind == "elasticsearch":
+            store._es().indices.refresh(index=store.alias("memories"))
         with MemoryScope(runtime=runtime, background=False) as memory:
             embedder.next_vector = probes[0]
             t0 = time.perf_counter()
@@ -228,9 +251,14 @@ def run_retrieval_bench(
                     for step in result.report.steps:
                         steps.setdefault(step.worker, []).append(step.wall_ms)
                     advance()
-        size_mb = db.stat().st_size / 2**20 if db.exists() else float("nan")
+            if store_kind == "elasticsearch":  # before MemoryScope closes the store's client
+                stats = store._es().indices.stats(index=store.alias("memories"), metric="store")
+                size_mb = stats["_all"]["primaries"]["store"]["size_in_bytes"] / 2**20
+                store.delete_indices()
+        if store_kind == "sqlite":
+            size_mb = db.stat().st_size / 2**20 if db.exists() else float("nan")
     return RetrievalBenchResult(
-        memories=memories, users=users, user_memories=user_memories, queries=queries, top_k=top_k,
+        memories=memories, store=store_kind, users=users, user_memories=user_memories, queries=queries, top_k=top_k,
         fill_s=round(fill_s, 2), first_query_ms=round(first_ms, 3), latency=summarize(samples).to_dict(),
         steps_p50_ms={k: round(float(np.median(v)), 3) for k, v in steps.items()},
         rss_after_fill_mb=round(rss_fill, 1), peak_rss_mb=round(peak_rss_mb(), 1), store_file_mb=round(size_mb, 1),
@@ -240,12 +268,12 @@ def run_retrieval_bench(
 def report(results: list[RetrievalBenchResult], as_json: bool) -> None:
     """Print one row per run (rich table) or the JSON list."""
     rows = [
-        [r.memories, r.users, r.user_memories, r.latency["p50"], r.latency["p95"], r.latency["p99"],
+        [r.store, r.memories, r.users, r.user_memories, r.latency["p50"], r.latency["p95"], r.latency["p99"],
          r.latency["mean"], r.first_query_ms, r.peak_rss_mb, r.store_file_mb, r.fill_s]
         for r in results
     ]  # fmt: skip
-    columns = ["memories", "users", "timed user's", "p50 ms", "p95 ms", "p99 ms", "mean ms", "first (cold) ms",
-               "peak RSS MiB", "file MiB", "fill s"]  # fmt: skip
+    columns = ["store", "memories", "users", "timed user's", "p50 ms", "p95 ms", "p99 ms", "mean ms", "first (cold) ms",
+               "peak RSS MiB", "store MiB", "fill s"]  # fmt: skip
     emit("retrieve_memory latency (embedding excluded)", columns, rows, [r.to_dict() for r in results], as_json)
     if not as_json and results:
         steps = ", ".join(f"{k} {v:.2f}" for k, v in results[-1].steps_p50_ms.items())

@@ -302,9 +302,18 @@ def _es_store(config: Path | None):  # type: ignore[no-untyped-def]
 @es_app.command("init")
 def es_init(config: ConfigOpt = None) -> None:
     """Put the index templates and create the indices and aliases (idempotent)."""
+    from memscope.errors import MemscopeError
+
     store = _es_store(config)
-    store.init_indices()
-    typer.echo("ok: indices and aliases ready")
+    try:
+        store.init_indices()
+        features = store.features()
+    except MemscopeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    analysis = "analysis-common: stemming and CJK bigrams" if features.analysis_common else "server core only"
+    server = ".".join(map(str, features.version))
+    typer.echo(f"ok: indices and aliases {store.index_prefix}-* ready on Elasticsearch {server} ({analysis})")
 
 
 @es_app.command("migrate")
@@ -313,10 +322,32 @@ def es_migrate(
     delete_old: Annotated[bool, typer.Option(help="Delete the old indices after the alias moved.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Reindex into a new template version and move the aliases atomically (stop writers first)."""
+    """Copy into a new template version and move the aliases atomically (stop writers first; resumable)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from memscope.errors import MemscopeError
+
     store = _es_store(config)
-    for kind, old, new in store.migrate(version, delete_old=delete_old):
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=Console(stderr=True)
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(kind: str, done: int, total: int) -> None:
+            if kind not in tasks:
+                tasks[kind] = bar.add_task(kind, total=total)
+            bar.update(tasks[kind], completed=done, total=max(total, done))
+
+        try:
+            moved = store.migrate(version, delete_old=delete_old, progress=progress)
+        except MemscopeError as exc:
+            typer.echo(f"error: {exc} (run the same command again to resume)", err=True)
+            raise typer.Exit(1) from None
+    for kind, old, new in moved:
         typer.echo(f"{kind}: {old} -> {new}")
+    if not moved:
+        typer.echo(f"nothing to do: every index is at version {version} or later")
 
 
 def summary(settings: Settings) -> str:
@@ -403,15 +434,20 @@ def bench_retrieval(
     users: Annotated[int, typer.Option(help="Users the memories are spread over; the timed one has N/U.")] = 1,
     queries: Annotated[int, typer.Option(help="Timed retrievals.")] = 200,
     top_k: Annotated[int, typer.Option("--top-k", help="Results per retrieval.")] = 10,
+    store: Annotated[list[str] | None, typer.Option(
+        "--store", help="sqlite or elasticsearch (repeatable: each measured in the same run).")] = None,
+    es_url: Annotated[str | None, typer.Option(help="Elasticsearch URL (default MEMSCOPE_ES_URL).")] = None,
     json_out: JsonOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
-    """Time the real retrieve_memory operation on a fresh SQLite store (embeddings precomputed)."""
+    """Time the real retrieve_memory operation on fresh stores (embeddings precomputed)."""
     bench = _bench("retrieval")
     results = [
-        bench.run_retrieval_bench(n, users, queries, top_k, show_progress=not (no_progress or json_out))
+        bench.run_retrieval_bench(n, users, queries, top_k, show_progress=not (no_progress or json_out),
+                                  store_kind=kind, es_url=es_url)
+        for kind in (store or ["sqlite"])
         for n in memories
-    ]
+    ]  # fmt: skip
     bench.report(results, json_out)
 
 

@@ -102,11 +102,17 @@ class ElasticsearchSettings(_Section):
     password: OptionalSecret = None
     verify_certs: bool = True
     request_timeout_s: Seconds = 10
+    refresh: Literal["wait_for", "true"] = "wait_for"  # how writes become searchable (see the store)
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
         return _check_url(value, "http://127.0.0.1:9200")
+
+    @field_validator("refresh", mode="before")
+    @classmethod
+    def _refresh(cls, value: object) -> object:
+        return "true" if value is True else value  # YAML reads an unquoted `true` as a boolean
 
     @field_validator("index_prefix")
     @classmethod

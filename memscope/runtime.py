@@ -36,6 +36,7 @@ def open_store(settings: Settings) -> Store:
             password=password,
             verify_certs=es.verify_certs,
             request_timeout_s=float(es.request_timeout_s),
+            refresh=es.refresh,
         )
     from memscope.stores.sqlite import SqliteStore
 

@@ -1,4 +1,6 @@
-"""The Python API end to end: real SQLite file, real OpenAI SDK against the scripted server."""
+"""The Python API end to end on each store (a real SQLite file, a live Elasticsearch), with the real
+OpenAI SDK against the scripted server. Tests marked `embedded_only` run on SQLite alone.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import io
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +20,38 @@ from memscope import AsyncMemoryScope, MemoryScope
 from memscope.demo import run_demo
 from memscope.errors import NoModelConfigured, ValidationError
 from memscope.messages import to_messages
+from tests.support.es import es_prefix
 from tests.support.scripted_server import BUILTIN_MODES, ScriptedServer
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
+_STORE: dict[str, Any] = {}  # the store section of this test's config, set by `_store`
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test on both stores, unless marked `embedded_only`."""
+    if metafunc.definition.get_closest_marker("embedded_only") is None:
+        metafunc.parametrize("_store", ["sqlite", "elasticsearch"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def _store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The store `config` uses: a SQLite file in tmp_path, or fresh indices on the live Elasticsearch."""
+    backend = getattr(request, "param", "sqlite")
+    _STORE.clear()
+    if backend == "sqlite":
+        _STORE.update(path=str(tmp_path / "memscope.db"))
+        yield backend
+        return
+    with es_prefix("api") as (url, prefix):
+        _STORE.update(backend="elasticsearch", elasticsearch={"url": url, "index_prefix": prefix, "refresh": "true"})
+        yield backend
 
 
 def config(tmp_path: Path, server: ScriptedServer | None) -> dict[str, Any]:
-    """Embedded mode on a temp file; models on the scripted server (or no LLM)."""
+    """Local jobs on this test's store; models on the scripted server (or no LLM)."""
     cfg: dict[str, Any] = {
-        "store": {"path": str(tmp_path / "memscope.db")},
+        "store": dict(_STORE),
         "jobs": {"sweep_interval_s": 0.2},
         "llm": {"backend": "none"},
     }
@@ -206,6 +231,7 @@ def test_demo_without_and_with_a_model(tmp_path: Path, model_server: ScriptedSer
 
 
 @pytest.mark.slow
+@pytest.mark.embedded_only
 def test_demo_command_runs_on_the_embedded_default_without_a_model(tmp_path: Path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MEMSCOPE_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(

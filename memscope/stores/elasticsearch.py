@@ -11,7 +11,9 @@ Layout, mappings and the analyzer are described in `es_templates`; request bodie
   filter, and fuses the rankings in Python (`rrf_fuse`), so it works on every licence. Every query
   carries a `term` on `user_id`; returned documents are checked against the user once more.
 - Refresh: `add_messages`, `mark_consolidated`, `set_message_embeddings` and the memory documents of
-  `write_memories` use `refresh="wait_for"` (read-your-writes for searches and pending lists);
+  `write_memories` use `refresh="wait_for"` (read-your-writes for searches and pending lists;
+  up to `index.refresh_interval`, 1 s, per call), or `refresh="true"` when constructed so (an
+  immediate refresh: millisecond writes, more small segments; the tests use it);
   events and `touch_memories` use none (history reads events by id, which is realtime).
 - `write_memories` writes the events first, then the memories: each memory carries `event_seq`, the
   length of its committed log, and event ids derive from (memory id, position), so a retry after a
@@ -20,26 +22,37 @@ Layout, mappings and the analyzer are described in `es_templates`; request bodie
   StoreError (StoreUnavailable when every failure is transient) naming each id and reason.
 - Elasticsearch `date` fields keep milliseconds; filters and sorts use microsecond integer twins
   (`created_us`, `time_start_us`, `time_end_us`), so results match the SQLite store exactly.
-- `delete_user` refreshes the three indices (needs the `maintenance` index privilege) so that the
-  following `delete_by_query` sees every document, then retries while version conflicts remain.
-- `migrate(N)` reindexes each kind into `-vN` and moves the alias in one atomic `_aliases` call; the
-  old index is kept (a rollback is one alias swap) unless `delete_old=True`. Stop writers first:
-  writes made during the reindex to the old index are not copied.
+- Server core only: no painless, no `_update_by_query`/`_delete_by_query`/`_reindex`, so the same
+  requests work on Elastic's minimal test distribution and on the full one. `init_indices` detects
+  the server's version and modules (`es_admin.Features`) and records them in each index's mapping
+  `_meta.memscope`; only the text analyzer depends on them (see `es_templates`).
+- Updates are partial documents in `_bulk`, guarded by `if_seq_no`/`if_primary_term` of the version
+  just read (compare-and-set): a conflict re-reads and retries, so `mark_consolidated` counts each
+  message once and `touch_memories` loses no access, and `write_memories` retries a memory whose
+  stored version moved under it (e.g. touched by a search) with the stored counters kept.
+- `delete_user` refreshes the three indices (needs the `maintenance` index privilege), then walks
+  the user's documents under a point-in-time with `search_after` and deletes them in bulk, repeated
+  until a fresh count finds none (writes racing the delete).
+- `migrate(N)` copies each kind into `-vN` under a point-in-time with bulk writes, checkpointing
+  the last id copied (resumable), then moves the alias in one atomic `_aliases` call; the old index
+  is kept (a rollback is one alias swap) unless `delete_old=True`. Stop writers first.
+- Printed URLs are masked (`user:***@host`).
 
 - Times come back in UTC; `write_memories` ignores updated_at and the access counters when deciding
   whether a node changed, and keeps the stored counters when larger (as the SQLite store does).
-- Use the Python client of the server's major version (a 9.x client sends `compatible-with=9`,
-  which an 8.x server refuses).
+- One client (elasticsearch-py 9) for 8.19+ and 9.x servers: `es_compat.CompatTransport` detects
+  the server's major once and rewrites `compatible-with=9` for an 8.x server.
 
 No async variant yet: `AsyncElasticsearchStore` would mirror this class over `AsyncElasticsearch`.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +72,7 @@ from memscope.stores.base import (
     StoreStats,
 )
 from memscope.stores.changes import change_kind, kept_access
+from memscope.stores.es_admin import Features, MigrateProgress
 from memscope.stores.es_errors import RETRYABLE, import_es, mapped
 from memscope.stores.es_templates import (
     alias_name,
@@ -77,6 +91,9 @@ _META_ID = "embedding"
 _MSG_SORT = [{"created_us": "asc"}, {"id": "asc"}]
 _MSG_SORT_NEWEST = [{"created_us": "desc"}, {"id": "desc"}]
 _MEM_SORT = [{"created_us": "desc"}, {"id": "desc"}]
+_CAS_ATTEMPTS = 10  # compare-and-set rounds before a write gives up as StoreUnavailable
+_Action = tuple[dict[str, Any], ...]  # a bulk action line, and its body unless it is a delete
+_Versioned = dict[str, tuple[dict[str, Any], int, int]]  # id -> (source, _seq_no, _primary_term)
 
 
 def _event_id(memory_id: str, seq: int) -> str:
@@ -92,6 +109,12 @@ def _check_id(doc_id: str, what: str) -> None:
     check_user_id(doc_id, what)
     if not _storable(doc_id):
         raise ValidationError(f"{what} {doc_id[:40]!r}... is longer than {_MAX_ID_BYTES} bytes in UTF-8")
+
+
+def _cas_pause(attempt: int) -> None:
+    """Jittered exponential pause between compare-and-set rounds, so racing writers spread out."""
+    if attempt:
+        time.sleep(random.uniform(0.0, min(0.5, 0.005 * 2**attempt)))
 
 
 def _aware(value: datetime, what: str) -> str:
@@ -116,10 +139,14 @@ class ElasticsearchStore:
         password: str | None = None,
         verify_certs: bool = True,
         request_timeout_s: float = 10.0,
+        refresh: str = "wait_for",
         client: Any = None,
     ) -> None:
-        self.url = url
+        self.url = mask_url(url)  # for messages; the client gets the real one
         self.index_prefix = check_prefix(index_prefix)
+        if refresh not in ("wait_for", "true"):
+            raise ValidationError(f"refresh must be 'wait_for' or 'true', got {refresh!r}")
+        self.refresh = refresh
         self._owns_client = client is None
         self._client = (
             client
@@ -129,8 +156,8 @@ class ElasticsearchStore:
         self._lock = threading.Lock()
         self._ready = False
         self._dims: int | None = None
-        self._server: tuple[int, int] | None = None
         self._store_id: str | None = None
+        self._features: Features | None = None
 
     @staticmethod
     def _make_client(
@@ -142,7 +169,14 @@ class ElasticsearchStore:
         timeout: float,
     ) -> Any:
         es = import_es()
-        options: dict[str, Any] = {"request_timeout": timeout, "max_retries": 2, "retry_on_timeout": True}
+        from memscope.stores.es_compat import CompatTransport
+
+        options: dict[str, Any] = {
+            "request_timeout": timeout,
+            "max_retries": 2,
+            "retry_on_timeout": True,
+            "transport_class": CompatTransport,
+        }
         if api_key is not None:
             options["api_key"] = api_key
         if username is not None:
@@ -182,10 +216,12 @@ class ElasticsearchStore:
                     self._init_indices()
         return self._client
 
-    def _server_version(self) -> tuple[int, int]:
-        if self._server is None:
-            self._server = es_admin.server_version(self._client)
-        return self._server
+    @mapped
+    def features(self) -> Features:
+        """The server's version and optional modules, detected once (see `es_admin.detect_features`)."""
+        if self._features is None:
+            self._features = es_admin.detect_features(self._client)
+        return self._features
 
     @mapped
     def init_indices(self) -> None:
@@ -194,14 +230,16 @@ class ElasticsearchStore:
             self._init_indices()
 
     def _init_indices(self) -> None:
-        es_admin.init_indices(self._client, self.index_prefix, self._server_version())
+        es_admin.init_indices(self._client, self.index_prefix, self.features())
         self._ready = True
 
     @mapped
-    def migrate(self, new_version: int, *, delete_old: bool = False) -> list[tuple[str, str, str]]:
-        """Reindex every kind into `-v{new_version}` and move its alias atomically (see `es_admin.migrate`)."""
+    def migrate(
+        self, new_version: int, *, delete_old: bool = False, progress: MigrateProgress | None = None
+    ) -> list[tuple[str, str, str]]:
+        """Copy every kind into `-v{new_version}` and move its alias atomically (see `es_admin.migrate`)."""
         moved = es_admin.migrate(
-            self._es(), self.index_prefix, self._server_version(), new_version, delete_old=delete_old
+            self._es(), self.index_prefix, self.features(), new_version, delete_old=delete_old, progress=progress
         )
         self._dims = None
         return moved
@@ -299,13 +337,25 @@ class ElasticsearchStore:
             found.update({d["_id"]: d["_source"] for d in resp["docs"] if d.get("found")})
         return found
 
-    def _bulk(self, actions: list[tuple[dict[str, Any], dict[str, Any]]], refresh: str | None) -> list[dict]:
-        """Send (action, body) pairs; retry items that failed with 429/5xx; each pair's final result."""
+    def _mget_versioned(self, index: str, ids: Sequence[str], fields: Sequence[str] | None = None) -> _Versioned:
+        """(source, _seq_no, _primary_term) of the documents among `ids` that exist (realtime)."""
+        found: _Versioned = {}
+        wanted = [i for i in dict.fromkeys(ids) if _storable(i)]
+        extra: dict[str, Any] = {} if fields is None else {"source_includes": list(fields)}
+        for start in range(0, len(wanted), _PAGE):
+            resp = self._es().mget(index=index, ids=wanted[start : start + _PAGE], **extra)
+            for d in resp["docs"]:
+                if d.get("found"):
+                    found[d["_id"]] = (d["_source"], int(d["_seq_no"]), int(d["_primary_term"]))
+        return found
+
+    def _bulk(self, actions: Sequence[_Action], refresh: str | None, *, require_alias: bool = True) -> list[dict]:
+        """Send (action[, body]) tuples; retry items that failed with 429/5xx; each one's final result."""
         results: list[dict[str, Any]] = [{} for _ in actions]
         todo = list(range(len(actions)))
         for attempt in range(self.bulk_retries + 1):
             operations = [part for i in todo for part in actions[i]]
-            resp = self._es().bulk(operations=operations, refresh=refresh, require_alias=True)
+            resp = self._es().bulk(operations=operations, refresh=refresh, require_alias=require_alias)
             items = resp.get("items", [])
             if len(items) != len(todo):
                 raise StoreError(f"Elasticsearch answered {len(items)} bulk items for {len(todo)} sent")
@@ -364,23 +414,41 @@ class ElasticsearchStore:
                 return hits
             after = page[-1]["sort"]
 
-    def _scripted(
-        self, kind: str, params: dict[str, dict[str, Any]], script: str, refresh: str | None
-    ) -> list[dict[str, Any]]:
-        """Run a painless update on each id with its own params (missing ids are skipped)."""
-        actions = [
-            (
-                {"update": {"_index": self.alias(kind), "_id": i}},
-                {"script": {"source": script, "lang": "painless", "params": p}},
-            )
-            for i, p in params.items()
-            if _storable(i)
-        ]
-        if not actions:
-            return []
-        results = self._bulk(actions, refresh)
-        self._raise_failed(f"update of {kind}", results, ok=frozenset({404}))
-        return results
+    def _update_each(
+        self,
+        kind: str,
+        ids: Sequence[str],
+        fields: Sequence[str],
+        change: Callable[[str, dict[str, Any]], dict[str, Any] | None],
+        refresh: str | None,
+    ) -> int:
+        """Compare-and-set partial updates: `change(id, source)` gives the fields to set (None: none).
+
+        Reads `fields` with each document's seq_no, sends `update` actions carrying `if_seq_no` and
+        `if_primary_term`, and re-reads and retries those that another writer changed meanwhile.
+        Missing ids are skipped. Returns how many documents changed.
+        """
+        alias, changed = self.alias(kind), 0
+        todo: list[str] = [i for i in dict.fromkeys(ids) if _storable(i)]
+        for attempt in range(_CAS_ATTEMPTS):
+            _cas_pause(attempt)
+            actions: list[_Action] = []
+            for doc_id, (source, seq_no, term) in self._mget_versioned(alias, todo, fields).items():
+                doc = change(doc_id, source)
+                if doc is not None:
+                    meta = {"_index": alias, "_id": doc_id, "if_seq_no": seq_no, "if_primary_term": term}
+                    actions.append(({"update": meta}, {"doc": doc}))
+            if not actions:
+                return changed
+            results = self._bulk(actions, refresh)
+            self._raise_failed(f"update of {kind}", results, ok=frozenset({404, 409}))
+            changed += sum(1 for r in results if r.get("result") == "updated")
+            todo = [str(r.get("_id")) for r in results if r.get("status") == 409]
+            if not todo:
+                return changed
+        raise StoreUnavailable(
+            f"update of {len(todo)} {kind} kept conflicting with concurrent writes ({todo[:3]}); retry"
+        )
 
     # -- messages ------------------------------------------------------------------------------------
 
@@ -394,7 +462,7 @@ class ElasticsearchStore:
             _check_id(message.id, "message id")
         alias = self.alias("messages")
         actions = [({"create": {"_index": alias, "_id": m.id}}, q.message_doc(m)) for m in batch]
-        results = self._bulk(actions, "wait_for")
+        results = self._bulk(actions, self.refresh)
         self._raise_failed("add_messages", results, ok=frozenset({409}))
         existing = [m for m, r in zip(batch, results, strict=True) if r.get("status") == 409]
         if existing:
@@ -428,10 +496,13 @@ class ElasticsearchStore:
         """Set consolidated_at on these pending messages of this user; returns how many changed."""
         check_user_id(user_id)
         self._check_fence(fence)
-        params = {"user_id": user_id, "at": _aware(at, "consolidated_at")}
-        each = dict.fromkeys(message_ids, params)
-        results = self._scripted("messages", each, q.CONSOLIDATE_SCRIPT, "wait_for")
-        return sum(1 for r in results if r.get("result") == "updated")
+        stamp = _aware(at, "consolidated_at")
+
+        def consolidate(_: str, source: dict[str, Any]) -> dict[str, Any] | None:
+            pending = source.get("user_id") == user_id and source.get("consolidated_at") is None
+            return {"consolidated_at": stamp} if pending else None
+
+        return self._update_each("messages", message_ids, ("user_id", "consolidated_at"), consolidate, self.refresh)
 
     @mapped
     def set_message_embeddings(self, user_id: str, embeddings: dict[str, Sequence[float]]) -> None:
@@ -443,8 +514,11 @@ class ElasticsearchStore:
         if any(not vec for vec in vectors.values()):
             raise ValidationError("an embedding must not be empty")
         self._prepare_vectors({len(vec) for vec in vectors.values()})
-        each = {mid: {"user_id": user_id, "embedding": vec} for mid, vec in vectors.items()}
-        self._scripted("messages", each, q.EMBED_SCRIPT, "wait_for")
+
+        def attach(mid: str, source: dict[str, Any]) -> dict[str, Any] | None:
+            return {"embedding": vectors[mid]} if source.get("user_id") == user_id else None
+
+        self._update_each("messages", list(vectors), ("user_id",), attach, self.refresh)
 
     @mapped
     def messages_without_embedding(self, user_id: str, limit: int = 256) -> list[Message]:
@@ -557,14 +631,32 @@ class ElasticsearchStore:
             _check_id(node.id, "memory id")
             if node.embedding is not None and not node.embedding:
                 raise ValidationError(f"memory {node.id} has an empty embedding; give a vector or None")
-        current = self._mget(self.alias("memories"), [n.id for n in nodes])
-        clashes = [n.id for n in nodes if current.get(n.id, {}).get("user_id", n.user_id) != n.user_id]
+        self._prepare_vectors({len(n.embedding) for n in nodes if n.embedding})
+        written: list[MemoryEvent] = []
+        todo = nodes
+        for attempt in range(_CAS_ATTEMPTS):
+            _cas_pause(attempt)
+            events, conflicts = self._write_once(todo, operation, run_id, fence)
+            written += events
+            if not conflicts:
+                return written
+            todo = [n for n in todo if n.id in conflicts]
+        raise StoreUnavailable(
+            f"memories {sorted({n.id for n in todo})[:3]} kept changing under concurrent writes; retry"
+        )
+
+    def _write_once(
+        self, nodes: list[MemoryNode], operation: str | None, run_id: str | None, fence: Fence | None
+    ) -> tuple[list[MemoryEvent], set[str]]:
+        """One compare-and-set round of `write_memories`: (events of memories written, conflicted ids)."""
+        alias = self.alias("memories")
+        current = self._mget_versioned(alias, [n.id for n in nodes])
+        clashes = [n.id for n in nodes if current.get(n.id, ({},))[0].get("user_id", n.user_id) != n.user_id]
         if clashes:
             raise ValidationError(f"memory id(s) {clashes[:5]} already belong to another user; give new ids")
-        self._prepare_vectors({len(n.embedding) for n in nodes if n.embedding})
-        state = {i: (q.doc_to_memory(src), int(src.get("event_seq", 0))) for i, src in current.items()}
+        state = {i: (q.doc_to_memory(src), int(src.get("event_seq", 0))) for i, (src, _, _) in current.items()}
         events: list[MemoryEvent] = []
-        event_actions: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        event_actions: list[_Action] = []
         changed: dict[str, None] = {}
         for node in nodes:
             event, new = self._change(node, state.get(node.id), operation, run_id)
@@ -578,14 +670,21 @@ class ElasticsearchStore:
             state[node.id] = (new, seq + 1)
             changed[node.id] = None
         if not events:
-            return []
+            return [], set()
         self._check_fence(fence)
         self._raise_failed("write of memory events", self._bulk(event_actions, None))
-        memory_actions = [
-            ({"index": {"_index": self.alias("memories"), "_id": i}}, q.memory_doc(*state[i])) for i in changed
-        ]
-        self._raise_failed("write_memories", self._bulk(memory_actions, "wait_for"))
-        return events
+        memory_actions: list[_Action] = []
+        for i in changed:
+            if i in current:
+                _, seq_no, term = current[i]
+                meta = {"index": {"_index": alias, "_id": i, "if_seq_no": seq_no, "if_primary_term": term}}
+            else:
+                meta = {"create": {"_index": alias, "_id": i}}
+            memory_actions.append((meta, q.memory_doc(*state[i])))
+        results = self._bulk(memory_actions, self.refresh)
+        self._raise_failed("write_memories", results, ok=frozenset({409}))
+        conflicts = {str(r.get("_id")) for r in results if r.get("status") == 409}
+        return [e for e in events if e.memory_id not in conflicts], conflicts
 
     @staticmethod
     def _change(
@@ -660,8 +759,14 @@ class ElasticsearchStore:
     def touch_memories(self, user_id: str, memory_ids: Sequence[str], at: datetime) -> None:
         """Count an access (access_count + 1, last_accessed_at) without writing an event."""
         check_user_id(user_id)
-        params = {"user_id": user_id, "at": _aware(at, "last_accessed_at")}
-        self._scripted("memories", dict.fromkeys(memory_ids, params), q.TOUCH_SCRIPT, None)
+        stamp = _aware(at, "last_accessed_at")
+
+        def touch(_: str, source: dict[str, Any]) -> dict[str, Any] | None:
+            if source.get("user_id") != user_id:
+                return None
+            return {"access_count": int(source.get("access_count") or 0) + 1, "last_accessed_at": stamp}
+
+        self._update_each("memories", memory_ids, ("user_id", "access_count"), touch, None)
 
     @mapped
     def history(self, user_id: str, memory_id: str) -> list[MemoryEvent]:
@@ -731,15 +836,41 @@ class ElasticsearchStore:
         deleted = 0
         for _ in range(3):
             es.indices.refresh(index=indices)
-            resp = es.delete_by_query(index=indices, query=query, refresh=True, conflicts="proceed")
-            deleted += int(resp.get("deleted", 0))
-            if resp.get("failures"):
-                raise StoreError(f"deleting user {user_id!r} failed: {resp['failures'][:3]}; retry delete_user")
-            if not resp.get("version_conflicts"):
+            deleted += self._delete_matching(indices, query)
+            es.indices.refresh(index=indices)
+            if not es.count(index=indices, query=query)["count"]:
                 return deleted
         raise StoreUnavailable(
-            f"deleting user {user_id!r} kept hitting version conflicts (concurrent writes); retry delete_user"
+            f"deleting user {user_id!r} kept finding new documents (concurrent writes); retry delete_user"
         )
+
+    def _delete_matching(self, indices: list[str], query: dict[str, Any]) -> int:
+        """Bulk-delete every document `query` selects, walked under a point-in-time with search_after."""
+        es, deleted = self._es(), 0
+        pit = es.open_point_in_time(index=indices, keep_alive="1m")["id"]
+        try:
+            after: list[Any] | None = None
+            while True:
+                resp = es.search(
+                    pit={"id": pit, "keep_alive": "1m"},
+                    query=query,
+                    sort=[{"_shard_doc": "asc"}],
+                    size=_PAGE,
+                    search_after=after,
+                    source=False,
+                    track_total_hits=False,
+                )
+                pit = resp.get("pit_id", pit)
+                hits = resp["hits"]["hits"]
+                if not hits:
+                    return deleted
+                actions: list[_Action] = [({"delete": {"_index": h["_index"], "_id": h["_id"]}},) for h in hits]
+                results = self._bulk(actions, None, require_alias=False)
+                self._raise_failed("delete_user", results, ok=frozenset({404}))
+                deleted += sum(1 for r in results if r.get("result") == "deleted")
+                after = hits[-1]["sort"]
+        finally:
+            es.close_point_in_time(id=pit)
 
     @mapped
     def stats(self, user_id: str) -> StoreStats:

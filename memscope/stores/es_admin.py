@@ -1,4 +1,4 @@
-"""Index administration of the Elasticsearch store: set-up, versioned migration, deletion.
+"""Index administration of the Elasticsearch store: feature detection, set-up, migration, deletion.
 
 Functions take the client and the index prefix; `ElasticsearchStore.init_indices`, `migrate` and
 `delete_indices` call them (under its error boundary). See `es_templates` for the layout.
@@ -7,9 +7,12 @@ Functions take the client and the index prefix; `ElasticsearchStore.init_indices
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from memscope.errors import StoreError
+from memscope.stores.es_compat import parse_version
 from memscope.stores.es_errors import import_es
 from memscope.stores.es_templates import (
     KINDS,
@@ -21,16 +24,74 @@ from memscope.stores.es_templates import (
     template_name,
 )
 
-__all__ = ["delete_indices", "init_indices", "migrate", "server_version", "template_version"]
+__all__ = [
+    "Features",
+    "MigrateProgress",
+    "delete_indices",
+    "detect_features",
+    "init_indices",
+    "migrate",
+    "server_version",
+    "template_version",
+]
 
-REINDEX_TIMEOUT_S = 3600.0
+COPY_PAGE = 1000
+PIT_KEEP_ALIVE = "5m"
+MigrateProgress = Callable[[str, int, int], None]  # (kind, documents copied so far, total)
+
+
+@dataclass(frozen=True)
+class Features:
+    """What the server offers beyond its core: decides the analyzer; recorded in each index's `_meta`."""
+
+    version: tuple[int, int]
+    painless: bool = False
+    reindex: bool = False
+    analysis_common: bool = False
+
+    def as_meta(self) -> dict[str, Any]:
+        """The form stored in a mapping's `_meta.memscope.features`."""
+        return {
+            "server": ".".join(map(str, self.version)),
+            "painless": self.painless,
+            "reindex": self.reindex,
+            "analysis_common": self.analysis_common,
+        }
 
 
 def server_version(client: Any) -> tuple[int, int]:
-    """(major, minor) of the server; (0, 0) when the number is not plain digits."""
-    number = str(client.info()["version"]["number"])
-    parts = [*number.split("-")[0].split("."), "0", "0"][:2]
-    return (int(parts[0]), int(parts[1])) if all(p.isdigit() for p in parts) else (0, 0)
+    """(major, minor) of the server (its lowest node); (0, 0) when it cannot be told."""
+    resp = client.nodes.info(node_id="_local", filter_path="nodes.*.version")
+    numbers = [str(n["version"]) for n in dict(resp).get("nodes", {}).values()]
+    return min((parse_version(n) for n in numbers), default=(0, 0))
+
+
+def detect_features(client: Any) -> Features:
+    """The server's version and which optional modules every node has (painless, reindex, analysis-common)."""
+    version = server_version(client)
+    resp = client.nodes.info(metric="plugins", filter_path="nodes.*.modules.name,nodes.*.plugins.name")
+    per_node = [
+        {m["name"] for m in node.get("modules", []) + node.get("plugins", [])}
+        for node in dict(resp).get("nodes", {}).values()
+    ]
+    common = set.intersection(*per_node) if per_node else set()
+    return Features(
+        version=version,
+        painless="lang-painless" in common,
+        reindex="reindex" in common,
+        analysis_common="analysis-common" in common,
+    )
+
+
+def _template(prefix: str, kind: str, features: Features, version: int = TEMPLATE_VERSION) -> dict[str, Any]:
+    return index_template(
+        prefix,
+        kind,
+        version,
+        keep_source_vectors=features.version >= (9, 2),
+        analysis_common=features.analysis_common,
+        features=features.as_meta(),
+    )
 
 
 def template_version(client: Any, prefix: str, kind: str) -> int | None:
@@ -44,14 +105,13 @@ def template_version(client: Any, prefix: str, kind: str) -> int | None:
     return int(found[0].get("index_template", {}).get("_meta", {}).get("version", 0))
 
 
-def init_indices(client: Any, prefix: str, server: tuple[int, int]) -> None:
+def init_indices(client: Any, prefix: str, features: Features) -> None:
     """Idempotent set-up: put outdated index templates, create `-vN` indices and aliases if missing."""
     es = import_es()
-    keep_vectors = server >= (9, 2)
     for kind in KINDS:
         current = template_version(client, prefix, kind)
         if current is None or current < TEMPLATE_VERSION:
-            client.indices.put_index_template(**index_template(prefix, kind, keep_source_vectors=keep_vectors))
+            client.indices.put_index_template(**_template(prefix, kind, features))
         alias = alias_name(prefix, kind)
         if client.indices.exists_alias(name=alias):
             continue
@@ -65,14 +125,20 @@ def init_indices(client: Any, prefix: str, server: tuple[int, int]) -> None:
 
 
 def migrate(
-    client: Any, prefix: str, server: tuple[int, int], new_version: int, *, delete_old: bool = False
+    client: Any,
+    prefix: str,
+    features: Features,
+    new_version: int,
+    *,
+    delete_old: bool = False,
+    progress: MigrateProgress | None = None,
 ) -> list[tuple[str, str, str]]:
-    """Reindex every kind into `-v{new_version}` and move its alias atomically.
+    """Copy every kind into `-v{new_version}` (point-in-time + bulk) and move its alias atomically.
 
-    Returns (kind, old index, new index) for each kind moved; kinds already at that version or
-    later are skipped, so a re-run after a failure continues where it stopped.
+    Returns (kind, old index, new index) for each kind moved. Resumable: kinds already moved are
+    skipped, and a kind whose copy stopped part-way continues after the last id it copied (kept in
+    the new index's `_meta`). Stop writers first: writes to the old index during the copy may be missed.
     """
-    keep_vectors = server >= (9, 2)
     moved: list[tuple[str, str, str]] = []
     for kind in KINDS:
         alias = alias_name(prefix, kind)
@@ -82,19 +148,13 @@ def migrate(
         old = indices[0]
         if (parse_index_version(old) or 0) >= new_version:
             continue
-        client.indices.put_index_template(
-            **index_template(prefix, kind, new_version, keep_source_vectors=keep_vectors)
-        )
+        client.indices.put_index_template(**_template(prefix, kind, features, new_version))
         new = index_name(prefix, kind, new_version)
         properties = client.indices.get_mapping(index=old)[old]["mappings"].get("properties", {})
         extra = {"embedding": properties["embedding"]} if "embedding" in properties else None
         if not client.indices.exists(index=new):
             client.indices.create(index=new, mappings={"properties": extra} if extra else None)
-        resp = client.options(request_timeout=REINDEX_TIMEOUT_S).reindex(
-            source={"index": old}, dest={"index": new}, wait_for_completion=True, refresh=True
-        )
-        if resp.get("failures"):
-            raise StoreError(f"reindex {old} -> {new} failed: {resp['failures'][:3]}; {alias} unchanged")
+        _copy(client, kind, old, new, progress)
         client.indices.update_aliases(
             actions=[{"remove": {"index": old, "alias": alias}}, {"add": {"index": new, "alias": alias}}]
         )
@@ -102,6 +162,61 @@ def migrate(
             client.indices.delete(index=old)
         moved.append((kind, old, new))
     return moved
+
+
+def _checkpoint(client: Any, index: str) -> tuple[str | None, int]:
+    """(last id copied, documents copied) recorded in the new index's `_meta`, or (None, 0)."""
+    meta = client.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {}).get("memscope", {})
+    return meta.get("copied_after"), int(meta.get("copied", 0))
+
+
+def _save_checkpoint(client: Any, index: str, after: str, copied: int) -> None:
+    meta = client.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})
+    meta["memscope"] = {**meta.get("memscope", {}), "copied_after": after, "copied": copied}
+    client.indices.put_mapping(index=index, meta=meta)
+
+
+def _copy(client: Any, kind: str, old: str, new: str, progress: MigrateProgress | None) -> None:
+    """Copy `old` into `new` in `id` order under a point-in-time, checkpointing each page."""
+    client.indices.refresh(index=old)  # events are written without refresh: make them visible first
+    after, copied = _checkpoint(client, new)
+    query: dict[str, Any] = {"match_all": {}} if after is None else {"range": {"id": {"gt": after}}}
+    total = copied + int(client.count(index=old, query=query)["count"])
+    if progress:
+        progress(kind, copied, total)
+    pit = client.open_point_in_time(index=old, keep_alive=PIT_KEEP_ALIVE)["id"]
+    try:
+        search_after: list[Any] | None = None
+        while True:
+            resp = client.search(
+                pit={"id": pit, "keep_alive": PIT_KEEP_ALIVE},
+                query=query,
+                sort=[{"id": {"order": "asc", "missing": "_first", "unmapped_type": "keyword"}}, {"_shard_doc": "asc"}],
+                size=COPY_PAGE,
+                search_after=search_after,
+                track_total_hits=False,
+            )
+            pit = resp.get("pit_id", pit)
+            hits = resp["hits"]["hits"]
+            if not hits:
+                break
+            operations: list[dict[str, Any]] = []
+            for hit in hits:
+                operations += [{"index": {"_index": new, "_id": hit["_id"]}}, hit["_source"]]
+            result = client.bulk(operations=operations, refresh=False)
+            if result.get("errors"):
+                bad = [next(iter(i.values())) for i in result["items"] if next(iter(i.values())).get("error")]
+                raise StoreError(f"copy {old} -> {new} failed for {len(bad)} document(s): {bad[:3]}; re-run to resume")
+            copied += len(hits)
+            last_id = hits[-1]["_source"].get("id")
+            if isinstance(last_id, str):
+                _save_checkpoint(client, new, last_id, copied)
+            if progress:
+                progress(kind, copied, total)
+            search_after = hits[-1]["sort"]
+    finally:
+        client.close_point_in_time(id=pit)
+    client.indices.refresh(index=new)
 
 
 def delete_indices(client: Any, prefix: str) -> list[str]:

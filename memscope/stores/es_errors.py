@@ -33,7 +33,14 @@ def import_es() -> Any:
 
 
 def translate(exc: BaseException, url: str) -> MemscopeError | None:
-    """The memscope error for an Elasticsearch client error, or None when it is not one."""
+    """The memscope error for an Elasticsearch client error, or None when it is not one (URLs masked)."""
+    error = _translate(exc, mask_url(url))
+    if error is not None:
+        error.args = (mask_url(str(error)),)
+    return error
+
+
+def _translate(exc: BaseException, url: str) -> MemscopeError | None:
     try:
         import elastic_transport
         import elasticsearch

@@ -7,10 +7,13 @@ aliases, so `migrate` can reindex into `-v{N+1}` and move the alias in one atomi
 
 Choices worth knowing:
 
-- Text is analysed by `memscope_text`: the `standard` tokenizer (which splits CJK text into single
-  characters), `cjk_width`, `lowercase`, then `cjk_bigram` with `output_unigrams: true`, so Chinese
-  matches by character pairs and a one-character query still finds something; English words pass
-  through as words. Built-in analyzers only: no plugin needed, works on every licence.
+- Text is analysed by `memscope_text`, chosen when the index is created from what the server has
+  (recorded in the index's mapping `_meta.memscope`):
+  - server core only (`ANALYSIS_CORE`): the `standard` tokenizer (which splits CJK text into single
+    characters) and `lowercase`, so Chinese matches by characters and English by whole words;
+  - with the `analysis-common` module (`ANALYSIS_COMMON`): also `cjk_width`, `porter_stem` (as
+    SQLite's `porter` tokenizer) and `cjk_bigram` with `output_unigrams: true`, so Chinese matches
+    by character pairs and a one-character query still finds something.
 - `dynamic: false`: a field the mapping does not name is kept in `_source` but not indexed, so a
   newer model field round-trips without breaking writes.
 - The `embedding` (dense_vector) field is NOT in the template: its dims are only known when an
@@ -28,6 +31,8 @@ from typing import Any
 from memscope.errors import ValidationError
 
 __all__ = [
+    "ANALYSIS_COMMON",
+    "ANALYSIS_CORE",
     "KINDS",
     "TEMPLATE_VERSION",
     "alias_name",
@@ -51,13 +56,16 @@ _US = {"type": "long"}
 _BLOB = {"type": "object", "enabled": False}
 _TEXT = {"type": "text", "analyzer": "memscope_text"}
 
-ANALYSIS: dict[str, Any] = {
+ANALYSIS_CORE: dict[str, Any] = {
+    "analyzer": {"memscope_text": {"type": "custom", "tokenizer": "standard", "filter": ["lowercase"]}}
+}
+ANALYSIS_COMMON: dict[str, Any] = {
     "filter": {"memscope_cjk_bigram": {"type": "cjk_bigram", "output_unigrams": True}},
     "analyzer": {
         "memscope_text": {
             "type": "custom",
             "tokenizer": "standard",
-            "filter": ["cjk_width", "lowercase", "memscope_cjk_bigram"],
+            "filter": ["cjk_width", "lowercase", "porter_stem", "memscope_cjk_bigram"],
         }
     },
 }
@@ -150,16 +158,26 @@ def parse_index_version(index: str) -> int | None:
 
 
 def index_template(
-    prefix: str, kind: str, version: int = TEMPLATE_VERSION, *, keep_source_vectors: bool = False
+    prefix: str,
+    kind: str,
+    version: int = TEMPLATE_VERSION,
+    *,
+    keep_source_vectors: bool = False,
+    analysis_common: bool = False,
+    features: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for `indices.put_index_template` of one kind at one version.
 
     `keep_source_vectors` adds `index.mapping.exclude_source_vectors: false` (Elasticsearch 9.2+
     leaves vectors out of `_source` by default; older servers reject the setting).
+    `analysis_common` picks the richer analyzer; `features` (what the server had) is recorded in
+    the mapping's `_meta.memscope`, with the analyzer chosen.
     """
     settings: dict[str, Any] = {}
+    meta: dict[str, Any] = {"template_version": version, "analysis": "common" if analysis_common else "core"}
+    meta["features"] = dict(features or {})
     if kind in ("messages", "memories"):
-        settings["analysis"] = ANALYSIS
+        settings["analysis"] = ANALYSIS_COMMON if analysis_common else ANALYSIS_CORE
         if keep_source_vectors:
             settings["index"] = {"mapping": {"exclude_source_vectors": False}}
     return {
@@ -169,7 +187,7 @@ def index_template(
         "meta": {"version": version, "managed_by": "memscope", "kind": kind},
         "template": {
             "settings": settings,
-            "mappings": {"dynamic": False, "properties": PROPERTIES[kind]},
+            "mappings": {"dynamic": False, "_meta": {"memscope": meta}, "properties": PROPERTIES[kind]},
         },
     }
 

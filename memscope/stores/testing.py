@@ -106,6 +106,11 @@ _user_names = st.one_of(
 )
 
 
+# Each backend's subclass runs these property tests from its own class (a "differing executor" by
+# design), and the store fixture is per test, not per example.
+_PER_BACKEND = [HealthCheck.function_scoped_fixture, HealthCheck.differing_executors]
+
+
 class StoreContractSuite:
     """Contract tests every Store backend must pass; override the `store` fixture."""
 
@@ -504,7 +509,7 @@ class StoreContractSuite:
             hits = store.search_memories(user, SearchQuery(text=text))
             assert hits and hits[0].memory.id == nodes["keyword"].id, text
 
-    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=40, deadline=None, suppress_health_check=_PER_BACKEND)
     @given(text=st.text(max_size=40))
     def test_any_query_text_is_safe(self, store: Store, text: str) -> None:
         user = uid()
@@ -580,7 +585,7 @@ class StoreContractSuite:
         assert (stats.total_messages, stats.pending_messages) == (2, 2)
         assert stats.memories == {"active": {"observation": 2, "insight": 1}, "expired": {"observation": 1}}
 
-    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=15, deadline=None, suppress_health_check=_PER_BACKEND)
     @given(
         people=st.lists(
             st.tuples(_user_names, st.lists(st.sampled_from(WORDS), min_size=1, max_size=4), st.integers(0, DIM - 1)),

@@ -1,6 +1,9 @@
 """The Store contract suite against a real Elasticsearch server named by MEMSCOPE_ES_URL.
 
+    bash scripts/elasticsearch.sh start
     MEMSCOPE_ES_URL=http://127.0.0.1:9200 python -m pytest tests/stores/test_elasticsearch_contract.py
+
+Without a server these tests skip locally and fail in CI (tests/support/services.py).
 
 Optional: MEMSCOPE_ES_API_KEY, or MEMSCOPE_ES_USERNAME and MEMSCOPE_ES_PASSWORD; a server not on
 this machine must also be listed in MEMSCOPE_TEST_ALLOWED_HOSTS (the test network guard). Each test
@@ -10,17 +13,13 @@ gets its own index prefix `memscope-test-{uuid}`, deleted with its templates aft
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-ES_URL = os.environ.get("MEMSCOPE_ES_URL", "")
-if not ES_URL:
-    pytest.skip("MEMSCOPE_ES_URL is not set: no Elasticsearch server to test against", allow_module_level=True)
-
-from memscope.stores.elasticsearch import ElasticsearchStore  # noqa: E402
-from memscope.stores.testing import StoreContractSuite  # noqa: E402
+from memscope.stores.elasticsearch import ElasticsearchStore
+from memscope.stores.testing import StoreContractSuite
+from tests.support.es import es_url, fresh_prefix
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +30,13 @@ class TestElasticsearchStore(StoreContractSuite):
     @pytest.fixture
     def store(self) -> Iterator[ElasticsearchStore]:
         es_store = ElasticsearchStore(
-            ES_URL,
-            index_prefix=f"memscope-test-{uuid.uuid4().hex[:12]}",
+            es_url(),
+            index_prefix=fresh_prefix(),
             api_key=os.environ.get("MEMSCOPE_ES_API_KEY") or None,
             username=os.environ.get("MEMSCOPE_ES_USERNAME") or None,
             password=os.environ.get("MEMSCOPE_ES_PASSWORD") or None,
             request_timeout_s=30.0,
+            refresh="true",
         )
         try:
             yield es_store

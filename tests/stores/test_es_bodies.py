@@ -46,6 +46,8 @@ class Req:
     path: str
     params: dict[str, str]
     body: Any
+    accept: str = ""
+    authorization: str = ""
 
 
 Responder = Callable[[Req], "tuple[int, Any] | None"]
@@ -54,8 +56,12 @@ Responder = Callable[[Req], "tuple[int, Any] | None"]
 class FakeES:
     """Records requests; keeps templates, aliases, mappings and documents just well enough."""
 
-    def __init__(self, version: str = "8.15.0") -> None:
+    CORE_MODULES = ("apm", "transport-netty4", "x-pack-core", "x-pack-security")  # Elastic's test zip
+
+    def __init__(self, version: str = "9.5.4", modules: tuple[str, ...] = CORE_MODULES) -> None:
         self.version = version
+        self.modules = modules
+        self.meta: dict[str, dict[str, Any]] = {}  # index -> mapping _meta
         self.requests: list[Req] = []
         self.templates: dict[str, Any] = {}
         self.aliases: dict[str, str] = {}
@@ -106,7 +112,15 @@ class FakeES:
         m, path = req.method, req.path
         parts = path.strip("/").split("/")
         if path == "/":
-            return 200, {"name": "fake", "version": {"number": self.version}, "tagline": "You Know, for Search"}
+            return 405, {"error": "Incorrect HTTP method for uri [/] and method [GET], allowed: [DELETE]"}
+        if parts[0] == "_nodes":
+            if parts[-1] == "plugins":
+                return 200, {"nodes": {"n1": {"modules": [{"name": m} for m in self.modules]}}}
+            return 200, {"nodes": {"n1": {"version": self.version}}}
+        if path == "/_pit" and m == "DELETE":
+            return 200, {"succeeded": True, "num_freed": 1}
+        if path == "/_search":  # a point-in-time search: nothing unless a test answers
+            return 200, _hits([])
         if parts[0] == "_index_template":
             if m == "DELETE":
                 return (200, {"acknowledged": True}) if self.templates.pop(parts[1], None) else (404, {})
@@ -142,9 +156,16 @@ class FakeES:
         action = parts[1] if len(parts) > 1 else ""
         if action == "_mapping":
             if m == "PUT":
-                self.indices.setdefault(index, {}).update(req.body["properties"])
+                self.indices.setdefault(index, {}).update(req.body.get("properties", {}))
+                if "_meta" in req.body:
+                    self.meta[index] = req.body["_meta"]
                 return 200, {"acknowledged": True}
-            return 200, {index: {"mappings": {"properties": self.indices.get(index, {})}}}
+            mappings = {"properties": self.indices.get(index, {}), "_meta": self.meta.get(index, {})}
+            return 200, {index: {"mappings": mappings}}
+        if action == "_pit":
+            return 200, {"id": f"pit-of-{parts[0]}"}
+        if action == "_count":
+            return 200, {"count": 0}
         if action == "_doc" and m == "GET":
             source = self.docs.get(parts[0], {}).get(parts[2])
             if source is None:
@@ -173,9 +194,16 @@ class FakeES:
             ((op, meta),) = lines[i].items()
             source = lines[i + 1] if op != "delete" else None
             i += 1 if op == "delete" else 2
+            stored = self.docs.setdefault(meta["_index"], {})
             if op in ("index", "create"):
-                self.docs.setdefault(meta["_index"], {})[meta["_id"]] = source
-            status, result = {"create": (201, "created"), "index": (201, "created")}.get(op, (200, "updated"))
+                stored[meta["_id"]] = source
+            elif op == "update" and meta["_id"] in stored:
+                stored[meta["_id"]] = {**stored[meta["_id"]], **(source or {}).get("doc", {})}
+            elif op == "delete":
+                stored.pop(meta["_id"], None)
+            status, result = {"create": (201, "created"), "index": (201, "created"), "delete": (200, "deleted")}.get(
+                op, (200, "updated")
+            )
             items.append({op: {"_index": meta["_index"], "_id": meta["_id"], "status": status, "result": result}})
         return {"took": 1, "errors": False, "items": items}
 
@@ -195,7 +223,10 @@ class FakeES:
                     body = [json.loads(line) for line in raw.splitlines() if line.strip()]
                 elif raw:
                     body = json.loads(raw)
-                req = Req(self.command, unquote(url.path), dict(parse_qsl(url.query)), body)
+                req = Req(
+                    self.command, unquote(url.path), dict(parse_qsl(url.query)), body,
+                    self.headers.get("Accept", ""), self.headers.get("Authorization", ""),
+                )  # fmt: skip
                 fake.requests.append(req)
                 status, answer = fake.answer(req)
                 data = b"" if self.command == "HEAD" else json.dumps(answer).encode()
@@ -222,7 +253,8 @@ def _error(status: int, kind: str, reason: str) -> dict[str, Any]:
 def _mget_doc(index: str, doc_id: str, source: dict[str, Any] | None) -> dict[str, Any]:
     if source is None:
         return {"_index": index, "_id": doc_id, "found": False}
-    return {"_index": index, "_id": doc_id, "found": True, "_version": 1, "_source": source}
+    return {"_index": index, "_id": doc_id, "found": True, "_version": 1, "_seq_no": 7, "_primary_term": 1,
+            "_source": source}  # fmt: skip
 
 
 def _empty_aggs(aggs: dict[str, Any]) -> dict[str, Any]:
@@ -268,7 +300,7 @@ def _memory(content: str = "likes coffee", **kw: Any) -> MemoryNode:
 
 
 def _after_init(fake: FakeES) -> list[Req]:
-    return [r for r in fake.requests if r.path != "/" and not r.path.startswith(("/_index_template", "/_alias"))]
+    return [r for r in fake.requests if not r.path.startswith(("/_nodes", "/_index_template", "/_alias"))]
 
 
 # -- set-up ----------------------------------------------------------------------------------------------
@@ -296,18 +328,16 @@ def test_init_indices_puts_versioned_templates_then_aliased_v1_indices(fake: Fak
     assert memories["index_patterns"] == ["memscope-memories-v*"]
     assert memories["priority"] == 500
     assert memories["_meta"] == {"version": 1, "managed_by": "memscope", "kind": "memories"}
-    assert memories["template"]["settings"] == {
-        "analysis": {
-            "filter": {"memscope_cjk_bigram": {"type": "cjk_bigram", "output_unigrams": True}},
-            "analyzer": {
-                "memscope_text": {
-                    "type": "custom",
-                    "tokenizer": "standard",
-                    "filter": ["cjk_width", "lowercase", "memscope_cjk_bigram"],
-                }
-            },
-        }
+    settings = memories["template"]["settings"]
+    assert settings["analysis"] == {  # server core only: no analysis-common on the test distribution
+        "analyzer": {"memscope_text": {"type": "custom", "tokenizer": "standard", "filter": ["lowercase"]}}
     }
+    assert settings["index"] == {"mapping": {"exclude_source_vectors": False}}  # a 9.2+ server
+    assert memories["template"]["mappings"]["_meta"] == {"memscope": {
+        "template_version": 1,
+        "analysis": "core",
+        "features": {"server": "9.5", "painless": False, "reindex": False, "analysis_common": False},
+    }}  # fmt: skip
     props = memories["template"]["mappings"]["properties"]
     assert memories["template"]["mappings"]["dynamic"] is False
     assert props["content"] == {"type": "text", "analyzer": "memscope_text"}
@@ -330,6 +360,50 @@ def test_init_indices_puts_versioned_templates_then_aliased_v1_indices(fake: Fak
     es_store.close()
 
 
+def test_full_distribution_gets_stemming_and_cjk_bigrams_and_records_its_modules() -> None:
+    fake = FakeES(modules=(*FakeES.CORE_MODULES, "lang-painless", "reindex", "analysis-common")).start()
+    try:
+        es_store = ElasticsearchStore(fake.url)
+        es_store.init_indices()
+        template = fake.sent("/_index_template/memscope-messages-template", "PUT")[0].body["template"]
+        assert template["settings"]["analysis"]["analyzer"]["memscope_text"]["filter"] == [
+            "cjk_width", "lowercase", "porter_stem", "memscope_cjk_bigram"
+        ]  # fmt: skip
+        assert template["settings"]["analysis"]["filter"] == {
+            "memscope_cjk_bigram": {"type": "cjk_bigram", "output_unigrams": True}
+        }
+        meta = template["mappings"]["_meta"]["memscope"]
+        assert meta["analysis"] == "common"
+        assert meta["features"] == {"server": "9.5", "painless": True, "reindex": True, "analysis_common": True}
+        es_store.close()
+    finally:
+        fake.stop()
+
+
+def test_an_8x_server_is_sent_compatible_with_8_and_a_9x_server_compatible_with_9() -> None:
+    for version, major in (("8.19.21", 8), ("9.5.4", 9)):
+        fake = FakeES(version=version).start()
+        try:
+            es_store = ElasticsearchStore(fake.url, api_key="secret-key")
+            es_store.list_messages("alice")
+            first, *rest = fake.requests
+            assert (first.path, first.accept) == ("/_nodes/_local", "application/json")  # asked plainly
+            assert first.authorization == "ApiKey secret-key"  # with the client's credentials
+            assert rest and all(r.accept.endswith(f"compatible-with={major}") for r in rest), version
+            es_store.close()
+        finally:
+            fake.stop()
+
+
+def test_elasticsearch_before_9_2_gets_no_exclude_source_vectors_setting(fake: FakeES) -> None:
+    fake.version = "8.19.21"
+    es_store = ElasticsearchStore(fake.url)
+    es_store.init_indices()
+    body = fake.sent("/_index_template/memscope-messages-template", "PUT")[0].body
+    assert "index" not in body["template"]["settings"]
+    es_store.close()
+
+
 def test_elasticsearch_9_2_keeps_vectors_in_source(fake: FakeES) -> None:
     fake.version = "9.2.1"
     es_store = ElasticsearchStore(fake.url)
@@ -343,7 +417,8 @@ def test_elasticsearch_9_2_keeps_vectors_in_source(fake: FakeES) -> None:
 def test_first_use_initialises_lazily(fake: FakeES) -> None:
     es_store = ElasticsearchStore(fake.url)
     assert es_store.list_messages("alice") == []
-    assert fake.requests[0].path == "/"
+    # the transport's version probe, then the store's feature detection (version and modules)
+    assert [r.path for r in fake.requests[:3]] == ["/_nodes/_local", "/_nodes/_local", "/_nodes/plugins"]
     assert fake.sent("/memscope-messages/_search")
     es_store.close()
 
@@ -656,7 +731,7 @@ def test_write_memories_appends_events_then_memories(fake: FakeES, store: Elasti
     assert (event_bulk.body[1]["operation"], event_bulk.body[1]["run_id"]) == ("consolidate_memory", "r1")
     assert memory_bulk.params == {"refresh": "wait_for", "require_alias": "true"}
     action, doc = memory_bulk.body
-    assert action == {"index": {"_index": "memscope-memories", "_id": "m1"}}
+    assert action == {"create": {"_index": "memscope-memories", "_id": "m1"}}  # new: create, never overwrite
     assert doc == node.model_dump(mode="json") | {
         "time_start": "2024-05-01T12:00:00.123456+00:00",
         "time_end": "2024-05-02T12:00:00.123456+00:00",
@@ -738,35 +813,54 @@ def test_bulk_items_still_rejected_after_retries_raise_store_unavailable(
     rejected = {"status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "queue full"}}
     fake.on("PUT", "/_bulk", lambda req: (200, {"errors": True, "items": [
         {"update": {"_id": line["update"]["_id"], **rejected}} for line in req.body[::2]]}))  # fmt: skip
+    fake.docs["memscope-memories"] = {"m1": _src("m1")}
     with pytest.raises(StoreUnavailable, match="m1: 429"):
         store.touch_memories("alice", ["m1"], T0)
     assert len(fake.sent("/_bulk")) == 3  # first try and two retries
 
 
-def test_scripted_updates_carry_the_user_as_a_param_and_count_changes(fake: FakeES, store: ElasticsearchStore) -> None:
-    def results(req: Req) -> tuple[int, Any]:
-        outcome = iter(["updated", "noop"])
-        return 200, {"items": [{"update": {"_id": line["update"]["_id"], "status": 200, "result": next(outcome)}}
-                               for line in req.body[::2]]}  # fmt: skip
-
-    fake.on("PUT", "/_bulk", results)
-    assert store.mark_consolidated("alice", ["a", "b", "a"], T0) == 1
+def test_updates_are_partial_documents_guarded_by_seq_no(fake: FakeES, store: ElasticsearchStore) -> None:
+    fake.docs["memscope-messages"] = {
+        "a": {"user_id": "alice"},
+        "b": {"user_id": "alice", "consolidated_at": "2024-01-01T00:00:00+00:00"},  # already: left alone
+        "c": {"user_id": "bob"},  # another user's: left alone
+    }
+    assert store.mark_consolidated("alice", ["a", "b", "a", "c", "missing"], T0) == 1
+    (mget,) = fake.sent("/memscope-messages/_mget")
+    assert mget.body == {"ids": ["a", "b", "c", "missing"]}
+    assert mget.params == {"_source_includes": "user_id,consolidated_at"}
     (bulk,) = fake.sent("/_bulk")
     assert bulk.params["refresh"] == "wait_for"
-    assert [line["update"]["_id"] for line in bulk.body[::2]] == ["a", "b"]
-    script = bulk.body[1]["script"]
-    assert script["lang"] == "painless"
-    assert script["params"] == {"user_id": "alice", "at": "2024-05-01T12:00:00.123456+00:00"}
-    assert "ctx._source.user_id != params.user_id" in script["source"]
+    assert bulk.body == [
+        {"update": {"_index": "memscope-messages", "_id": "a", "if_seq_no": 7, "if_primary_term": 1}},
+        {"doc": {"consolidated_at": "2024-05-01T12:00:00.123456+00:00"}},
+    ]
+    assert not any("script" in str(r.body) for r in fake.requests)
     with pytest.raises(ValidationError, match="timezone-aware"):
         store.mark_consolidated("alice", ["a"], datetime(2024, 1, 1))
 
 
+def test_a_seq_no_conflict_rereads_and_retries(fake: FakeES, store: ElasticsearchStore) -> None:
+    fake.docs["memscope-memories"] = {"m1": {**_src("m1"), "access_count": 2}}
+    conflicted = {"status": 409, "error": {"type": "version_conflict_engine_exception", "reason": "seqNo moved"}}
+    answers = iter([{"errors": True, "items": [{"update": {"_id": "m1", **conflicted}}]}])
+    fake.on("PUT", "/_bulk", lambda req: (200, next(answers)) if len(fake.sent("/_bulk")) == 1 else None)
+    store.touch_memories("alice", ["m1"], T0)
+    first, second = fake.sent("/_bulk")
+    assert first.body[1] == second.body[1] == {"doc": {"access_count": 3, "last_accessed_at": T0.isoformat()}}
+    assert len(fake.sent("/memscope-memories/_mget")) == 2  # read again before the second try
+    assert fake.docs["memscope-memories"]["m1"]["access_count"] == 3
+
+
 def test_set_message_embeddings_updates_with_vectors_and_waits(fake: FakeES, store: ElasticsearchStore) -> None:
-    store.set_message_embeddings("alice", {"msg1": [1, 0, 0]})
+    fake.docs["memscope-messages"] = {"msg1": {"user_id": "alice"}, "msg2": {"user_id": "bob"}}
+    store.set_message_embeddings("alice", {"msg1": [1, 0, 0], "msg2": [0, 1, 0]})
     (bulk,) = fake.sent("/_bulk")
     assert bulk.params["refresh"] == "wait_for"
-    assert bulk.body[1]["script"]["params"] == {"user_id": "alice", "embedding": [1.0, 0.0, 0.0]}
+    assert bulk.body == [
+        {"update": {"_index": "memscope-messages", "_id": "msg1", "if_seq_no": 7, "if_primary_term": 1}},
+        {"doc": {"embedding": [1.0, 0.0, 0.0]}},
+    ]
     with pytest.raises(ValidationError, match="dimension"):
         store.set_message_embeddings("alice", {"msg1": [1.0]})
 
@@ -786,16 +880,29 @@ def test_messages_without_embedding_query(fake: FakeES, store: ElasticsearchStor
 # -- users -----------------------------------------------------------------------------------------------
 
 
-def test_delete_user_refreshes_then_deletes_by_query_everywhere(fake: FakeES, store: ElasticsearchStore) -> None:
-    answers = iter([{"deleted": 4, "version_conflicts": 1, "failures": []},
-                    {"deleted": 1, "version_conflicts": 0, "failures": []}])  # fmt: skip
-    fake.on("POST", r".*/_delete_by_query", lambda req: (200, next(answers)))
-    assert store.delete_user("alice") == 5
+def test_delete_user_walks_a_point_in_time_and_deletes_in_bulk(fake: FakeES, store: ElasticsearchStore) -> None:
     indices = "memscope-messages,memscope-memories,memscope-events"
-    assert [r.path for r in _after_init(fake)] == [f"/{indices}/_refresh", f"/{indices}/_delete_by_query"] * 2
-    request = fake.sent(f"/{indices}/_delete_by_query")[0]
-    assert request.params == {"conflicts": "proceed", "refresh": "true"}
-    assert request.body == {"query": {"bool": {"filter": [{"term": {"user_id": "alice"}}]}}}
+    page = [{"_index": "memscope-messages-v1", "_id": "msg1", "sort": [1]},
+            {"_index": "memscope-memories-v1", "_id": "m1", "sort": [2]}]  # fmt: skip
+    pages = iter([page, []])
+    fake.on("POST", "/_search", lambda req: (200, {**_hits(next(pages)), "pit_id": "pit-2"}))
+    assert store.delete_user("alice") == 2
+    user = {"bool": {"filter": [{"term": {"user_id": "alice"}}]}}
+    assert [(r.method, r.path) for r in _after_init(fake)] == [
+        ("POST", f"/{indices}/_refresh"), ("POST", f"/{indices}/_pit"), ("POST", "/_search"), ("PUT", "/_bulk"),
+        ("POST", "/_search"), ("DELETE", "/_pit"), ("POST", f"/{indices}/_refresh"), ("POST", f"/{indices}/_count"),
+    ]  # fmt: skip
+    first, second = fake.sent("/_search")
+    assert first.body == {"pit": {"id": f"pit-of-{indices}", "keep_alive": "1m"}, "query": user,
+                          "sort": [{"_shard_doc": "asc"}], "size": 1000, "_source": False,
+                          "track_total_hits": False}  # fmt: skip
+    assert second.body["search_after"] == [2] and second.body["pit"]["id"] == "pit-2"
+    (bulk,) = fake.sent("/_bulk")
+    assert bulk.body == [{"delete": {"_index": "memscope-messages-v1", "_id": "msg1"}},
+                         {"delete": {"_index": "memscope-memories-v1", "_id": "m1"}}]  # fmt: skip
+    assert bulk.params == {"require_alias": "false"}  # hits name concrete indices
+    assert fake.sent("/_pit", "DELETE")[0].body == {"id": "pit-2"}
+    assert fake.sent(f"/{indices}/_count")[0].body == {"query": user}
 
 
 def test_users_with_pending_and_stats(fake: FakeES, store: ElasticsearchStore) -> None:
@@ -822,22 +929,48 @@ def test_users_with_pending_and_stats(fake: FakeES, store: ElasticsearchStore) -
     assert stats.memories == {"active": {"insight": 3}}
 
 
-def test_migrate_reindexes_and_moves_the_alias_atomically(fake: FakeES, store: ElasticsearchStore) -> None:
-    moved = store.migrate(2)
+def test_migrate_copies_under_a_point_in_time_and_moves_the_alias_atomically(
+    fake: FakeES, store: ElasticsearchStore
+) -> None:
+    pages = {"memscope-memories": iter([[{"_id": "m1", "_source": _src("m1"), "sort": ["m1", 4]}], []])}
+
+    def page(req: Req) -> tuple[int, Any]:
+        kind = req.body["pit"]["id"].removeprefix("pit-of-").removesuffix("-v1")
+        return 200, _hits(next(pages[kind], []) if kind in pages else [])
+
+    fake.on("POST", "/_search", page)
+    seen: list[tuple[str, int, int]] = []
+    moved = store.migrate(2, progress=lambda kind, done, total: seen.append((kind, done, total)))
     assert moved[1] == ("memories", "memscope-memories-v1", "memscope-memories-v2")
     assert len(moved) == 4
     template = fake.sent("/_index_template/memscope-memories-template", "PUT")[0].body
     assert template["_meta"]["version"] == 2
     create = next(r for r in fake.requests if r.method == "PUT" and r.path == "/memscope-memories-v2")
     assert create.body == {"mappings": {"properties": {"embedding": {"type": "dense_vector", "dims": 3}}}}
-    reindex = fake.sent("/_reindex")[1]
-    assert reindex.body == {"source": {"index": "memscope-memories-v1"}, "dest": {"index": "memscope-memories-v2"}}
-    assert reindex.params == {"wait_for_completion": "true", "refresh": "true"}
+    assert fake.sent("/_reindex") == []
+    search = next(r for r in fake.sent("/_search") if r.body["pit"]["id"] == "pit-of-memscope-memories-v1")
+    assert search.body["sort"] == [
+        {"id": {"order": "asc", "missing": "_first", "unmapped_type": "keyword"}}, {"_shard_doc": "asc"}
+    ]  # fmt: skip
+    assert search.body["query"] == {"match_all": {}}
+    copy = next(r for r in fake.sent("/_bulk") if r.body[0]["index"]["_index"] == "memscope-memories-v2")
+    assert copy.body == [{"index": {"_index": "memscope-memories-v2", "_id": "m1"}}, _src("m1")]
+    assert fake.meta["memscope-memories-v2"]["memscope"] == {"copied_after": "m1", "copied": 1}  # checkpoint
+    assert ("memories", 1, 0) in seen  # the count answered 0: the fake's
     assert fake.sent("/_aliases")[1].body == {"actions": [
         {"remove": {"index": "memscope-memories-v1", "alias": "memscope-memories"}},
         {"add": {"index": "memscope-memories-v2", "alias": "memscope-memories"}},
     ]}  # fmt: skip
     assert fake.sent(r"/memscope-.*-v1", "DELETE") == []  # the old index is kept
+
+
+def test_migrate_resumes_after_the_checkpointed_id(fake: FakeES, store: ElasticsearchStore) -> None:
+    fake.indices["memscope-memories-v2"] = {}
+    fake.meta["memscope-memories-v2"] = {"memscope": {"copied_after": "m5", "copied": 5}}
+    store.migrate(2)
+    search = next(r for r in fake.sent("/_search") if r.body["pit"]["id"] == "pit-of-memscope-memories-v1")
+    assert search.body["query"] == {"range": {"id": {"gt": "m5"}}}
+    assert fake.sent("/memscope-memories-v1/_count")[0].body == {"query": {"range": {"id": {"gt": "m5"}}}}
 
 
 def test_delete_indices_names_each_index(fake: FakeES, store: ElasticsearchStore) -> None:

@@ -1,0 +1,76 @@
+"""What only a live Elasticsearch can show: compare-and-set under concurrent writers, the default
+`refresh=wait_for` read-your-writes, and the core-only analyzer on Chinese text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import pytest
+
+from memscope.stores.base import SearchQuery
+from memscope.stores.elasticsearch import ElasticsearchStore
+from memscope.stores.testing import memory, message, uid
+from tests.support.es import es_prefix
+
+pytestmark = pytest.mark.integration
+AT = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def store() -> Iterator[ElasticsearchStore]:
+    with es_prefix("live") as (url, prefix), ElasticsearchStore(url, index_prefix=prefix, refresh="true") as es:
+        yield es
+
+
+def test_concurrent_touches_and_rewrites_lose_no_access_and_no_event(store: ElasticsearchStore) -> None:
+    user = uid()
+    node = memory(user, "likes green tea")
+    store.write_memories([node])
+
+    def touch(_: int) -> None:
+        for _ in range(10):
+            store.touch_memories(user, [node.id], AT)
+
+    def rewrite(_: int) -> None:
+        for n in range(5):
+            store.write_memories([node.model_copy(update={"content": f"likes green tea, cup {n}"})])
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(touch, range(3)))  # warm the pool, then race touches against rewrites
+        futures = [pool.submit(touch, i) for i in range(3)] + [pool.submit(rewrite, 0)]
+        for future in futures:
+            future.result()
+    stored = store.get_memory(user, node.id)
+    assert stored is not None and stored.access_count == 60  # 6 x 10 touches, none lost to a rewrite
+    assert stored.content == "likes green tea, cup 4"
+    assert [e.kind.value for e in store.history(user, node.id)] == ["add"] + ["update"] * 5
+
+
+def test_concurrent_mark_consolidated_counts_each_message_once(store: ElasticsearchStore) -> None:
+    user = uid()
+    batch = [message(user, f"note {i}") for i in range(20)]
+    store.add_messages(batch)
+    ids = [m.id for m in batch]
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(lambda _: store.mark_consolidated(user, ids, AT), range(4)))
+    assert sum(counts) == 20
+    assert store.stats(user).pending_messages == 0
+
+
+def test_default_wait_for_refresh_reads_its_own_writes(store: ElasticsearchStore) -> None:
+    waiting = ElasticsearchStore(store._client.transport.node_pool.get().base_url, index_prefix=store.index_prefix)
+    with waiting:
+        assert waiting.refresh == "wait_for"
+        user = uid()
+        waiting.add_messages([message(user, "my locker code is 4711")])
+        hits = waiting.search_messages(user, SearchQuery(text="locker code"))  # no refresh in between
+        assert [h.message.content for h in hits] == ["my locker code is 4711"]
+
+
+def test_core_analyzer_finds_chinese_by_characters(store: ElasticsearchStore) -> None:
+    user = uid()
+    store.write_memories([memory(user, "用户喜欢喝乌龙茶"), memory(user, "用户住在北京")])
+    found = store.search_memories(user, SearchQuery(text="乌龙茶"))
+    assert [h.memory.content for h in found][:1] == ["用户喜欢喝乌龙茶"]
