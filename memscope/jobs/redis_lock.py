@@ -8,7 +8,6 @@ after its TTL; a holder that runs long keeps it alive with `keep_alive()`.
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 import threading
 from collections.abc import Iterator
@@ -16,9 +15,10 @@ from contextlib import contextmanager
 
 import redis
 
+from memscope.jobs.lease import kept_alive
+
 __all__ = ["COMPARE_AND_DELETE", "RedisLock", "compare_and_delete", "hashed_key"]
 
-log = logging.getLogger("memscope.jobs")
 
 COMPARE_AND_DELETE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -85,23 +85,5 @@ class RedisLock:
 
         Yields an event that is set if the lock was lost meanwhile (the job may then overlap another).
         """
-        interval = interval_s if interval_s is not None else self.ttl_ms / 3000
-        stop, lost = threading.Event(), threading.Event()
-
-        def loop() -> None:
-            while not stop.wait(interval):
-                try:
-                    if not self.extend():
-                        lost.set()
-                        log.error("lost the lock %s while the job was still running", self.key)
-                        return
-                except redis.RedisError as exc:  # Redis blipped: try again next tick, the TTL still runs
-                    log.warning("could not extend the lock %s: %s", self.key, exc)
-
-        thread = threading.Thread(target=loop, name="memscope-lock-keepalive", daemon=True)
-        thread.start()
-        try:
+        with kept_alive(interval_s if interval_s is not None else self.ttl_ms / 3000, self.extend) as lost:
             yield lost
-        finally:
-            stop.set()
-            thread.join(timeout=5)
