@@ -273,13 +273,6 @@ def _hits(hits: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeES]:
-    server = FakeES().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def store(fake: FakeES) -> Iterator[ElasticsearchStore]:
     fake.ready(dims=3)
     es_store = ElasticsearchStore(fake.url)

@@ -50,13 +50,6 @@ class VersionedMeta:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeES]:
-    server = FakeES().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def meta(fake: FakeES) -> VersionedMeta:
     versioned = VersionedMeta()
     for method in ("GET", "PUT", "POST"):
