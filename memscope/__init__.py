@@ -14,6 +14,7 @@ __all__ = [
     "MemoryScope",
     "Message",
     "RetrievalResult",
+    "RetrievedItem",
     "Session",
     "__version__",
     "load_settings",
@@ -23,6 +24,7 @@ _LAZY = {
     "MemoryScope": "memscope.api",
     "AsyncMemoryScope": "memscope.api",
     "RetrievalResult": "memscope.api",
+    "RetrievedItem": "memscope.retrieval",
     "Message": "memscope.models",
     "MemoryNode": "memscope.models",
     "Session": "memscope.sessions",
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from memscope.api import AsyncMemoryScope, MemoryScope, RetrievalResult
     from memscope.config import load_settings
     from memscope.models import MemoryNode, Message
+    from memscope.retrieval import RetrievedItem
     from memscope.sessions import Session
 
 

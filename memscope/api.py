@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from memscope.jobs.base import CONSOLIDATE, REFLECT, Dispatcher, JobRecord
 from memscope.limits import check_metadata, check_text
 from memscope.messages import EXTERNAL_ID, to_messages
 from memscope.models import MemoryEvent, MemoryNode, MemoryStatus, Message, check_user_id
+from memscope.retrieval import RetrievedItem
 from memscope.runtime import Runtime
 from memscope.stores.base import MessageFilter
 
@@ -33,14 +34,14 @@ MAX_COUNT = 100_000  # the most items one call returns (limit, top_k)
 class RetrievalResult:
     """What retrieval found: ranked items (memories and raw turns), pending messages, a context block."""
 
-    items: list[Any]
+    items: list[RetrievedItem]
     pending_messages: list[Message]
     context: str
     report: RunReport
     query_time: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[RetrievedItem]:
         return iter(self.items)
 
     def __len__(self) -> int:

@@ -22,7 +22,7 @@ def reembed(
 ) -> dict[str, int]:
     """Drop the store's vectors, record the configured model, and embed every message and active memory
     again. Safe to interrupt and run again: it carries on with the rows still missing a vector."""
-    from memscope.workers._retrieval import message_embedding_text
+    from memscope.retrieval import message_embedding_text
 
     store: Store = open_store(settings)
     embedder = embedder or make_embedder(settings.embedding.model_dump())

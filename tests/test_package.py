@@ -9,7 +9,7 @@ import pytest
 
 import memscope
 from memscope.engine import OperationCatalog, registered_workers
-from memscope.workers._base import load_prompts
+from memscope.engine.llm_worker import load_prompts
 
 pytestmark = pytest.mark.unit
 
@@ -33,7 +33,7 @@ def test_at_least_twenty_workers_and_every_llm_worker_speaks_en_and_zh():
     llm_workers = [name for name, cls in workers.items() if cls.uses_llm]
     assert len(llm_workers) >= 6
     for name in llm_workers:
-        prompts = load_prompts(name)
+        prompts = load_prompts("memscope.workers", name)
         for language in ("en", "zh"):
             assert prompts[language]["system"].strip() and prompts[language]["user"].strip(), (name, language)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.engine.worker import scope
 from memscope.stores.base import MessageFilter
-from memscope.workers._base import scope
 
 
 @worker("attach_pending_messages")

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from datetime import date, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError as PydanticValidationError
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.engine.worker import user_zone
 from memscope.errors import ValidationError
-from memscope.models import DEFAULT_AGENT, EventTime, Granularity, MemoryNode, MemoryType, new_id
+from memscope.models import DEFAULT_AGENT, EventTime, Granularity, MemoryType, new_id
+from memscope.observations import validate_node
 from memscope.timerules import resolve_time_phrase
-from memscope.workers._base import user_zone
 
 
 @worker("build_memory")
@@ -46,18 +46,6 @@ class BuildMemory(Worker):
             updated_at=now,
         )
         ctx["memory_updates"] = [node]
-
-
-def validate_node(**fields: Any) -> MemoryNode:
-    """A MemoryNode from `fields`; invalid input raises memscope's ValidationError naming each field."""
-    try:
-        return MemoryNode(**fields)
-    except PydanticValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'memory'}: {e['msg']} (got {e.get('input')!r:.80})"
-            for e in exc.errors()
-        )
-        raise ValidationError(f"invalid memory: {problems}") from exc
 
 
 def resolve_time(value: object, now: datetime, zone: ZoneInfo) -> EventTime | None:

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 from pydantic import BaseModel, Field
 
 from memscope.engine import Context, WorkerParams, worker
+from memscope.engine.llm_worker import LLMWorker
+from memscope.engine.worker import user_zone
 from memscope.models import MemoryNode
-from memscope.workers._base import LLMWorker, user_zone
-from memscope.workers.load_unreflected_observations import memory_line
-
-MAX_KEY_CHARS = 80
-
-
-def normalise_key(text: str) -> str:
-    """An insight key in canonical form: lower case, single spaces, no surrounding punctuation or quotes."""
-    key = re.sub(r"\s*[:\uff1a]\s*", ": ", re.sub(r"\s+", " ", text))
-    key = key.strip().strip("\"'`.,;\u3002\uff0c").strip().lower()
-    return key[:MAX_KEY_CHARS].rstrip()
+from memscope.reflection import memory_line, normalise_key
 
 
 class SubjectsAnswer(BaseModel):

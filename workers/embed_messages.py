@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from memscope.engine import Context, Worker, WorkerParams, worker
-from memscope.workers._base import user_zone
-from memscope.workers._retrieval import message_embedding_text
+from memscope.engine.worker import user_zone
+from memscope.retrieval import message_embedding_text
 
 
 @worker("embed_messages")

@@ -6,7 +6,7 @@ import numpy as np
 
 from memscope.engine import Context, Worker, WorkerParams, worker
 from memscope.errors import ModelUnavailable
-from memscope.workers._retrieval import clean_query, search_text
+from memscope.retrieval import clean_query, search_text
 
 
 @worker("embed_query")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.engine.worker import user_zone
+from memscope.retrieval import clean_query, query_now
 from memscope.timerules import extract_time
-from memscope.workers._base import user_zone
-from memscope.workers._retrieval import clean_query, query_now
 
 
 @worker("extract_query_time")

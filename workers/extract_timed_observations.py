@@ -15,15 +15,16 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, Field, field_validator
 
 from memscope.engine import Context, WorkerParams, worker
+from memscope.engine.llm_worker import LLMWorker
+from memscope.engine.worker import user_zone
 from memscope.models import EventTime, Granularity, MemoryNode
-from memscope.timerules import resolve_time_phrase
-from memscope.workers._base import LLMWorker, user_zone
-from memscope.workers.extract_observations import (
+from memscope.observations import (
     clamp_importance,
     conversation_values,
     observation_node,
     pick_sources,
 )
+from memscope.timerules import resolve_time_phrase
 
 
 class TimedObservation(BaseModel):

@@ -7,9 +7,11 @@ import logging
 from pydantic import BaseModel, Field
 
 from memscope.engine import Context, WorkerParams, worker
+from memscope.engine.llm_worker import LLMWorker
+from memscope.engine.worker import user_zone
 from memscope.errors import ModelOutputError
 from memscope.models import Message, Role
-from memscope.workers._base import LLMWorker, format_messages, user_zone
+from memscope.observations import format_messages
 
 log = logging.getLogger("memscope.workers")
 

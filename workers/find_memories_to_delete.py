@@ -11,10 +11,10 @@ from __future__ import annotations
 import unicodedata
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.engine.worker import scope
 from memscope.errors import ValidationError
 from memscope.models import MemoryNode, MemoryStatus
 from memscope.stores.base import MemoryFilter
-from memscope.workers._base import scope
 
 
 @worker("find_memories_to_delete")

@@ -18,9 +18,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.engine.worker import user_zone
 from memscope.models import Granularity, Message
-from memscope.workers._base import user_zone
-from memscope.workers._retrieval import RetrievedItem
+from memscope.retrieval import RetrievedItem
 
 HEADINGS = {
     "en": ("Relevant memories:", "Recent messages not yet consolidated:"),

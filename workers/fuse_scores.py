@@ -37,8 +37,8 @@ from pydantic import Field
 
 from memscope.engine import Context, Worker, WorkerParams, worker
 from memscope.models import TimeRange
+from memscope.retrieval import RetrievedItem, clean_query, query_now, search_text, top_k_of
 from memscope.stores.base import ScoredMemory, ScoredMessage
-from memscope.workers._retrieval import RetrievedItem, clean_query, query_now, search_text, top_k_of
 
 DEFAULT_TYPE_WEIGHTS = {
     "insight": 1.1, "observation": 1.0, "customized": 1.2, "profile": 1.2, "belief": 1.0, "message": 0.8,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.engine.worker import scope
 from memscope.errors import ValidationError
 from memscope.models import MemoryStatus
+from memscope.retrieval import memory_types_of
 from memscope.stores.base import MemoryFilter
-from memscope.workers._base import scope
-from memscope.workers._retrieval import memory_types_of
 
 MAX_LIMIT = 10_000
 

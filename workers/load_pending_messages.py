@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.engine.worker import scope
 from memscope.stores.base import MessageFilter
-from memscope.workers._base import scope
 
 DEFAULT_BATCH = 50
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.engine.worker import scope
 from memscope.models import MemoryType
 from memscope.stores.base import MemoryFilter
-from memscope.workers._base import scope
 
 
 @worker("load_recent_observations")

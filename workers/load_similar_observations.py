@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.engine.worker import scope
 from memscope.models import MemoryNode, MemoryType
 from memscope.stores.base import MemoryFilter, SearchQuery
-from memscope.workers._base import scope
 
 
 @worker("load_similar_observations")

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
 from pydantic import Field
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.engine.worker import scope
 from memscope.models import MemoryNode, MemoryType
+from memscope.reflection import is_reflected
 from memscope.stores.base import MemoryFilter
-from memscope.workers._base import scope
-
-REFLECTED_AT = "reflected_at"
-"""Metadata key set (ISO time) on an observation once a reflection has processed it."""
-
-
-def is_reflected(node: MemoryNode) -> bool:
-    """True when a reflection has already processed this observation."""
-    return REFLECTED_AT in node.metadata
 
 
 @worker("load_unreflected_observations")
@@ -53,15 +44,3 @@ class LoadUnreflectedObservations(Worker):
         found.sort(key=lambda node: (node.created_at, node.id))
         batch = found[: params.limit]
         ctx["unreflected"] = batch if len(batch) >= params.min_observations else []
-
-
-_GRANULARITY_FORMAT = {"month": "%Y-%m", "year": "%Y"}
-
-
-def memory_line(label: str, node: MemoryNode, zone: ZoneInfo) -> str:
-    """A memory as the reflection prompts show it: `[label] 2024-03-05 Tue: text (about 2024-03)`."""
-    line = f"[{label}] {node.created_at.astimezone(zone):%Y-%m-%d %a}: {node.content}"
-    if node.event_time is not None:
-        fmt = _GRANULARITY_FORMAT.get(str(node.event_time.granularity), "%Y-%m-%d")
-        line += f" (about {node.event_time.start.astimezone(zone):{fmt}})"
-    return line

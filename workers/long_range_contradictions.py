@@ -9,10 +9,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from memscope.engine import Context, WorkerParams, worker
+from memscope.engine.llm_worker import LLMWorker
+from memscope.engine.worker import scope, user_zone
 from memscope.models import MemoryNode, MemoryStatus, MemoryType
+from memscope.reflection import memory_line
 from memscope.stores.base import MemoryFilter, SearchQuery
-from memscope.workers._base import LLMWorker, scope, user_zone
-from memscope.workers.load_unreflected_observations import memory_line
 
 Judged = tuple[str, str, str]  # (new observation id, older observation id, "repeat" | "contradiction")
 

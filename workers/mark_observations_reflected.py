@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from memscope.engine import Context, Worker, WorkerParams, worker
 from memscope.models import MemoryNode
-from memscope.workers.load_unreflected_observations import REFLECTED_AT
+from memscope.reflection import REFLECTED_AT
 
 
 @worker("mark_observations_reflected")

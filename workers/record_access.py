@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from memscope.engine import Context, Worker, WorkerParams, worker
-from memscope.workers._base import scope
+from memscope.engine.worker import scope
 
 
 @worker("record_access")

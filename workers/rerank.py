@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from memscope.engine import Context, Worker, WorkerParams, worker
-from memscope.workers._retrieval import clean_query
+from memscope.retrieval import clean_query
 
 
 @worker("rerank")

@@ -16,9 +16,11 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, Field, field_validator
 
 from memscope.engine import Context, WorkerParams, worker
+from memscope.engine.llm_worker import LLMWorker
+from memscope.engine.worker import user_zone
 from memscope.models import MemoryNode, MemoryStatus
+from memscope.observations import format_date
 from memscope.stores.base import MemoryFilter
-from memscope.workers._base import LLMWorker, format_date, user_zone
 
 _REF = re.compile(r"^\[?\s*([EN])\s*(\d+)\s*\]?$", re.IGNORECASE)
 

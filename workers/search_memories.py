@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.engine.worker import scope
 from memscope.models import MemoryStatus
+from memscope.retrieval import clean_query, memory_types_of, merge_time_hits, search_text, top_k_of
 from memscope.stores.base import MemoryFilter, SearchQuery
-from memscope.workers._base import scope
-from memscope.workers._retrieval import clean_query, memory_types_of, merge_time_hits, search_text, top_k_of
 
 
 @worker("search_memories")

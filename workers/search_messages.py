@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.engine.worker import scope
 from memscope.models import Role
+from memscope.retrieval import clean_query, merge_time_hits, search_text, top_k_of, wants_messages
 from memscope.stores.base import MessageFilter, SearchQuery
-from memscope.workers._base import scope
-from memscope.workers._retrieval import clean_query, merge_time_hits, search_text, top_k_of, wants_messages
 
 
 @worker("search_messages")

@@ -7,11 +7,12 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from memscope.engine import Context, WorkerParams, worker
+from memscope.engine.llm_worker import LLMWorker
+from memscope.engine.worker import scope, user_zone
 from memscope.models import DEFAULT_AGENT, MemoryNode, MemoryStatus, MemoryType
+from memscope.observations import format_date, stable_id
+from memscope.reflection import memory_line, normalise_key
 from memscope.stores.base import MemoryFilter, SearchQuery
-from memscope.workers._base import LLMWorker, format_date, scope, stable_id, user_zone
-from memscope.workers.choose_reflection_subjects import normalise_key
-from memscope.workers.load_unreflected_observations import memory_line
 
 
 class InsightAnswer(BaseModel):

@@ -7,10 +7,10 @@ embedding so store_memories embeds the new text. Unknown or deleted ids write []
 from __future__ import annotations
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.engine.worker import scope
 from memscope.errors import ValidationError
 from memscope.models import MemoryStatus
-from memscope.workers._base import scope
-from memscope.workers.build_memory import validate_node
+from memscope.observations import validate_node
 
 _FIELDS = ("content", "importance", "metadata", "key")
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from memscope.llm.base import ChatModel, Embedder, Reranker, UsageMeter
     from memscope.stores.base import Fence, Store
 
-__all__ = ["Context", "Resources", "Worker", "WorkerParams"]
+__all__ = ["Context", "Resources", "Worker", "WorkerParams", "scope", "user_zone"]
 
 log = logging.getLogger("memscope.engine")
 
@@ -151,3 +151,13 @@ class Worker:
         """The first line of the docstring."""
         doc = (cls.__doc__ or "").strip()
         return doc.splitlines()[0] if doc else ""
+
+
+def scope(ctx: Context) -> tuple[str, str | None]:
+    """The (user_id, agent_id) an operation runs for; agent None means every agent."""
+    return ctx["user_id"], ctx.get("agent_id")
+
+
+def user_zone(worker: Worker, ctx: Context) -> ZoneInfo:
+    """The user's zone for this call (input `timezone`), else the config default."""
+    return worker.resources.zone(ctx.get("timezone"))

@@ -22,7 +22,7 @@ def unreflected_count(runtime: Runtime, user_id: str, agent_id: str | None, limi
     nodes = runtime.store.list_memories(
         user_id, MemoryFilter(agent_id=agent_id, memory_types=[MemoryType.OBSERVATION]), limit=limit
     )
-    from memscope.workers.load_unreflected_observations import is_reflected  # the rule lives with the worker
+    from memscope.reflection import is_reflected  # the rule lives with the worker
 
     return sum(1 for n in nodes if not is_reflected(n))
 

@@ -20,11 +20,11 @@ from memscope.engine import (
     builtin_operation_files,
     parse_operation,
 )
+from memscope.engine.llm_worker import load_prompts
 from memscope.engine.runner import NO_LLM_NOTICE
 from memscope.errors import OperationRunError
 from memscope.models import EventKind, Granularity, MemoryNode, MemoryStatus, Message, Role
 from memscope.stores.base import MemoryFilter, MessageFilter, SearchQuery
-from memscope.workers._base import load_prompts
 from memscope.workers.mark_messages_consolidated import DEGRADED_NOTICE
 from memscope.workers.resolve_contradictions import ResolveAnswer, ResolveContradictions
 from tests.support.scripted_server import Fault, plausible_answer
@@ -476,7 +476,7 @@ def test_prompts_render_in_both_languages(worker: str):
         "existing": "(none)",
         "new": "[N1] x",
     }
-    prompts = load_prompts(worker)
+    prompts = load_prompts("memscope.workers", worker)
     assert set(prompts) == {"en", "zh"}
     for language in ("en", "zh"):
         for part in ("system", "user"):

@@ -14,9 +14,9 @@ from memscope.errors import OperationRunError, ValidationError
 from memscope.llm.base import UsageMeter
 from memscope.llm.local_embedding import LocalEmbedder
 from memscope.models import EventTime, Granularity, MemoryNode, MemoryStatus, MemoryType, Message, Role
+from memscope.retrieval import MAX_QUERY_CHARS, RetrievedItem, merge_time_hits, message_embedding_text
 from memscope.stores.base import MessageFilter, ScoredMessage, SearchQuery
 from memscope.stores.sqlite import SqliteStore
-from memscope.workers._retrieval import MAX_QUERY_CHARS, RetrievedItem, merge_time_hits, message_embedding_text
 from memscope.workers.embed_messages import EmbedMessages
 from memscope.workers.fuse_scores import FuseScores
 
