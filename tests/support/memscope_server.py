@@ -16,7 +16,7 @@ import yaml
 
 from memscope.server.keys import hash_key
 
-__all__ = ["ADMIN_KEY", "KEYS", "ServerProcess", "free_port", "server_config"]
+__all__ = ["ADMIN_KEY", "KEYS", "ServerProcess", "free_port", "server_config", "server_keys"]
 
 KEYS = {"acme": "acme-key-0123456789abcdef", "globex": "globex-key-0123456789abcdef"}
 ENV_KEY = "initech-key-0123456789abcdef"  # tenant initech, given through MEMSCOPE_API_KEYS in plain text
@@ -30,17 +30,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_keys() -> list[dict[str, Any]]:
+    """The `server.keys` entries of the test keys: sha256 hashes, never the keys."""
+    return [{"sha256": hash_key(k), "tenant": t} for t, k in KEYS.items()] + [
+        {"sha256": hash_key(ADMIN_KEY), "admin": True}
+    ]
+
+
 def server_config(tmp_path: Path, model_url: str | None, **server: Any) -> Path:
     """A config file: SQLite in tmp_path, models on the scripted server, two tenants and an admin key (hashed)."""
     cfg: dict[str, Any] = {
         "store": {"path": str(tmp_path / "memscope.db")},
         "jobs": {"sweep_interval_s": 0.5},
         "llm": {"backend": "none"},
-        "server": {
-            "keys": [{"sha256": hash_key(k), "tenant": t} for t, k in KEYS.items()]
-            + [{"sha256": hash_key(ADMIN_KEY), "admin": True}],
-            **server,
-        },
+        "server": {"keys": server_keys(), **server},
     }
     if model_url is not None:
         cfg["llm"] = {"backend": "openai", "model": "test-model", "api_key": "test", "base_url": model_url}
