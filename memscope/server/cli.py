@@ -34,8 +34,9 @@ def _server_extra() -> None:
         import mcp  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
-        typer.echo(f"the server needs the `server` extra ({exc.name} is missing): pip install 'memscope-ai[server]'",
-                   err=True)  # fmt: skip
+        from memscope.extras import install_hint
+
+        typer.echo(f"the server needs the `server` extra ({exc.name} is missing): {install_hint('server')}", err=True)
         raise typer.Exit(EXIT_INVALID) from None
 
 
