@@ -149,8 +149,32 @@ def keygen(
     typer.echo(f"  - {{sha256: {hash_key(key)}, {scope}}}")
 
 
+def bench_serve(
+    requests: Annotated[int, typer.Option(help="Timed calls per (mode, operation, clients) cell.")] = 320,
+    clients: Annotated[list[int] | None, typer.Option("--clients", help="Concurrent clients (repeatable).")] = None,
+    prefill: Annotated[int, typer.Option(help="Messages of the user that retrieve searches.")] = 500,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of a table.")] = False,
+) -> None:
+    """Retrieve and add over HTTP (a real `memscope serve`) at 1, 8 and 32 clients, beside the in-process API."""
+    import importlib
+
+    _server_extra()
+    if str(Path.cwd()) not in sys.path and (Path.cwd() / "benchmarks" / "serve.py").exists():
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        bench = importlib.import_module("benchmarks.serve")
+    except ModuleNotFoundError:
+        typer.echo("`memscope bench serve` needs the benchmarks/ folder: run it from a memscope source checkout",
+                   err=True)  # fmt: skip
+        raise typer.Exit(EXIT_INVALID) from None
+    bench.report(bench.run_serve_bench(requests, tuple(clients or (1, 8, 32)), prefill), json_out)
+
+
 def register(app: typer.Typer) -> None:
-    """Add the server commands to the `memscope` command."""
+    """Add the server commands to the `memscope` command (and `bench serve` to its bench group)."""
     app.command("serve")(serve)
     app.command("mcp")(mcp)
     app.command("keygen")(keygen)
+    for group in app.registered_groups:
+        if group.name == "bench" and group.typer_instance is not None:
+            group.typer_instance.command("serve")(bench_serve)
