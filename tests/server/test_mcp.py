@@ -104,3 +104,23 @@ def test_streamable_http_with_keys_and_tenants(server: ServerProcess, model_serv
         refused = plain.post(f"{server.url}/mcp/", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
                              headers={"Authorization": "Bearer wrong-key"})  # fmt: skip
         assert refused.status_code == 401 and refused.json()["code"] == "unauthorized"
+
+
+def test_mcp_alone_over_http(tmp_path: Path, model_server: ScriptedServer):
+    """`memscope mcp --transport http`: MCP without the REST routes or the browser, behind the same keys."""
+    config = server_config(tmp_path, model_server.openai_base_url)
+    server = ServerProcess(config, tmp_path / "mcp.log", command=("mcp", "--transport", "http")).wait_ready()
+    try:
+
+        async def main() -> None:
+            async with _http(server, KEYS["acme"]) as client:
+                assert {t.name for t in (await client.list_tools()).tools} >= TOOLS
+                await call(client, "add_messages", user_id="kai", messages=["I run marathons"])
+                assert "marathons" in (await call(client, "retrieve", user_id="kai", query="running"))["context"]
+
+        anyio.run(main)
+        with httpx2.Client(base_url=server.url) as plain:
+            assert plain.get("/ui/").status_code == 404
+            assert plain.post("/mcp/", json={}).status_code == 401
+    finally:
+        server.stop()
