@@ -561,6 +561,11 @@ def bench_locomo_qa(
     bench.report(summary, json_out)
 
 
+from memscope.server.cli import register as _register_server_commands  # noqa: E402
+
+_register_server_commands(app)
+
+
 def main() -> None:
     """Entry point of the `memscope` console script."""
     app(prog_name="memscope")

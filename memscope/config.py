@@ -45,6 +45,8 @@ __all__ = [
     "OperationsSettings",
     "RerankSettings",
     "RetrievalSettings",
+    "ServerKey",
+    "ServerSettings",
     "Settings",
     "StoreSettings",
     "WorkersSettings",
@@ -62,6 +64,8 @@ DEFAULT_REDIS_URL = "${MEMSCOPE_REDIS_URL:-redis://127.0.0.1:6379/0}"
 SECRET_KEYS = frozenset({"api_key", "password"})
 _INDEX_PREFIX = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
 def _env_default(template: str) -> str:
@@ -276,6 +280,48 @@ class WorkersSettings(_Section):
         return value
 
 
+class ServerKey(_Section):
+    """One API key of `memscope serve`, stored as the sha256 hex of the key (never the key itself);
+    bound to one tenant namespace, or an admin key that reaches every user."""
+
+    sha256: str
+    tenant: OptionalText = None
+    admin: bool = False
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        value = value.strip().lower().removeprefix("sha256:")
+        if not _SHA256.fullmatch(value):
+            raise ValueError("expected the 64 hex digits of the key's sha256 (`memscope keygen` prints them)")
+        return value
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        if value is not None and not TENANT_NAME.fullmatch(value):
+            raise ValueError(
+                f"expected a tenant name of lowercase letters, digits, '_' or '-' (at most 63), got {_show(value)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> ServerKey:
+        if self.admin == (self.tenant is not None):
+            raise ValueError("give a key either `tenant: NAME` or `admin: true`, not both or neither")
+        return self
+
+
+class ServerSettings(_Section):
+    """`memscope serve`: where it listens, its API keys (hashed), and the request size limit."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8420, ge=1, le=65535)
+    keys: list[ServerKey] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    ready_timeout_s: Seconds = 2
+
+
 class Settings(_Section):
     """All of memscope's configuration; `Settings()` is the embedded default (configs/default.yaml)."""
 
@@ -289,6 +335,7 @@ class Settings(_Section):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
     workers: WorkersSettings = Field(default_factory=WorkersSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
     @field_validator("timezone")
     @classmethod

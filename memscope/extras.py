@@ -12,6 +12,7 @@ EXTRAS = {
     "dashscope": "the dashscope (Qwen) chat, embedding and rerank backends",
     "es": "the Elasticsearch store",
     "celery": "Celery workers over Redis (jobs.backend: celery)",
+    "server": "`memscope serve` (REST API, memory browser) and `memscope mcp` (FastAPI, uvicorn, Jinja2, MCP SDK)",
     "sentence-transformers": "sentence-transformers models other than the built-in all-MiniLM-L6-v2 (pulls torch)",
 }
 
