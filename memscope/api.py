@@ -157,13 +157,12 @@ class MemoryScope:
             timezone=timezone,
             now=now,
         )
-        ctx = result.context
         return RetrievalResult(
-            items=list(ctx.get("results") or []),
-            pending_messages=list(ctx.get("pending_messages") or []),
-            context=str(ctx.get("context_text") or ""),
+            items=list(result["results"]),
+            pending_messages=list(result["pending_messages"]),
+            context=str(result["context_text"] or ""),
             report=result.report,
-            query_time=ctx.get("query_time"),
+            query_time=result["query_time"],
         )
 
     def context(self, user_id: str, query: str, **kwargs: Any) -> str:

@@ -150,6 +150,7 @@ def ops_validate(
 ) -> None:
     """Validate operation files; each problem on its own line as FILE:LINE:COL: message (exit 2 if any)."""
     from memscope.engine import builtin_operation_files, load_operation
+    from memscope.engine.catalog import output_problems
     from memscope.engine.registry import load_worker_modules
     from memscope.errors import OperationLoadError
 
@@ -160,7 +161,7 @@ def ops_validate(
     problems: list[str] = []
     for file in files:
         try:
-            load_operation(file)
+            problems.extend(output_problems(load_operation(file)))
         except OperationLoadError as exc:
             problems.extend(exc.problems)
     for problem in problems:

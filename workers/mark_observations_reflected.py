@@ -24,7 +24,7 @@ class MarkObservationsReflected(Worker):
         pass
 
     def run(self, ctx: Context) -> None:
-        if ctx.degraded:
+        if ctx.report.degraded:
             ctx["reflected_updates"] = []
             return
         changed: dict[str, MemoryNode] = {n.id: n for n in ctx["reconsolidation_updates"]}

@@ -18,7 +18,7 @@ from memscope.errors import OperationLoadError
 __all__ = ["OperationSpec", "ParallelGroup", "Step", "load_operation", "parse_operation"]
 
 MODES = ("inline", "queued")
-TOP_KEYS = ("name", "description", "mode", "inputs", "steps")
+TOP_KEYS = ("name", "description", "mode", "inputs", "outputs", "steps")
 
 
 @dataclass
@@ -54,6 +54,8 @@ class OperationSpec:
     source: str
     builtin: bool = False
     notes: list[str] = field(default_factory=list)
+    outputs: tuple[str, ...] = ()  # the fields a run returns to its caller (RunResult.outputs)
+    outputs_line: int = 1  # where `outputs:` is declared (line 1 when it is absent)
 
     def workers(self) -> list[Step]:
         """Every step, parallel branches flattened, in order."""
@@ -147,12 +149,25 @@ class _Validator:
         if mode not in MODES:
             self.problem(fields["mode"], f"mode {mode!r} is not allowed; choose one of: {', '.join(MODES)}")
         inputs = self.inputs(fields.get("inputs"))
+        outputs = self.outputs(fields.get("outputs"))
         steps = self.steps(fields.get("steps"), root)
         if not self.problems:  # a dropped step would make the dataflow check report noise
-            self.check_dataflow(set(inputs), steps)
+            written = self.check_dataflow(set(inputs), steps)
+            self.check_outputs(outputs, written)
         if self.problems:
             raise OperationLoadError(self.problems)
-        return OperationSpec(str(name), str(description), str(mode), inputs, steps, self.source, self.builtin)
+        out_node = fields.get("outputs")
+        return OperationSpec(
+            str(name),
+            str(description),
+            str(mode),
+            inputs,
+            steps,
+            self.source,
+            self.builtin,
+            outputs=tuple(outputs),
+            outputs_line=out_node.start_mark.line + 1 if out_node is not None else 1,
+        )
 
     def scalar(
         self, node: yaml.Node | None, parent: yaml.Node, key: str, required: bool = False
@@ -182,6 +197,33 @@ class _Validator:
             else:
                 self.problem(item, "an input is a name, or a one-key mapping {name: default}")
         return out
+
+    def outputs(self, node: yaml.Node | None) -> dict[str, yaml.Node]:
+        """The declared outputs by name, with the node that names each (for error positions)."""
+        if node is None or _is_null(node):
+            return {}
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, "outputs must be a list of field names, e.g. [results, context_text]")
+            return {}
+        out: dict[str, yaml.Node] = {}
+        for item in node.value:
+            if not isinstance(item, yaml.ScalarNode) or not str(item.value).strip():
+                self.problem(item, "an output is the name of a field a step writes")
+            elif item.value in out:
+                self.problem(item, f"output {item.value!r} is listed twice")
+            else:
+                out[item.value] = item
+        return out
+
+    def check_outputs(self, outputs: dict[str, yaml.Node], written: dict[str, Step]) -> None:
+        """Every declared output is written by some step."""
+        for name, node in outputs.items():
+            if name not in written:
+                self.problem(
+                    node,
+                    f"output {name!r} is written by no step{_suggest(name, written)}; "
+                    f"the steps write: {', '.join(sorted(written)) or 'nothing'}",
+                )
 
     def steps(self, node: yaml.Node | None, root: yaml.Node) -> list[Step | ParallelGroup]:
         if node is None or not isinstance(node, yaml.SequenceNode) or not node.value:
@@ -250,10 +292,15 @@ class _Validator:
             return None
         return step
 
-    def check_dataflow(self, available: set[str], steps: list[Step | ParallelGroup]) -> None:
-        """A field must be written (or be an input) before a step reads it."""
+    def check_dataflow(self, available: set[str], steps: list[Step | ParallelGroup]) -> dict[str, Step]:
+        """A field must be written (or be an input) before a step reads it; an optional read may find
+        its field unset, but never one that only a later step (or a sibling branch) writes.
+
+        Returns every written field with the first step that writes it."""
         available = set(available)
-        for item in steps:
+        written: dict[str, Step] = {}
+        later = self._writers(steps)
+        for position, item in enumerate(steps):
             branches = item.branches if isinstance(item, ParallelGroup) else [item]
             writers: dict[str, Step] = {}
             for step in branches:
@@ -261,9 +308,15 @@ class _Validator:
                 for name in step.worker_cls.declared_reads(step.params):
                     if name not in available:
                         self.problems.append(
-                            f"{self.source}:{step.line}:{step.col}: step {step.worker!r} (worker {step.worker!r}) "
-                            f"reads {name!r} before any step writes it; "
+                            f"{self._at(step)} reads {name!r} before any step writes it; "
                             f"available here: {sorted(available) or 'nothing'}"
+                        )
+                for name in step.worker_cls.declared_optional_reads(step.params):
+                    writer = next((w for p, w in later.get(name, []) if p >= position and w is not step), None)
+                    if name not in available and writer is not None:
+                        self.problems.append(
+                            f"{self._at(step)} optionally reads {name!r}, which only step {writer.worker!r} "
+                            f"(line {writer.line}) writes, later or alongside; move {step.worker!r} after it"
                         )
                 if isinstance(item, ParallelGroup):
                     for name in step.worker_cls.declared_writes(step.params):
@@ -275,7 +328,24 @@ class _Validator:
                         writers[name] = step
             for step in branches:
                 assert step.worker_cls is not None and step.params is not None
-                available.update(step.worker_cls.declared_writes(step.params))
+                for name in step.worker_cls.declared_writes(step.params):
+                    available.add(name)
+                    written.setdefault(name, step)
+        return written
+
+    def _at(self, step: Step) -> str:
+        return f"{self.source}:{step.line}:{step.col}: step {step.worker!r} (worker {step.worker!r})"
+
+    @staticmethod
+    def _writers(steps: list[Step | ParallelGroup]) -> dict[str, list[tuple[int, Step]]]:
+        """Field -> (position in `steps`, step) for every step that writes it."""
+        out: dict[str, list[tuple[int, Step]]] = {}
+        for position, item in enumerate(steps):
+            for step in item.branches if isinstance(item, ParallelGroup) else [item]:
+                assert step.worker_cls is not None and step.params is not None
+                for name in step.worker_cls.declared_writes(step.params):
+                    out.setdefault(name, []).append((position, step))
+        return out
 
 
 def _is_null(node: yaml.Node) -> bool:

@@ -9,7 +9,7 @@ from memscope.engine import RunReport
 from memscope.jobs.base import CONSOLIDATE, REFLECT
 from memscope.models import MemoryType
 from memscope.runtime import Runtime
-from memscope.stores.base import Fence, MemoryFilter, MessageFilter
+from memscope.stores.base import Fence, MemoryFilter
 
 __all__ = ["run_job", "unreflected_count"]
 
@@ -36,23 +36,16 @@ def run_job(
     if operation != CONSOLIDATE:
         return [runtime.run(operation, fence=fence, user_id=user_id, agent_id=agent_id).report]
     reports: list[RunReport] = []
-    pending_filter = MessageFilter(agent_id=agent_id, pending=True)
     for _ in range(MAX_BATCHES):
-        report = runtime.run(CONSOLIDATE, fence=fence, user_id=user_id, agent_id=agent_id).report
-        reports.append(report)
-        if report.degraded or not _consolidated_any(report):
+        result = runtime.run(CONSOLIDATE, fence=fence, user_id=user_id, agent_id=agent_id)
+        reports.append(result.report)
+        if result.report.degraded or not result["consolidated_ids"] or not result["more_pending"]:
             break  # no LLM, or nothing left: messages stay pending until the next job
-        if not runtime.store.list_messages(user_id, pending_filter, limit=1):
-            break
     if runtime.has_llm and reports and not reports[-1].degraded:
         threshold = runtime.settings.jobs.reflect_min_observations
         if unreflected_count(runtime, user_id, agent_id) >= threshold:
             reports.append(runtime.run(REFLECT, fence=fence, user_id=user_id, agent_id=agent_id).report)
     return reports
-
-
-def _consolidated_any(report: RunReport) -> bool:
-    return any(step.written.get("consolidated_ids", 0) for step in report.steps)
 
 
 def summarize(reports: list[RunReport]) -> dict[str, Any]:

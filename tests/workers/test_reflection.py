@@ -128,7 +128,7 @@ def test_career_observations_become_one_insight_citing_them(resources, model_ser
 
     result = reflect(resources)
 
-    assert result["subjects"] == ["career"]  # normalised key
+    assert result.context["subjects"] == ["career"]  # normalised key
     [insight] = insights(store)
     assert (insight.key, insight.content, insight.memory_type) == ("career", text, MemoryType.INSIGHT)
     assert sorted(insight.source_memory_ids) == sorted(n.id for n in seeded)
@@ -236,7 +236,7 @@ def test_long_range_contradiction_and_repeat(resources, model_server, store):
     assert got[rex_again.id].metadata["reflected_at"] == NOW.isoformat()
     assert all(got[n.id].metadata["reflected_at"] == NOW.isoformat() for n in new)
     assert sum(1 for n in got.values() if n.status is MemoryStatus.ACTIVE) == 5
-    assert len(result["reconsolidation_updates"]) == 3
+    assert len(result.context["reconsolidation_updates"]) == 3
     assert insights(store) == []
 
 
@@ -246,7 +246,7 @@ def test_too_few_observations_change_nothing(resources, model_server, store):
     result = reflect(resources)
 
     assert chat_calls(model_server) == []
-    assert result["unreflected"] == [] and result["stored_memories"] == []
+    assert result.context["unreflected"] == [] and result["stored_memories"] == []
     assert all("reflected_at" not in o.metadata for o in observations(store))
     assert all([e.kind for e in store.history(USER, n.id)] == [EventKind.ADD] for n in seeded)
     assert insights(store) == []
@@ -261,7 +261,7 @@ def test_without_a_model_nothing_is_marked_reflected(tmp_path, make_resources):
 
     assert result.report.degraded is True
     assert any("no LLM configured" in n for n in result.report.notices)
-    assert result["reflected_updates"] == []
+    assert result.context["reflected_updates"] == []
     assert all("reflected_at" not in o.metadata for o in observations(store))
     assert insights(store) == []
 
@@ -298,7 +298,7 @@ def test_chinese_prompts_and_keys(tmp_path, model_server, make_resources):
 
     result = reflect(resources)
 
-    assert result["subjects"] == ["爱好: 攀岩"]
+    assert result.context["subjects"] == ["爱好: 攀岩"]
     systems = [chat_messages(r.json)[0]["content"] for r in model_server.requests_to("/chat/completions")]
     assert len(systems) == 3 and all("只用 JSON 回答" in s for s in systems)
     [insight] = insights(resources.store)
