@@ -28,7 +28,7 @@ except ImportError as exc:  # an extra: the embedded mode runs jobs in-process
 from memscope.jobs.attempts import AttemptLog
 from memscope.jobs.base import CONSOLIDATE, FINAL_STATES, REFLECT, JobRecord, JobState
 from memscope.jobs.celery_app import RUN_OPERATION, MemscopeCelery, key_namespace, make_celery
-from memscope.jobs.logic import unreflected_count
+from memscope.jobs.logic import unreflected_waiting
 from memscope.jobs.redis_lock import compare_and_delete, hashed_key
 from memscope.jobs.status_book import JobBook
 from memscope.models import new_id, utcnow
@@ -202,7 +202,7 @@ class CeleryDispatcher:
         queued = 0
         for raw in members:
             user_id, agent_id = json.loads(raw)
-            if self.runtime.has_llm and unreflected_count(self.runtime, user_id, agent_id) > 0:
+            if self.runtime.has_llm and unreflected_waiting(self.runtime, user_id, agent_id):
                 self.submit(REFLECT, user_id, agent_id)
                 queued += 1
         return queued

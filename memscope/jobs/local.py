@@ -13,7 +13,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from memscope.errors import JobError
 from memscope.jobs.base import CONSOLIDATE, REFLECT, JobRecord, JobState
 from memscope.jobs.lease import UserLease, holder_name, kept_alive
-from memscope.jobs.logic import run_job, summarize, unreflected_count
+from memscope.jobs.logic import run_job, summarize, unreflected_waiting
 from memscope.models import utcnow
 from memscope.redact import scrub, scrubbed_logger
 from memscope.runtime import Runtime
@@ -154,7 +154,7 @@ class LocalDispatcher:
             users, self._recent_users = self._recent_users, set()
         queued = 0
         for user_id, agent_id in users:
-            if self.runtime.has_llm and unreflected_count(self.runtime, user_id, agent_id) > 0:
+            if self.runtime.has_llm and unreflected_waiting(self.runtime, user_id, agent_id):
                 self.submit(REFLECT, user_id, agent_id)
                 queued += 1
         return queued

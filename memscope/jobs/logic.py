@@ -11,20 +11,16 @@ from memscope.models import MemoryType
 from memscope.runtime import Runtime
 from memscope.stores.base import Fence, MemoryFilter
 
-__all__ = ["run_job", "unreflected_count"]
+__all__ = ["run_job", "unreflected_waiting"]
 
 log = logging.getLogger("memscope.jobs")
 MAX_BATCHES = 1000  # a safety stop: 1000 batches of 50 is a very long backlog
 
 
-def unreflected_count(runtime: Runtime, user_id: str, agent_id: str | None, limit: int = 1000) -> int:
-    """How many active observations of the user have not been reflected on yet."""
-    nodes = runtime.store.list_memories(
-        user_id, MemoryFilter(agent_id=agent_id, memory_types=[MemoryType.OBSERVATION]), limit=limit
-    )
-    from memscope.reflection import is_reflected  # the rule lives with the worker
-
-    return sum(1 for n in nodes if not is_reflected(n))
+def unreflected_waiting(runtime: Runtime, user_id: str, agent_id: str | None, at_least: int = 1) -> bool:
+    """True when at least `at_least` active observations of the user wait for a reflection."""
+    wanted = MemoryFilter(agent_id=agent_id, memory_types=[MemoryType.OBSERVATION], reflected=False)
+    return len(runtime.store.list_memories(user_id, wanted, limit=at_least)) >= at_least
 
 
 def run_job(
@@ -43,7 +39,7 @@ def run_job(
             break  # no LLM, or nothing left: messages stay pending until the next job
     if runtime.has_llm and reports and not reports[-1].degraded:
         threshold = runtime.settings.jobs.reflect_min_observations
-        if unreflected_count(runtime, user_id, agent_id) >= threshold:
+        if unreflected_waiting(runtime, user_id, agent_id, at_least=threshold):
             reports.append(runtime.run(REFLECT, fence=fence, user_id=user_id, agent_id=agent_id).report)
     return reports
 

@@ -49,6 +49,7 @@ class MemoryFilter:
     ids: Sequence[str] | None = None  # [] matches nothing
     created_after: datetime | None = None  # strict: created_at > created_after
     created_before: datetime | None = None  # strict: created_at < created_before
+    reflected: bool | None = None  # True: reflected_at is set; False: not reflected yet; None: both
 
 
 @dataclass(frozen=True)

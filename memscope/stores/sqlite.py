@@ -71,10 +71,10 @@ from memscope.stores.sqlite_schema import (
     FTS_TOKENIZER,
     MEMORY_COLUMNS,
     MESSAGE_COLUMNS,
-    SCHEMA,
     SCHEMA_VERSION,
     memory_where,
     message_where,
+    migrate_schema,
 )
 from memscope.stores.vector_index import (
     VECTOR_COLUMNS,
@@ -199,10 +199,7 @@ class SqliteStore:
                     f" memscope supports ({SCHEMA_VERSION}); upgrade memscope or use another store path"
                 )
             if version < SCHEMA_VERSION:
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                migrate_schema(conn, version)
             self._store_id = leases.ensure_store_id(conn)
 
     def close(self) -> None:
