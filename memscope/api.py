@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from memscope.config import Settings
 from memscope.engine import RunReport
@@ -22,10 +22,12 @@ from memscope.retrieval import RetrievedItem
 from memscope.runtime import Runtime
 from memscope.stores.base import MessageFilter
 
+if TYPE_CHECKING:
+    from memscope.sessions import Session
+
 __all__ = ["AsyncMemoryScope", "MemoryScope", "RetrievalResult"]
 
 log = logging.getLogger("memscope")
-T = TypeVar("T")
 ConfigSource = Settings | str | Path | dict[str, Any] | None
 MAX_COUNT = 100_000  # the most items one call returns (limit, top_k)
 
@@ -199,6 +201,14 @@ class MemoryScope:
         return answer
 
     # -- background work -------------------------------------------------------------------------
+    @overload
+    def consolidate(
+        self, user_id: str, wait: Literal[False] = False, agent_id: str | None = None, timeout: float | None = None
+    ) -> str: ...
+    @overload
+    def consolidate(
+        self, user_id: str, wait: Literal[True], agent_id: str | None = None, timeout: float | None = None
+    ) -> JobRecord: ...
     def consolidate(
         self, user_id: str, wait: bool = False, agent_id: str | None = None, timeout: float | None = None
     ) -> JobRecord | str:
@@ -206,6 +216,14 @@ class MemoryScope:
         if it failed."""
         return self._queue(CONSOLIDATE, user_id, agent_id, wait, timeout)
 
+    @overload
+    def reflect(
+        self, user_id: str, wait: Literal[False] = False, agent_id: str | None = None, timeout: float | None = None
+    ) -> str: ...
+    @overload
+    def reflect(
+        self, user_id: str, wait: Literal[True], agent_id: str | None = None, timeout: float | None = None
+    ) -> JobRecord: ...
     def reflect(
         self, user_id: str, wait: bool = False, agent_id: str | None = None, timeout: float | None = None
     ) -> JobRecord | str:
@@ -354,7 +372,7 @@ class MemoryScope:
             "failed_jobs": failed,
         }
 
-    def session(self, user_id: str, session_id: str, agent_id: str | None = None) -> Any:
+    def session(self, user_id: str, session_id: str, agent_id: str | None = None) -> Session:
         """The conversation log of one session as a structured, renderable Session."""
         from memscope.sessions import Session
 
@@ -379,24 +397,175 @@ class MemoryScope:
 
 
 class AsyncMemoryScope:
-    """The same API for asyncio code: each call runs the sync method in a worker thread."""
+    """The same API for asyncio code: each method runs its MemoryScope twin in a worker thread.
 
-    def __init__(self, config: ConfigSource = None, **kwargs: Any) -> None:
-        self.sync = MemoryScope(config, **kwargs)
+    Written out method by method (as httpx's AsyncClient is), so each is typed and documented.
+    """
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self.sync, name)
-        if not callable(method) or name.startswith("_"):
-            return method
+    def __init__(self, config: ConfigSource = None, *, runtime: Runtime | None = None, background: bool = True) -> None:
+        self.sync = MemoryScope(config, runtime=runtime, background=background)
+        self.runtime = self.sync.runtime
+        self.settings = self.sync.settings
+        self.jobs = self.sync.jobs
 
-        @functools.wraps(method)
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return await asyncio.to_thread(method, *args, **kwargs)
+    async def add_messages(
+        self,
+        user_id: str,
+        messages: str | Mapping[str, Any] | Message | Iterable[str | Mapping[str, Any] | Message],
+        session_id: str | None = None,
+        agent_id: str | None = None,
+    ) -> list[Message]:
+        """See MemoryScope.add_messages."""
+        return await asyncio.to_thread(self.sync.add_messages, user_id, messages, session_id, agent_id)
 
-        return call
+    async def list_messages(
+        self,
+        user_id: str,
+        pending: bool | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        """See MemoryScope.list_messages."""
+        return await asyncio.to_thread(self.sync.list_messages, user_id, pending, session_id, agent_id, limit)
+
+    async def retrieve(
+        self,
+        user_id: str,
+        query: str,
+        top_k: int | None = None,
+        *,
+        agent_id: str | None = None,
+        memory_types: Sequence[str] | None = None,
+        timezone: str | None = None,
+        now: datetime | None = None,
+    ) -> RetrievalResult:
+        """See MemoryScope.retrieve."""
+        call = functools.partial(
+            self.sync.retrieve, agent_id=agent_id, memory_types=memory_types, timezone=timezone, now=now
+        )
+        return await asyncio.to_thread(call, user_id, query, top_k)
+
+    async def context(self, user_id: str, query: str, **kwargs: Any) -> str:
+        """See MemoryScope.context."""
+        return await asyncio.to_thread(functools.partial(self.sync.context, **kwargs), user_id, query)
+
+    async def chat(
+        self, user_id: str, message: str, session_id: str | None = None, agent_id: str | None = None
+    ) -> str:
+        """See MemoryScope.chat."""
+        return await asyncio.to_thread(self.sync.chat, user_id, message, session_id, agent_id)
+
+    @overload
+    async def consolidate(
+        self, user_id: str, wait: Literal[False] = False, agent_id: str | None = None, timeout: float | None = None
+    ) -> str: ...
+    @overload
+    async def consolidate(
+        self, user_id: str, wait: Literal[True], agent_id: str | None = None, timeout: float | None = None
+    ) -> JobRecord: ...
+    async def consolidate(
+        self, user_id: str, wait: bool = False, agent_id: str | None = None, timeout: float | None = None
+    ) -> JobRecord | str:
+        """See MemoryScope.consolidate."""
+        return await asyncio.to_thread(self.sync._queue, CONSOLIDATE, user_id, agent_id, wait, timeout)
+
+    @overload
+    async def reflect(
+        self, user_id: str, wait: Literal[False] = False, agent_id: str | None = None, timeout: float | None = None
+    ) -> str: ...
+    @overload
+    async def reflect(
+        self, user_id: str, wait: Literal[True], agent_id: str | None = None, timeout: float | None = None
+    ) -> JobRecord: ...
+    async def reflect(
+        self, user_id: str, wait: bool = False, agent_id: str | None = None, timeout: float | None = None
+    ) -> JobRecord | str:
+        """See MemoryScope.reflect."""
+        return await asyncio.to_thread(self.sync._queue, REFLECT, user_id, agent_id, wait, timeout)
+
+    async def list_memories(
+        self,
+        user_id: str,
+        memory_types: Sequence[str] | None = None,
+        statuses: Sequence[str] = ("active",),
+        limit: int = 100,
+        offset: int = 0,
+        agent_id: str | None = None,
+    ) -> list[MemoryNode]:
+        """See MemoryScope.list_memories."""
+        return await asyncio.to_thread(
+            self.sync.list_memories, user_id, memory_types, statuses, limit, offset, agent_id
+        )
+
+    async def get_memory(self, user_id: str, memory_id: str) -> MemoryNode | None:
+        """See MemoryScope.get_memory."""
+        return await asyncio.to_thread(self.sync.get_memory, user_id, memory_id)
+
+    async def add_memory(
+        self,
+        user_id: str,
+        content: str,
+        memory_type: str = "customized",
+        *,
+        key: str | None = None,
+        importance: float = 0.5,
+        metadata: dict[str, Any] | None = None,
+        time: str | None = None,
+        agent_id: str | None = None,
+        timezone: str | None = None,
+    ) -> MemoryNode:
+        """See MemoryScope.add_memory."""
+        call = functools.partial(
+            self.sync.add_memory,
+            key=key,
+            importance=importance,
+            metadata=metadata,
+            time=time,
+            agent_id=agent_id,
+            timezone=timezone,
+        )
+        return await asyncio.to_thread(call, user_id, content, memory_type)
+
+    async def update_memory(
+        self,
+        user_id: str,
+        memory_id: str,
+        content: str | None = None,
+        *,
+        importance: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        key: str | None = None,
+    ) -> MemoryNode:
+        """See MemoryScope.update_memory."""
+        call = functools.partial(self.sync.update_memory, importance=importance, metadata=metadata, key=key)
+        return await asyncio.to_thread(call, user_id, memory_id, content)
+
+    async def delete_memory(
+        self, user_id: str, memory_id: str | None = None, *, content_match: str | None = None
+    ) -> list[str]:
+        """See MemoryScope.delete_memory."""
+        call = functools.partial(self.sync.delete_memory, content_match=content_match)
+        return await asyncio.to_thread(call, user_id, memory_id)
+
+    async def history(self, user_id: str, memory_id: str) -> list[MemoryEvent]:
+        """See MemoryScope.history."""
+        return await asyncio.to_thread(self.sync.history, user_id, memory_id)
+
+    async def delete_user(self, user_id: str) -> int:
+        """See MemoryScope.delete_user."""
+        return await asyncio.to_thread(self.sync.delete_user, user_id)
+
+    async def stats(self, user_id: str) -> dict[str, Any]:
+        """See MemoryScope.stats."""
+        return await asyncio.to_thread(self.sync.stats, user_id)
+
+    async def session(self, user_id: str, session_id: str, agent_id: str | None = None) -> Session:
+        """See MemoryScope.session."""
+        return await asyncio.to_thread(self.sync.session, user_id, session_id, agent_id)
 
     async def close(self) -> None:
-        """Close in a worker thread."""
+        """See MemoryScope.close."""
         await asyncio.to_thread(self.sync.close)
 
     async def __aenter__(self) -> AsyncMemoryScope:
