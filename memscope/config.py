@@ -205,7 +205,7 @@ class EmbeddingSettings(_Section):
     api_key: OptionalSecret = None
     base_url: OptionalText = None
     dim: int | None = Field(default=None, gt=0)
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)  # null: the backend's own (local 64, openai 256, dashscope 10)
     timeout_s: Seconds = 30
     cache_size: int = Field(default=10_000, ge=0)  # in-process LRU of recent texts; 0 turns it off
 
