@@ -57,6 +57,10 @@ class OperationSpec:
     outputs: tuple[str, ...] = ()  # the fields a run returns to its caller (RunResult.outputs)
     outputs_line: int = 1  # where `outputs:` is declared (line 1 when it is absent)
 
+    def is_required(self, name: str) -> bool:
+        """True when input `name` has no default: a run must give it."""
+        return self.inputs.get(name) is REQUIRED
+
     def workers(self) -> list[Step]:
         """Every step, parallel branches flattened, in order."""
         out: list[Step] = []

@@ -1,0 +1,19 @@
+"""The `memscope` command, one module per command group, all on one Typer app (`memscope --help`).
+
+`_app` holds the app, the shared options and the one config loader; `config` (version, config check/show),
+`ops` (ops, workers), `demo` (demo, chat, reembed), `es`, `jobs` (worker, beat, jobs) and `bench` add
+their commands to it when imported.
+"""
+
+from __future__ import annotations
+
+from memscope.cli import bench, config, demo, es, jobs, ops  # noqa: F401  (each registers its commands)
+from memscope.cli._app import app
+from memscope.cli.config import config_app
+
+__all__ = ["app", "config_app", "main"]
+
+
+def main() -> None:
+    """Entry point of the `memscope` console script."""
+    app(prog_name="memscope")
