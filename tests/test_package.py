@@ -62,8 +62,10 @@ def test_a_wheel_builds_without_setuptools_warnings_and_carries_every_package(tm
     assert "would be ignored" not in output.lower() and "is absent from the `packages`" not in output
     [wheel] = tmp_path.glob("memscope_ai-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {"memscope/__main__.py", "memscope/cli/__init__.py", "memscope/cli/__main__.py",
-                "memscope/operations/retrieve_memory.yaml", "memscope/workers/prompts/update_insights.yaml"}  # fmt: skip
+    expected = {
+        "memscope/__main__.py", "memscope/cli/__init__.py", "memscope/cli/__main__.py",
+        "memscope/operations/retrieve_memory.yaml", "memscope/workers/prompts/update_insights.yaml",
+    }  # fmt: skip
     assert expected <= names
     for folder in (repo / "memscope").rglob("*.py"):
         assert f"memscope/{folder.relative_to(repo / 'memscope')}" in names, folder
