@@ -290,23 +290,19 @@ class MemoryScope:
         timezone: str | None = None,
     ) -> MemoryNode:
         """Add a memory directly (an app's own fact about the user)."""
-        user_id = check_user_id(user_id)
-        check_text(content, "content")
-        if metadata is not None:
-            check_metadata(metadata)
-        result = self.runtime.run(
+        stored = self._edit(
             "add_memory",
-            user_id=user_id,
-            content=content,
+            user_id,
+            content,
+            metadata,
             memory_type=memory_type,
             key=key,
             importance=importance,
-            metadata=metadata,
             time=time,
             agent_id=agent_id,
             timezone=timezone,
         )
-        return result["stored_memories"][0]
+        return stored[0]
 
     def update_memory(
         self,
@@ -320,26 +316,27 @@ class MemoryScope:
     ) -> MemoryNode:
         """Change a memory; the event log keeps what it was."""
         user_id = check_user_id(user_id)
-        if content is not None:
-            check_text(content, "content")
-        if metadata is not None:
-            check_metadata(metadata)
-        result = self.runtime.run(
-            "update_memory",
-            user_id=user_id,
-            memory_id=memory_id,
-            content=content,
-            importance=importance,
-            metadata=metadata,
-            key=key,
+        stored = self._edit(
+            "update_memory", user_id, content, metadata, memory_id=memory_id, importance=importance, key=key
         )
-        stored = result["stored_memories"]
         if not stored:
             found = self.get_memory(user_id, memory_id)
             if found is None or found.status is MemoryStatus.DELETED:  # a deleted memory is gone, not editable
                 raise ValidationError(f"no memory {memory_id!r} for user {user_id!r}")
             return found
         return stored[0]
+
+    def _edit(
+        self, operation: str, user_id: str, content: str | None, metadata: dict[str, Any] | None, **inputs: Any
+    ) -> list[MemoryNode]:
+        """Check an edit's content and metadata, run its operation, and return the memories it stored."""
+        user_id = check_user_id(user_id)
+        if content is not None:
+            check_text(content, "content")
+        if metadata is not None:
+            check_metadata(metadata)
+        result = self.runtime.run(operation, user_id=user_id, content=content, metadata=metadata, **inputs)
+        return list(result["stored_memories"])
 
     def delete_memory(
         self, user_id: str, memory_id: str | None = None, *, content_match: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from memscope.engine import RunReport
@@ -11,7 +12,9 @@ from memscope.models import MemoryType
 from memscope.runtime import Runtime
 from memscope.stores.base import Fence, MemoryFilter
 
-__all__ = ["run_job", "unreflected_waiting"]
+__all__ = ["queue_pending", "queue_reflections", "run_job", "unreflected_waiting"]
+
+Submit = Callable[[str, str, str | None], object]  # (operation, user_id, agent_id): a dispatcher's submit
 
 log = logging.getLogger("memscope.jobs")
 MAX_BATCHES = 1000  # a safety stop: 1000 batches of 50 is a very long backlog
@@ -21,6 +24,30 @@ def unreflected_waiting(runtime: Runtime, user_id: str, agent_id: str | None, at
     """True when at least `at_least` active observations of the user wait for a reflection."""
     wanted = MemoryFilter(agent_id=agent_id, memory_types=[MemoryType.OBSERVATION], reflected=False)
     return len(runtime.store.list_memories(user_id, wanted, limit=at_least)) >= at_least
+
+
+def queue_pending(runtime: Runtime, submit: Submit, parked: Callable[[str, str | None], bool] | None = None) -> int:
+    """The sweep: queue consolidation for every user with pending messages (but `parked` poison work);
+    nothing without an LLM, the messages stay pending until one is configured. Returns how many were queued."""
+    if not runtime.has_llm:
+        return 0
+    queued = 0
+    for user_id, agent_id in runtime.store.users_with_pending():
+        if parked is not None and parked(user_id, agent_id):
+            continue  # poison: stays pending until `memscope jobs retry`
+        submit(CONSOLIDATE, user_id, agent_id)
+        queued += 1
+    return queued
+
+
+def queue_reflections(runtime: Runtime, submit: Submit, users: Iterable[tuple[str, str | None]]) -> int:
+    """Queue reflection for each of `users` (recently consolidated) with unreflected observations waiting."""
+    queued = 0
+    for user_id, agent_id in users:
+        if runtime.has_llm and unreflected_waiting(runtime, user_id, agent_id):
+            submit(REFLECT, user_id, agent_id)
+            queued += 1
+    return queued
 
 
 def run_job(
