@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError as PydanticValidationError
 
-from memscope._yaml_lines import TOO_DEEP, guard_text, guard_tree
+from memscope._yaml_lines import compose
 from memscope.engine.registry import registered_workers
 from memscope.engine.worker import Worker, WorkerParams
 from memscope.errors import OperationLoadError
@@ -101,20 +101,9 @@ def load_operation(path: str | Path, *, builtin: bool = False) -> OperationSpec:
 
 def parse_operation(text: str, source: str = "<string>", *, builtin: bool = False) -> OperationSpec:
     """Validate operation YAML text; `source` names it in errors."""
-    too_big = guard_text(text)
-    if too_big is not None:
-        raise OperationLoadError([too_big.format(source)])
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        loc = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else f"{source}:1:1"
-        raise OperationLoadError([f"{loc}: malformed YAML: {exc.problem or exc}"]) from exc
-    except RecursionError:
-        raise OperationLoadError([f"{source}:1: {TOO_DEEP}"]) from None
-    unsafe = guard_tree(root) if root is not None else None
-    if unsafe is not None:
-        raise OperationLoadError([unsafe.format(source)])
+    root, unreadable = compose(text)  # the loader config files use too
+    if unreadable is not None:
+        raise OperationLoadError([unreadable.format(source)])
     if root is None:
         raise OperationLoadError(
             [f"{source}:1:1: the file is empty; an operation needs name, mode and steps"]

@@ -114,7 +114,7 @@ def test_parallel_branches_may_not_read_each_other_nor_write_one_field():
 
 def test_malformed_yaml_and_bad_shapes():
     [p] = problems("name: demo\nsteps:\n  - t_emit: {count: 3\n")
-    assert p.startswith("op.yaml:4:1: malformed YAML")
+    assert p.startswith("op.yaml:4:1: invalid YAML")  # the config's loader and wording
     found = problems("name: demo\nmode: sometimes\nstepz: []\n")
     assert any(x.startswith("op.yaml:3:1: unknown key 'stepz' (did you mean 'steps'?)") for x in found)
     assert any(x.startswith("op.yaml:2:7: mode 'sometimes' is not allowed") for x in found)
