@@ -21,7 +21,7 @@ from pydantic import BaseModel, SecretStr
 
 from memscope._yaml_lines import Document, KeyPath, Problem
 
-__all__ = ["model_problems", "plain_number", "show"]
+__all__ = ["error_message", "model_problems", "plain_number", "show"]
 
 
 def model_problems(
@@ -34,8 +34,13 @@ def model_problems(
         loc: KeyPath = tuple(error["loc"])
         if any(loc[: len(path)] == path for path in reported):
             continue  # already explained (e.g. an unset environment variable)
-        problems.append(Problem(loc, _message(error, loc, root, secret_keys), doc.line_of(loc)))
+        problems.append(Problem(loc, error_message(error, root, secret_keys), doc.line_of(loc)))
     return problems
+
+
+def error_message(error: Any, root: type[BaseModel], secret_keys: Collection[str] = ()) -> str:
+    """What one pydantic error (from `exc.errors()`) of validating against `root` means, for a person."""
+    return _message(error, tuple(error["loc"]), root, secret_keys)
 
 
 def _message(error: Any, loc: KeyPath, root: type[BaseModel], secret_keys: Collection[str]) -> str:

@@ -116,8 +116,16 @@ def test_malformed_yaml_and_bad_shapes():
     [p] = problems("name: demo\nsteps:\n  - t_emit: {count: 3\n")
     assert p.startswith("op.yaml:4:1: invalid YAML")  # the config's loader and wording
     found = problems("name: demo\nmode: sometimes\nstepz: []\n")
-    assert any(x.startswith("op.yaml:3:1: unknown key 'stepz' (did you mean 'steps'?)") for x in found)
-    assert any(x.startswith("op.yaml:2:7: mode 'sometimes' is not allowed") for x in found)
+    assert "op.yaml:3:1: stepz: unknown key; did you mean 'steps'? (allowed: name, description, mode, inputs," \
+        " outputs, steps)" in found
+    assert "op.yaml:2:7: mode: 'sometimes' is not allowed; choose one of: inline, queued" in found
+    assert "op.yaml:1:1: steps: required key is missing; add it" in found
+    found = problems("name: 2024\ninputs: [{a: 1, b: 2}]\noutputs: [a, a]\nsteps: []\n")  # the shape: a model
+    assert found == [
+        "op.yaml:2:10: inputs[0]: an input is a name, or a one-key mapping {name: default}; got {'a': 1, 'b': 2}",
+        "op.yaml:3:10: outputs: outputs ['a'] are listed twice; list each once",
+        "op.yaml:4:8: steps: steps must be a non-empty list of `- worker_name: {params}` items",
+    ]
     assert any("steps must be a non-empty list" in x for x in found)
     with pytest.raises(OperationLoadError, match="empty"):
         load("")
