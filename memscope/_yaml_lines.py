@@ -2,8 +2,9 @@
 
 `compose` reads a file's node tree (guarding size, alias bombs and depth; a syntax error is one
 problem with its line and column); operation files are validated from those nodes (line:col of each
-key). For config files, `load_document` composes the YAML node tree (never constructs arbitrary objects), records the line
-of every mapping key and list item by its path, and interpolates the environment into string values:
+key). For config files, `load_document` turns the nodes into plain data (never constructing
+arbitrary objects), records the line of every mapping key and list item by its path, and
+interpolates the environment into string values:
 
 - `${VAR}` is the variable's value; unset is a problem (the value is left empty).
 - `${VAR:-default}` is the default when VAR is unset or empty; `${VAR:-}` is an empty default.
