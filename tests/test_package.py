@@ -49,12 +49,19 @@ def test_builtin_operations_reference_only_registered_workers():
 @pytest.mark.slow
 def test_a_wheel_builds_without_setuptools_warnings_and_carries_every_package(tmp_path):
     """`pip install` of the project prints no "Package would be ignored" (a folder missing from `packages`)."""
+    import shutil
     import zipfile
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
+    source = tmp_path / "src"  # a copy: setuptools' build/ folder (stale files and all) stays out of the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, source / name)
+    for folder in ("memscope", "workers", "operations"):
+        shutil.copytree(repo / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(tmp_path), str(repo)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(tmp_path), str(source)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -1,7 +1,8 @@
 """The `memscope` command, one module per command group, all on one Typer app (`memscope --help`).
 
 `_app` holds the app, the shared options and the one config loader; `config` (version, config check/show),
-`ops` (ops, workers), `demo` (demo, chat, reembed), `es`, `jobs` (worker, beat, jobs) and `bench` add
+`ops` (ops, workers), `demo` (demo, chat, reembed), `es`, `jobs` (worker, beat, jobs status|failed|retry)
+and `bench` add
 their commands to it when imported.
 """
 
