@@ -2,8 +2,7 @@
 
 `_app` holds the app, the shared options and the one config loader; `config` (version, config check/show),
 `ops` (ops, workers), `demo` (demo, chat, reembed), `es`, `jobs` (worker, beat, jobs status|failed|retry)
-and `bench` add
-their commands to it when imported.
+and `bench` add their commands to it when imported.
 """
 
 from __future__ import annotations
