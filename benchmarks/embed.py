@@ -87,9 +87,10 @@ def _texts(n: int) -> list[str]:
 
 def _child(backend: str, queries: int, batches: int) -> dict[str, float]:
     """Runs in the fresh process: first vector, batch-1 and batch-64 rates, peak RSS."""
+    from memscope.config import EmbeddingSettings
     from memscope.llm.factory import make_embedder
 
-    embedder = make_embedder({"backend": BACKENDS[backend][1], "cache_size": 0})
+    embedder = make_embedder(EmbeddingSettings(backend=BACKENDS[backend][1], cache_size=0))
     embedder.embed(["the first vector after starting"])
     first = time.time()
     texts = _texts(queries + 64 * batches)

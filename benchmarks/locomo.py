@@ -272,7 +272,7 @@ def run_locomo(data: Path, k: int = 10, limit_conversations: int | None = None, 
 
     conversations = load_conversations(data, limit_conversations)
     cfg = settings if settings is not None else {"llm": {"backend": "none"}}
-    embedder = make_embedder(load_settings(cfg).embedding.model_dump())
+    embedder = make_embedder(load_settings(cfg).embedding)
     if embed_cache is not None:
         embedder = CachedEmbedder(embedder, embed_cache)
     results: list[QuestionResult] = []

@@ -58,7 +58,7 @@ def run_locomo_qa(data: Path, settings: dict[str, Any] | Any, k: int = 10, limit
     from memscope.llm.factory import make_chat
 
     loaded = load_settings(settings)
-    if make_chat(loaded.llm.model_dump()) is None:
+    if make_chat(loaded.llm) is None:
         raise NoModelConfigured(
             "locomo-qa needs an LLM: pass --config with llm.backend set (or set OPENAI_API_KEY / "
             "DASHSCOPE_API_KEY); `memscope bench locomo` measures retrieval without one"
@@ -73,7 +73,7 @@ def run_locomo_qa(data: Path, settings: dict[str, Any] | Any, k: int = 10, limit
                 break
             prepared = prepare(conv, Path(tmp), settings=cfg, consolidate=False)
             runtime = prepared.memory.runtime
-            llm = make_chat(loaded.llm.model_dump(), meter=runtime.meter)
+            llm = make_chat(loaded.llm, meter=runtime.meter)
             try:
                 with progress(f"{conv.name}: answering", len(questions), show_progress) as advance:
                     for q in questions:

@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 __all__ = [
     "AsyncMemoryScope",
+    "JobRecord",
+    "MemoryEvent",
     "MemoryNode",
     "MemoryScope",
     "Message",
     "RetrievalResult",
     "RetrievedItem",
+    "RunReport",
     "Session",
     "__version__",
     "load_settings",
@@ -27,6 +30,9 @@ _LAZY = {
     "RetrievedItem": "memscope.retrieval",
     "Message": "memscope.models",
     "MemoryNode": "memscope.models",
+    "MemoryEvent": "memscope.models",
+    "JobRecord": "memscope.jobs.base",
+    "RunReport": "memscope.engine.report",
     "Session": "memscope.sessions",
     "load_settings": "memscope.config",
 }
@@ -34,7 +40,9 @@ _LAZY = {
 if TYPE_CHECKING:
     from memscope.api import AsyncMemoryScope, MemoryScope, RetrievalResult
     from memscope.config import load_settings
-    from memscope.models import MemoryNode, Message
+    from memscope.engine.report import RunReport
+    from memscope.jobs.base import JobRecord
+    from memscope.models import MemoryEvent, MemoryNode, Message
     from memscope.retrieval import RetrievedItem
     from memscope.sessions import Session
 

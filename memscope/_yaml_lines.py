@@ -1,7 +1,10 @@
-"""YAML with line numbers and ${VAR} interpolation, for config files whose errors name file:line.
+"""The one located-YAML loader: config and operation files, whose errors name file:line.
 
-`load_document` composes the YAML node tree (never constructs arbitrary objects), records the line
-of every mapping key and list item by its path, and interpolates the environment into string values:
+`compose` reads a file's node tree (guarding size, alias bombs and depth; a syntax error is one
+problem with its line and column); operation files are validated from those nodes (line:col of each
+key). For config files, `load_document` turns the nodes into plain data (never constructing
+arbitrary objects), records the line of every mapping key and list item by its path, and
+interpolates the environment into string values:
 
 - `${VAR}` is the variable's value; unset is a problem (the value is left empty).
 - `${VAR:-default}` is the default when VAR is unset or empty; `${VAR:-}` is an empty default.
@@ -26,6 +29,7 @@ __all__ = [
     "Document",
     "KeyPath",
     "Problem",
+    "compose",
     "dotted",
     "guard_text",
     "guard_tree",
@@ -180,17 +184,16 @@ class LineLoader(yaml.SafeLoader):
     """A SafeLoader used only to compose nodes and construct plain scalars (int, bool, null...)."""
 
 
-def load_document(text: str, environ: Mapping[str, str] | None = None) -> Document:
-    """Parse YAML text into a Document; syntax errors, bombs and oversize files become one problem."""
+def compose(text: str) -> tuple[Node | None, Problem | None]:
+    """The YAML node tree of a config or operation file (None for an empty file), or the one problem that
+    stops reading it: oversize, a syntax error (with its line and column), an alias bomb, too deep."""
     too_big = guard_text(text)
     if too_big is not None:
-        return Document(None, problems=[too_big])
+        return None, too_big
     loader = LineLoader(text)
     try:
         root = loader.get_single_node()
-        unsafe = guard_tree(root) if root is not None else None
-        if unsafe is not None:
-            return Document(None, problems=[unsafe])
+        return root, guard_tree(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = f"invalid YAML: {exc.problem}"
@@ -199,18 +202,25 @@ def load_document(text: str, environ: Mapping[str, str] | None = None) -> Docume
             at = f" that starts at line {start.line + 1}, column {start.column + 1}" if start else ""
             message += f" ({exc.context}{at})"
         if mark is None:
-            return Document(None, problems=[Problem((), message)])
-        return Document(None, problems=[Problem((), message, mark.line + 1, mark.column + 1)])
+            return None, Problem((), message)
+        return None, Problem((), message, mark.line + 1, mark.column + 1)
     except yaml.YAMLError as exc:
-        return Document(None, problems=[Problem((), f"invalid YAML: {exc}")])
+        return None, Problem((), f"invalid YAML: {exc}")
     except RecursionError:
-        return Document(None, problems=[Problem((), TOO_DEEP, 1)])
+        return None, Problem((), TOO_DEEP, 1)
     finally:
         loader.dispose()
+
+
+def load_document(text: str, environ: Mapping[str, str] | None = None) -> Document:
+    """Parse YAML text into a Document; syntax errors, bombs and oversize files become one problem."""
+    root, problem = compose(text)
+    if problem is not None:
+        return Document(None, problems=[problem])
     doc = Document(None)
     if root is not None:
         doc.lines[()] = root.start_mark.line + 1
-        doc.data = _Walker(loader, doc, environ).value(root, ())
+        doc.data = _Walker(LineLoader(""), doc, environ).value(root, ())
     return doc
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from memscope.config import Settings
 from memscope.engine import RunReport
@@ -22,10 +22,12 @@ from memscope.retrieval import RetrievedItem
 from memscope.runtime import Runtime
 from memscope.stores.base import MessageFilter
 
+if TYPE_CHECKING:
+    from memscope.sessions import Session
+
 __all__ = ["AsyncMemoryScope", "MemoryScope", "RetrievalResult"]
 
 log = logging.getLogger("memscope")
-T = TypeVar("T")
 ConfigSource = Settings | str | Path | dict[str, Any] | None
 MAX_COUNT = 100_000  # the most items one call returns (limit, top_k)
 
@@ -157,13 +159,12 @@ class MemoryScope:
             timezone=timezone,
             now=now,
         )
-        ctx = result.context
         return RetrievalResult(
-            items=list(ctx.get("results") or []),
-            pending_messages=list(ctx.get("pending_messages") or []),
-            context=str(ctx.get("context_text") or ""),
+            items=list(result["results"]),
+            pending_messages=list(result["pending_messages"]),
+            context=str(result["context_text"] or ""),
             report=result.report,
-            query_time=ctx.get("query_time"),
+            query_time=result["query_time"],
         )
 
     def context(self, user_id: str, query: str, **kwargs: Any) -> str:
@@ -200,6 +201,18 @@ class MemoryScope:
         return answer
 
     # -- background work -------------------------------------------------------------------------
+    @overload
+    def consolidate(
+        self, user_id: str, wait: Literal[False] = False, agent_id: str | None = None, timeout: float | None = None
+    ) -> str: ...
+    @overload
+    def consolidate(
+        self, user_id: str, wait: Literal[True], agent_id: str | None = None, timeout: float | None = None
+    ) -> JobRecord: ...
+    @overload
+    def consolidate(
+        self, user_id: str, wait: bool, agent_id: str | None = None, timeout: float | None = None
+    ) -> str | JobRecord: ...
     def consolidate(
         self, user_id: str, wait: bool = False, agent_id: str | None = None, timeout: float | None = None
     ) -> JobRecord | str:
@@ -207,6 +220,18 @@ class MemoryScope:
         if it failed."""
         return self._queue(CONSOLIDATE, user_id, agent_id, wait, timeout)
 
+    @overload
+    def reflect(
+        self, user_id: str, wait: Literal[False] = False, agent_id: str | None = None, timeout: float | None = None
+    ) -> str: ...
+    @overload
+    def reflect(
+        self, user_id: str, wait: Literal[True], agent_id: str | None = None, timeout: float | None = None
+    ) -> JobRecord: ...
+    @overload
+    def reflect(
+        self, user_id: str, wait: bool, agent_id: str | None = None, timeout: float | None = None
+    ) -> str | JobRecord: ...
     def reflect(
         self, user_id: str, wait: bool = False, agent_id: str | None = None, timeout: float | None = None
     ) -> JobRecord | str:
@@ -273,23 +298,19 @@ class MemoryScope:
         timezone: str | None = None,
     ) -> MemoryNode:
         """Add a memory directly (an app's own fact about the user)."""
-        user_id = check_user_id(user_id)
-        check_text(content, "content")
-        if metadata is not None:
-            check_metadata(metadata)
-        result = self.runtime.run(
+        stored = self._edit(
             "add_memory",
-            user_id=user_id,
-            content=content,
+            user_id,
+            content,
+            metadata,
             memory_type=memory_type,
             key=key,
             importance=importance,
-            metadata=metadata,
             time=time,
             agent_id=agent_id,
             timezone=timezone,
         )
-        return result["stored_memories"][0]
+        return stored[0]
 
     def update_memory(
         self,
@@ -303,26 +324,27 @@ class MemoryScope:
     ) -> MemoryNode:
         """Change a memory; the event log keeps what it was."""
         user_id = check_user_id(user_id)
-        if content is not None:
-            check_text(content, "content")
-        if metadata is not None:
-            check_metadata(metadata)
-        result = self.runtime.run(
-            "update_memory",
-            user_id=user_id,
-            memory_id=memory_id,
-            content=content,
-            importance=importance,
-            metadata=metadata,
-            key=key,
+        stored = self._edit(
+            "update_memory", user_id, content, metadata, memory_id=memory_id, importance=importance, key=key
         )
-        stored = result["stored_memories"]
         if not stored:
             found = self.get_memory(user_id, memory_id)
             if found is None or found.status is MemoryStatus.DELETED:  # a deleted memory is gone, not editable
                 raise ValidationError(f"no memory {memory_id!r} for user {user_id!r}")
             return found
         return stored[0]
+
+    def _edit(
+        self, operation: str, user_id: str, content: str | None, metadata: dict[str, Any] | None, **inputs: Any
+    ) -> list[MemoryNode]:
+        """Check an edit's content and metadata, run its operation, and return the memories it stored."""
+        user_id = check_user_id(user_id)
+        if content is not None:
+            check_text(content, "content")
+        if metadata is not None:
+            check_metadata(metadata)
+        result = self.runtime.run(operation, user_id=user_id, content=content, metadata=metadata, **inputs)
+        return list(result["stored_memories"])
 
     def delete_memory(
         self, user_id: str, memory_id: str | None = None, *, content_match: str | None = None
@@ -355,7 +377,7 @@ class MemoryScope:
             "failed_jobs": failed,
         }
 
-    def session(self, user_id: str, session_id: str, agent_id: str | None = None) -> Any:
+    def session(self, user_id: str, session_id: str, agent_id: str | None = None) -> Session:
         """The conversation log of one session as a structured, renderable Session."""
         from memscope.sessions import Session
 
@@ -380,24 +402,183 @@ class MemoryScope:
 
 
 class AsyncMemoryScope:
-    """The same API for asyncio code: each call runs the sync method in a worker thread."""
+    """The same API for asyncio code: each method runs its MemoryScope twin in a worker thread.
 
-    def __init__(self, config: ConfigSource = None, **kwargs: Any) -> None:
-        self.sync = MemoryScope(config, **kwargs)
+    Written out method by method (as httpx's AsyncClient is), so each is typed and documented.
+    """
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self.sync, name)
-        if not callable(method) or name.startswith("_"):
-            return method
+    def __init__(self, config: ConfigSource = None, *, runtime: Runtime | None = None, background: bool = True) -> None:
+        self.sync = MemoryScope(config, runtime=runtime, background=background)
+        self.runtime = self.sync.runtime
+        self.settings = self.sync.settings
+        self.jobs = self.sync.jobs
 
-        @functools.wraps(method)
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return await asyncio.to_thread(method, *args, **kwargs)
+    async def add_messages(
+        self,
+        user_id: str,
+        messages: str | Mapping[str, Any] | Message | Iterable[str | Mapping[str, Any] | Message],
+        session_id: str | None = None,
+        agent_id: str | None = None,
+    ) -> list[Message]:
+        """See MemoryScope.add_messages."""
+        return await asyncio.to_thread(self.sync.add_messages, user_id, messages, session_id, agent_id)
 
-        return call
+    async def list_messages(
+        self,
+        user_id: str,
+        pending: bool | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        """See MemoryScope.list_messages."""
+        return await asyncio.to_thread(self.sync.list_messages, user_id, pending, session_id, agent_id, limit)
+
+    async def retrieve(
+        self,
+        user_id: str,
+        query: str,
+        top_k: int | None = None,
+        *,
+        agent_id: str | None = None,
+        memory_types: Sequence[str] | None = None,
+        timezone: str | None = None,
+        now: datetime | None = None,
+    ) -> RetrievalResult:
+        """See MemoryScope.retrieve."""
+        call = functools.partial(
+            self.sync.retrieve, agent_id=agent_id, memory_types=memory_types, timezone=timezone, now=now
+        )
+        return await asyncio.to_thread(call, user_id, query, top_k)
+
+    async def context(self, user_id: str, query: str, **kwargs: Any) -> str:
+        """See MemoryScope.context."""
+        return await asyncio.to_thread(functools.partial(self.sync.context, **kwargs), user_id, query)
+
+    async def chat(
+        self, user_id: str, message: str, session_id: str | None = None, agent_id: str | None = None
+    ) -> str:
+        """See MemoryScope.chat."""
+        return await asyncio.to_thread(self.sync.chat, user_id, message, session_id, agent_id)
+
+    @overload
+    async def consolidate(
+        self, user_id: str, wait: Literal[False] = False, agent_id: str | None = None, timeout: float | None = None
+    ) -> str: ...
+    @overload
+    async def consolidate(
+        self, user_id: str, wait: Literal[True], agent_id: str | None = None, timeout: float | None = None
+    ) -> JobRecord: ...
+    @overload
+    async def consolidate(
+        self, user_id: str, wait: bool, agent_id: str | None = None, timeout: float | None = None
+    ) -> str | JobRecord: ...
+    async def consolidate(
+        self, user_id: str, wait: bool = False, agent_id: str | None = None, timeout: float | None = None
+    ) -> JobRecord | str:
+        """See MemoryScope.consolidate."""
+        return await asyncio.to_thread(self.sync._queue, CONSOLIDATE, user_id, agent_id, wait, timeout)
+
+    @overload
+    async def reflect(
+        self, user_id: str, wait: Literal[False] = False, agent_id: str | None = None, timeout: float | None = None
+    ) -> str: ...
+    @overload
+    async def reflect(
+        self, user_id: str, wait: Literal[True], agent_id: str | None = None, timeout: float | None = None
+    ) -> JobRecord: ...
+    @overload
+    async def reflect(
+        self, user_id: str, wait: bool, agent_id: str | None = None, timeout: float | None = None
+    ) -> str | JobRecord: ...
+    async def reflect(
+        self, user_id: str, wait: bool = False, agent_id: str | None = None, timeout: float | None = None
+    ) -> JobRecord | str:
+        """See MemoryScope.reflect."""
+        return await asyncio.to_thread(self.sync._queue, REFLECT, user_id, agent_id, wait, timeout)
+
+    async def list_memories(
+        self,
+        user_id: str,
+        memory_types: Sequence[str] | None = None,
+        statuses: Sequence[str] = ("active",),
+        limit: int = 100,
+        offset: int = 0,
+        agent_id: str | None = None,
+    ) -> list[MemoryNode]:
+        """See MemoryScope.list_memories."""
+        return await asyncio.to_thread(
+            self.sync.list_memories, user_id, memory_types, statuses, limit, offset, agent_id
+        )
+
+    async def get_memory(self, user_id: str, memory_id: str) -> MemoryNode | None:
+        """See MemoryScope.get_memory."""
+        return await asyncio.to_thread(self.sync.get_memory, user_id, memory_id)
+
+    async def add_memory(
+        self,
+        user_id: str,
+        content: str,
+        memory_type: str = "customized",
+        *,
+        key: str | None = None,
+        importance: float = 0.5,
+        metadata: dict[str, Any] | None = None,
+        time: str | None = None,
+        agent_id: str | None = None,
+        timezone: str | None = None,
+    ) -> MemoryNode:
+        """See MemoryScope.add_memory."""
+        call = functools.partial(
+            self.sync.add_memory,
+            key=key,
+            importance=importance,
+            metadata=metadata,
+            time=time,
+            agent_id=agent_id,
+            timezone=timezone,
+        )
+        return await asyncio.to_thread(call, user_id, content, memory_type)
+
+    async def update_memory(
+        self,
+        user_id: str,
+        memory_id: str,
+        content: str | None = None,
+        *,
+        importance: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        key: str | None = None,
+    ) -> MemoryNode:
+        """See MemoryScope.update_memory."""
+        call = functools.partial(self.sync.update_memory, importance=importance, metadata=metadata, key=key)
+        return await asyncio.to_thread(call, user_id, memory_id, content)
+
+    async def delete_memory(
+        self, user_id: str, memory_id: str | None = None, *, content_match: str | None = None
+    ) -> list[str]:
+        """See MemoryScope.delete_memory."""
+        call = functools.partial(self.sync.delete_memory, content_match=content_match)
+        return await asyncio.to_thread(call, user_id, memory_id)
+
+    async def history(self, user_id: str, memory_id: str) -> list[MemoryEvent]:
+        """See MemoryScope.history."""
+        return await asyncio.to_thread(self.sync.history, user_id, memory_id)
+
+    async def delete_user(self, user_id: str) -> int:
+        """See MemoryScope.delete_user."""
+        return await asyncio.to_thread(self.sync.delete_user, user_id)
+
+    async def stats(self, user_id: str) -> dict[str, Any]:
+        """See MemoryScope.stats."""
+        return await asyncio.to_thread(self.sync.stats, user_id)
+
+    async def session(self, user_id: str, session_id: str, agent_id: str | None = None) -> Session:
+        """See MemoryScope.session."""
+        return await asyncio.to_thread(self.sync.session, user_id, session_id, agent_id)
 
     async def close(self) -> None:
-        """Close in a worker thread."""
+        """See MemoryScope.close."""
         await asyncio.to_thread(self.sync.close)
 
     async def __aenter__(self) -> AsyncMemoryScope:

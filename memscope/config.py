@@ -7,16 +7,13 @@ are relative to the working directory; `~` is expanded. A dict source is interpo
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import annotated_types
 import pydantic
 from pydantic import (
     BaseModel,
@@ -30,6 +27,7 @@ from pydantic import (
 )
 
 from memscope._yaml_lines import Document, KeyPath, Problem, interpolate, interpolate_tree, load_document
+from memscope.config_errors import model_problems, plain_number, show
 from memscope.errors import ConfigError
 from memscope.redact import MASK, mask_url
 
@@ -146,7 +144,7 @@ class StoreSettings(_Section):
     @classmethod
     def _not_empty(cls, value: Any) -> Any:
         if value is None or (isinstance(value, str) and not value.strip()):
-            raise ValueError(f"expected a file path such as ~/.memscope/memscope.db, got {_show(value)}")
+            raise ValueError(f"expected a file path such as ~/.memscope/memscope.db, got {show(value)}")
         return value
 
     @field_validator("path")
@@ -177,7 +175,8 @@ class CelerySettings(_Section):
     def _after_soft(cls, value: float, info: ValidationInfo) -> float:
         soft = info.data.get("soft_time_limit_s")
         if soft is not None and value <= soft:
-            raise ValueError(f"must be greater than soft_time_limit_s ({_num(soft)}), got {_num(value)}")
+            shown = f"({plain_number(soft)}), got {plain_number(value)}"
+            raise ValueError(f"must be greater than soft_time_limit_s {shown}")
         return value
 
 
@@ -209,7 +208,7 @@ class EmbeddingSettings(_Section):
     api_key: OptionalSecret = None
     base_url: OptionalText = None
     dim: int | None = Field(default=None, gt=0)
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)  # null: the backend's own (local 64, openai 256, dashscope 10)
     timeout_s: Seconds = 30
     cache_size: int = Field(default=10_000, ge=0)  # in-process LRU of recent texts; 0 turns it off
 
@@ -301,7 +300,7 @@ class ServerKey(_Section):
     def _tenant(cls, value: str | None) -> str | None:
         if value is not None and not TENANT_NAME.fullmatch(value):
             raise ValueError(
-                f"expected a tenant name of lowercase letters, digits, '_' or '-' (at most 63), got {_show(value)}"
+                f"expected a tenant name of lowercase letters, digits, '_' or '-' (at most 63), got {show(value)}"
             )
         return value
 
@@ -410,7 +409,7 @@ def _plain(value: Any, mask: bool, key: str = "") -> Any:
         return MASK
     if mask and isinstance(value, str):
         return mask_url(value)
-    return _num(value)
+    return plain_number(value)
 
 
 def _load(source: str | Path | Mapping[str, Any] | None) -> tuple[Settings | None, list[str]]:
@@ -445,116 +444,11 @@ def _validate(doc: Document) -> Settings | None:
     data = {} if doc.data is None else doc.data
     if not isinstance(data, dict):
         allowed = ", ".join(Settings.model_fields)
-        message = f"the top level must be a mapping of keys (allowed: {allowed}), got {_show(data)}"
+        message = f"the top level must be a mapping of keys (allowed: {allowed}), got {show(data)}"
         doc.problems.append(Problem((), message, doc.line_of(())))
         return None
     try:
         return Settings.model_validate(data)
     except pydantic.ValidationError as exc:
-        reported = [problem.path for problem in doc.problems if problem.covers_value]
-        for error in exc.errors(include_url=False):
-            loc: KeyPath = tuple(error["loc"])
-            if any(loc[: len(path)] == path for path in reported):
-                continue  # already explained (e.g. an unset environment variable)
-            doc.problems.append(Problem(loc, _message(error, loc), doc.line_of(loc)))
+        doc.problems.extend(model_problems(exc, Settings, doc, secret_keys=SECRET_KEYS))
         return None
-
-
-def _message(error: Any, loc: KeyPath) -> str:
-    kind, value = error["type"], error.get("input")
-    if any(part in SECRET_KEYS for part in loc):  # never echo a key, even a malformed one
-        value = _Hidden(value)
-    model, info, is_item = _field_at(loc)
-    if kind == "extra_forbidden":
-        allowed = list(model.model_fields) if model else []
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown key{hint} (allowed: {', '.join(allowed)})"
-    if kind == "literal_error":
-        choices = re.findall(r"'([^']*)'", error.get("ctx", {}).get("expected", ""))
-        return f"{_show(value)} is not allowed; choose one of: {', '.join(choices)}"
-    if kind == "missing":
-        return "required key is missing; add it"
-    if kind in ("value_error", "assertion_error"):
-        return str(error.get("ctx", {}).get("error", error["msg"]))
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        section = _submodel(info.annotation) if info else None
-        keys = f" with keys: {', '.join(section.model_fields)}" if section else ""
-        return f"expected a mapping{keys}; got {_show(value)}"
-    if info is None:
-        return f"{error['msg']}, got {_show(value)}"
-    expected = _expected(info, str(loc[-1] if not is_item else loc[-2]), is_item)
-    scalar = isinstance(value, int | float) and expected.startswith("a string")  # bool is an int too
-    hint = " (quote it to make it text)" if scalar else ""
-    return f"expected {expected}, got {_show(value)}{hint}"
-
-
-def _field_at(loc: KeyPath) -> tuple[type[BaseModel] | None, Any, bool]:
-    """The model holding the last key of `loc`, that key's FieldInfo, and whether loc ends in a list item."""
-    model: type[BaseModel] | None = Settings
-    parent, info, is_item = model, None, False
-    for part in loc:
-        if isinstance(part, int):
-            is_item = True
-            continue
-        parent, is_item = model, False
-        if model is None or part not in model.model_fields:
-            return parent, None, False
-        info = model.model_fields[part]
-        model = _submodel(info.annotation)
-    return parent, info, is_item
-
-
-def _submodel(annotation: Any) -> type[BaseModel] | None:
-    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-
-
-def _expected(info: Any, name: str, is_item: bool) -> str:
-    args = get_args(info.annotation)
-    union = get_origin(info.annotation) in (Union, types.UnionType)
-    optional = union and type(None) in args
-    base = next((arg for arg in args if arg is not type(None)), info.annotation) if union else info.annotation
-    if get_origin(base) is list:
-        element = get_args(base)[0]
-        if not is_item:
-            return f"a list of {_NOUNS.get(element, 'value')}s"
-        base = element
-    noun = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", Path: "a path",
-            SecretStr: "a string"}  # fmt: skip
-    text = noun.get(base, "a value")
-    if name.endswith("_s") and base in (int, float):
-        text = "a number of seconds"
-    for bound in info.metadata:
-        if isinstance(bound, annotated_types.Gt):
-            text += f" > {_num(bound.gt)}"
-        elif isinstance(bound, annotated_types.Ge):
-            text += f" >= {_num(bound.ge)}"
-        elif isinstance(bound, annotated_types.MinLen) and bound.min_length == 1:
-            text = "a non-empty string"
-    return text + (" or null" if optional else "")
-
-
-_NOUNS = {str: "string", Path: "path", int: "whole number"}
-
-
-def _num(value: Any) -> Any:
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-class _Hidden:
-    """A secret's value in a problem message: its type, never its text."""
-
-    def __init__(self, value: Any) -> None:
-        self.kind = type(value).__name__
-
-    def __repr__(self) -> str:
-        return f"a {self.kind} (value hidden)"
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -56,6 +56,9 @@ def check_user_id(value: str, what: str = "user_id") -> str:
     return normalize_id(value, what)
 
 
+LEGACY_REFLECTED_KEY = "reflected_at"  # the metadata key that held MemoryNode.reflected_at before it was a field
+
+
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise ValueError("datetime must be timezone-aware (give a tzinfo, e.g. datetime.now(UTC))")
@@ -202,8 +205,20 @@ class MemoryNode(BaseModel):
     access_count: int = Field(default=0, ge=0)
     last_accessed_at: datetime | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    reflected_at: datetime | None = None  # when a reflection processed this observation (null: not yet)
 
-    _check_times = field_validator("created_at", "updated_at", "last_accessed_at")(_aware)
+    _check_times = field_validator("created_at", "updated_at", "last_accessed_at", "reflected_at")(_aware)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_reflected_at(cls, data: Any) -> Any:
+        """Nodes written before `reflected_at` was a field kept it as a metadata key: move it over."""
+        if isinstance(data, dict) and data.get("reflected_at") is None:
+            metadata = data.get("metadata")
+            if isinstance(metadata, dict) and LEGACY_REFLECTED_KEY in metadata:
+                rest = {k: v for k, v in metadata.items() if k != LEGACY_REFLECTED_KEY}
+                data = {**data, "metadata": rest, "reflected_at": metadata[LEGACY_REFLECTED_KEY]}
+        return data
 
     @field_validator("user_id", "agent_id")
     @classmethod

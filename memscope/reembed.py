@@ -25,7 +25,7 @@ def reembed(
     from memscope.retrieval import message_embedding_text
 
     store: Store = open_store(settings)
-    embedder = embedder or make_embedder(settings.embedding.model_dump())
+    embedder = embedder or make_embedder(settings.embedding)
     if not hasattr(store, "clear_embeddings"):
         raise StoreError(
             "re-embedding works on the SQLite store; for Elasticsearch, whose mapping fixes the vector "

@@ -5,17 +5,14 @@ from __future__ import annotations
 import re
 from zoneinfo import ZoneInfo
 
-from memscope.models import MemoryNode
+from memscope.models import LEGACY_REFLECTED_KEY, MemoryNode
 
-__all__ = ["REFLECTED_AT", "is_reflected", "memory_line", "normalise_key"]
-
-REFLECTED_AT = "reflected_at"
-"""Metadata key set (ISO time) on an observation once a reflection has processed it."""
+__all__ = ["is_reflected", "memory_line", "normalise_key"]
 
 
 def is_reflected(node: MemoryNode) -> bool:
-    """True when a reflection has already processed this observation."""
-    return REFLECTED_AT in node.metadata
+    """True when a reflection has already processed this observation (`reflected_at` is set)."""
+    return node.reflected_at is not None or LEGACY_REFLECTED_KEY in node.metadata
 
 
 MAX_KEY_CHARS = 80

@@ -73,13 +73,13 @@ class Runtime:
         s = self.settings
         self.meter = UsageMeter()
         self.store = store or open_store(s)
-        self.embedder = embedder or make_embedder(s.embedding.model_dump())
+        self.embedder = embedder or make_embedder(s.embedding)
         self.llm: ChatModel | None = (
-            make_chat(s.llm.model_dump(), meter=self.meter) if isinstance(llm, str) else llm
+            make_chat(s.llm, meter=self.meter) if isinstance(llm, str) else llm
         )
         if self.llm is not None and getattr(self.llm, "meter", None) is None:
             self.llm.meter = self.meter  # type: ignore[union-attr]
-        self.reranker = reranker or make_reranker(s.rerank.model_dump())
+        self.reranker = reranker or make_reranker(s.rerank)
         self.store.check_embedding_model(self.embedder.name, self.embedder.dim)
         self.catalog = OperationCatalog(paths=s.operations.paths, worker_modules=s.workers.modules)
         resources = Resources(

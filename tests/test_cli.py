@@ -151,3 +151,39 @@ def test_importing_the_cli_stays_light() -> None:
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("module", ["memscope", "memscope.cli"])
+def test_python_dash_m_runs_the_command(module: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for group in ("config", "ops", "workers", "es", "jobs", "bench", "demo", "chat", "reembed", "worker", "beat"):
+        assert f" {group} " in done.stdout, group
+
+
+@pytest.mark.unit
+def test_bench_leaves_sys_path_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memscope.cli.bench import _bench
+
+    def ours() -> list[str]:
+        return [n for n in sys.modules if n == "benchmarks" or n.startswith("benchmarks.")]
+
+    for name in ours():
+        monkeypatch.delitem(sys.modules, name)  # put back when the test ends
+    checkout = tmp_path / "checkout"
+    (checkout / "benchmarks").mkdir(parents=True)
+    (checkout / "benchmarks" / "__init__.py").write_text("")
+    (checkout / "benchmarks" / "_common.py").write_text("VALUE = 42\n")
+    (checkout / "benchmarks" / "probe.py").write_text("from benchmarks._common import VALUE\n")
+    monkeypatch.chdir(checkout)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(REPO), ".")])
+    before = list(sys.path)
+    try:
+        assert _bench("probe").VALUE == 42  # its `from benchmarks._common import` found by the package's path
+        assert sys.path == before
+    finally:
+        for name in ours():
+            del sys.modules[name]

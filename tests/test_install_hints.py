@@ -49,9 +49,11 @@ def test_no_hint_installs_the_unrelated_memscope_package() -> None:
 @pytest.mark.parametrize(
     ("blocked", "code", "extra"),
     [
-        ("openai", "from memscope.llm.factory import make_chat as m; m({'backend': 'openai', 'api_key': 'k'})",
+        ("openai", "from memscope.llm.factory import make_chat as m, LLMSettings as S; m(S(backend='openai',"
+                   " api_key='k'))",
          "openai"),
-        ("dashscope", "from memscope.llm.factory import make_chat as m; m({'backend': 'dashscope', 'api_key': 'k'})",
+        ("dashscope", "from memscope.llm.factory import make_chat as m, LLMSettings as S;"
+                      " m(S(backend='dashscope', api_key='k'))",
          "dashscope"),
         ("elasticsearch", "from memscope.stores.es_errors import import_es; import_es()", "es"),
         ("celery", "import memscope.jobs.celery_dispatch", "celery"),

@@ -43,3 +43,36 @@ def test_builtin_operations_reference_only_registered_workers():
     for name in catalog.names():
         for step in catalog.get(name).workers():
             assert step.worker in registered_workers()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_wheel_builds_without_setuptools_warnings_and_carries_every_package(tmp_path):
+    """`pip install` of the project prints no "Package would be ignored" (a folder missing from `packages`)."""
+    import shutil
+    import zipfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    source = tmp_path / "src"  # a copy: setuptools' build/ folder (stale files and all) stays out of the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, source / name)
+    for folder in ("memscope", "workers", "operations"):
+        shutil.copytree(repo / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(tmp_path), str(source)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert "would be ignored" not in output.lower() and "is absent from the `packages`" not in output
+    [wheel] = tmp_path.glob("memscope_ai-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {
+        "memscope/__main__.py", "memscope/cli/__init__.py", "memscope/cli/__main__.py",
+        "memscope/operations/retrieve_memory.yaml", "memscope/workers/prompts/update_insights.yaml",
+    }  # fmt: skip
+    assert expected <= names
+    for folder in (repo / "memscope").rglob("*.py"):
+        assert f"memscope/{folder.relative_to(repo / 'memscope')}" in names, folder

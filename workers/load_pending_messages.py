@@ -16,10 +16,11 @@ class LoadPendingMessages(Worker):
     """Load up to `limit` of the user's pending messages, oldest first: one consolidation batch.
 
     With no `limit`, the batch is the config's `jobs.consolidate_batch` (50 by default).
+    `more_pending` says whether more pending messages wait past the batch (one extra row is read).
     """
 
     reads = ("user_id",)
-    writes = ("messages",)
+    writes = ("messages", "more_pending")  # more_pending: messages past this batch are waiting
 
     class Params(WorkerParams):
         limit: int | None = Field(default=None, ge=1)
@@ -28,6 +29,7 @@ class LoadPendingMessages(Worker):
         user_id, agent_id = scope(ctx)
         settings = self.resources.settings
         limit = self.params.limit or (settings.jobs.consolidate_batch if settings else DEFAULT_BATCH)
-        ctx["messages"] = self.resources.store.list_messages(
-            user_id, MessageFilter(agent_id=agent_id, pending=True), limit=limit
+        batch = self.resources.store.list_messages(
+            user_id, MessageFilter(agent_id=agent_id, pending=True), limit=limit + 1
         )
+        ctx["messages"], ctx["more_pending"] = batch[:limit], len(batch) > limit

@@ -21,7 +21,7 @@ class MarkMessagesConsolidated(Worker):
         pass
 
     def run(self, ctx: Context) -> None:
-        if ctx.degraded:
+        if ctx.report.degraded:
             ctx.notice(DEGRADED_NOTICE)
             ctx["consolidated_ids"] = []
             return

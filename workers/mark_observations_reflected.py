@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from memscope.engine import Context, Worker, WorkerParams, worker
 from memscope.models import MemoryNode
-from memscope.reflection import REFLECTED_AT
 
 
 @worker("mark_observations_reflected")
 class MarkObservationsReflected(Worker):
-    """Set metadata `reflected_at` on every processed observation, on top of its reconsolidated version.
+    """Set `reflected_at` on every processed observation, on top of its reconsolidated version.
 
     A node that `long_range_contradictions` changed (e.g. expired as a repeat) is marked in that
     changed version, so one write carries both. A degraded run (an LLM step was skipped) marks
@@ -24,13 +23,13 @@ class MarkObservationsReflected(Worker):
         pass
 
     def run(self, ctx: Context) -> None:
-        if ctx.degraded:
+        if ctx.report.degraded:
             ctx["reflected_updates"] = []
             return
         changed: dict[str, MemoryNode] = {n.id: n for n in ctx["reconsolidation_updates"]}
-        stamp = self.resources.now().isoformat()
+        stamp = self.resources.now()
         marked = []
         for node in ctx["unreflected"]:
             latest = changed.get(node.id, node)
-            marked.append(latest.model_copy(update={"metadata": {**latest.metadata, REFLECTED_AT: stamp}}))
+            marked.append(latest.model_copy(update={"reflected_at": stamp}))
         ctx["reflected_updates"] = marked

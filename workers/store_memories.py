@@ -41,7 +41,7 @@ class StoreMemories(Worker):
                 node.embedding = [float(x) for x in vector]
         written = list(nodes.values())
         mark = None
-        if self.params.consolidates and not ctx.degraded:  # degraded: an LLM step was skipped, keep them pending
+        if self.params.consolidates and not ctx.report.degraded:  # degraded: an LLM step was skipped, keep them pending
             ids = [m.id for m in ctx[self.params.consolidates] or []]
             mark = ConsolidationMark(ctx["user_id"], ids, self.resources.now()) if ids and written else None
         if written:

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from memscope.engine.operation import OperationSpec, load_operation
 from memscope.engine.registry import load_worker_modules
 from memscope.errors import OperationLoadError
 
-__all__ = ["OperationCatalog", "builtin_operation_files"]
+__all__ = ["API_OUTPUTS", "OperationCatalog", "builtin_operation_files", "output_problems"]
 
 log = logging.getLogger("memscope.engine")
+
+# The outputs memscope's own API (MemoryScope) and jobs layer read from the operations they run: an
+# operation of one of these names, built-in or a user's override, must declare them.
+API_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "retrieve_memory": ("results", "pending_messages", "context_text", "query_time"),
+    "consolidate_memory": ("consolidated_ids", "more_pending"),
+    "reflect_and_reconsolidate": (),
+    "list_memory": ("memories",),
+    "add_memory": ("stored_memories",),
+    "update_memory": ("stored_memories",),
+    "delete_memory": ("stored_memories",),
+}
 
 
 def builtin_operation_files() -> list[Path]:
@@ -22,10 +34,28 @@ def builtin_operation_files() -> list[Path]:
     return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith((".yaml", ".yml")))
 
 
+def output_problems(spec: OperationSpec, required: Mapping[str, tuple[str, ...]] = API_OUTPUTS) -> list[str]:
+    """The outputs memscope reads from an operation of this name that it does not declare, as FILE:LINE errors."""
+    needed = required.get(spec.name, ())
+    missing = [o for o in needed if o not in spec.outputs]
+    if not missing:
+        return []
+    return [
+        f"{spec.source}:{spec.outputs_line}:1: operation {spec.name!r} must declare outputs {missing}: "
+        f"memscope's API reads {list(needed)} from it; list them under `outputs:` "
+        f"(declared: {list(spec.outputs) or 'none'}) and keep a step that writes each"
+    ]
+
+
 class OperationCatalog:
     """Loads and validates every operation once; look them up by name."""
 
-    def __init__(self, paths: Iterable[str | Path] = (), worker_modules: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        paths: Iterable[str | Path] = (),
+        worker_modules: Iterable[str] = (),
+        required_outputs: Mapping[str, tuple[str, ...]] = API_OUTPUTS,
+    ) -> None:
         load_worker_modules(worker_modules)
         self.operations: dict[str, OperationSpec] = {}
         problems: list[str] = []
@@ -43,6 +73,8 @@ class OperationCatalog:
                 continue
             for file in files:
                 self._add(file, builtin=False, problems=problems)
+        for spec in self.operations.values():
+            problems.extend(output_problems(spec, required_outputs))
         if problems:
             raise OperationLoadError(problems)
 

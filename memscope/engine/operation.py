@@ -5,20 +5,19 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from memscope._yaml_lines import TOO_DEEP, guard_text, guard_tree
+from memscope._yaml_lines import KeyPath, compose, dotted
+from memscope.config_errors import error_message
 from memscope.engine.registry import registered_workers
 from memscope.engine.worker import Worker, WorkerParams
 from memscope.errors import OperationLoadError
 
-__all__ = ["OperationSpec", "ParallelGroup", "Step", "load_operation", "parse_operation"]
-
-MODES = ("inline", "queued")
-TOP_KEYS = ("name", "description", "mode", "inputs", "steps")
+__all__ = ["OperationFile", "OperationSpec", "ParallelGroup", "Step", "load_operation", "parse_operation"]
 
 
 @dataclass
@@ -54,6 +53,12 @@ class OperationSpec:
     source: str
     builtin: bool = False
     notes: list[str] = field(default_factory=list)
+    outputs: tuple[str, ...] = ()  # the fields a run returns to its caller (RunResult.outputs)
+    outputs_line: int = 1  # where `outputs:` is declared (line 1 when it is absent)
+
+    def is_required(self, name: str) -> bool:
+        """True when input `name` has no default: a run must give it."""
+        return self.inputs.get(name) is REQUIRED
 
     def workers(self) -> list[Step]:
         """Every step, parallel branches flattened, in order."""
@@ -61,6 +66,46 @@ class OperationSpec:
         for item in self.steps:
             out.extend(item.branches if isinstance(item, ParallelGroup) else [item])
         return out
+
+
+def _input(item: Any) -> str | dict[str, Any]:
+    """An input: a name (required), or a one-key mapping {name: default} (optional)."""
+    if isinstance(item, str) and item.strip():
+        return item.strip()
+    if isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item)), str):
+        return item
+    raise ValueError(f"an input is a name, or a one-key mapping {{name: default}}; got {item!r}")
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class OperationFile(BaseModel):
+    """The shape of an operation file; its steps' workers and params are checked against the registry after."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    name: Name
+    description: str = ""
+    mode: Literal["inline", "queued"] = "inline"
+    inputs: list[Annotated[Any, AfterValidator(_input)]] = []  # name, or {name: default}
+    outputs: list[Name] = []
+    steps: list[Any]  # `worker: {params}` or `parallel: [steps]`, checked against the registry after
+
+    @field_validator("steps")
+    @classmethod
+    def _some_steps(cls, value: list[Any]) -> list[Any]:
+        if not value:
+            raise ValueError("steps must be a non-empty list of `- worker_name: {params}` items")
+        return value
+
+    @field_validator("outputs")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        twice = sorted({name for name in value if value.count(name) > 1})
+        if twice:
+            raise ValueError(f"outputs {twice} are listed twice; list each once")
+        return value
 
 
 class _Required:
@@ -95,20 +140,9 @@ def load_operation(path: str | Path, *, builtin: bool = False) -> OperationSpec:
 
 def parse_operation(text: str, source: str = "<string>", *, builtin: bool = False) -> OperationSpec:
     """Validate operation YAML text; `source` names it in errors."""
-    too_big = guard_text(text)
-    if too_big is not None:
-        raise OperationLoadError([too_big.format(source)])
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        loc = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else f"{source}:1:1"
-        raise OperationLoadError([f"{loc}: malformed YAML: {exc.problem or exc}"]) from exc
-    except RecursionError:
-        raise OperationLoadError([f"{source}:1: {TOO_DEEP}"]) from None
-    unsafe = guard_tree(root) if root is not None else None
-    if unsafe is not None:
-        raise OperationLoadError([unsafe.format(source)])
+    root, unreadable = compose(text)  # the loader config files use too
+    if unreadable is not None:
+        raise OperationLoadError([unreadable.format(source)])
     if root is None:
         raise OperationLoadError(
             [f"{source}:1:1: the file is empty; an operation needs name, mode and steps"]
@@ -131,57 +165,56 @@ class _Validator:
     def operation(self, root: yaml.Node) -> OperationSpec:
         items = _mapping(root)
         if items is None:
-            self.problem(root, "an operation must be a mapping with keys: " + ", ".join(TOP_KEYS))
+            self.problem(root, "an operation must be a mapping with keys: " + ", ".join(OperationFile.model_fields))
             raise OperationLoadError(self.problems)
-        fields: dict[str, yaml.Node] = {}
-        for key, value in items:
-            if key.value not in TOP_KEYS:
-                self.problem(
-                    key,
-                    f"unknown key {key.value!r}{_suggest(key.value, TOP_KEYS)}; allowed: {', '.join(TOP_KEYS)}",
-                )
-            fields[key.value] = value
-        name = self.scalar(fields.get("name"), root, "name", required=True)
-        description = self.scalar(fields.get("description"), root, "description") or ""
-        mode = self.scalar(fields.get("mode"), root, "mode") or "inline"
-        if mode not in MODES:
-            self.problem(fields["mode"], f"mode {mode!r} is not allowed; choose one of: {', '.join(MODES)}")
-        inputs = self.inputs(fields.get("inputs"))
-        steps = self.steps(fields.get("steps"), root)
+        fields: dict[str, yaml.Node] = {key.value: value for key, value in items}
+        shape = self.shape(root)
+        if shape is None:
+            raise OperationLoadError(self.problems)
+        steps = self.steps(fields["steps"], root)
+        inputs: dict[str, Any] = {}
+        for item in shape.inputs:
+            inputs.update(item if isinstance(item, dict) else {item: REQUIRED})
+        out_node = fields.get("outputs")
+        named = dict(zip(shape.outputs, out_node.value, strict=True)) if isinstance(out_node, yaml.SequenceNode) else {}
         if not self.problems:  # a dropped step would make the dataflow check report noise
-            self.check_dataflow(set(inputs), steps)
+            written = self.check_dataflow(set(inputs), steps)
+            self.check_outputs(named, written)
         if self.problems:
             raise OperationLoadError(self.problems)
-        return OperationSpec(str(name), str(description), str(mode), inputs, steps, self.source, self.builtin)
+        return OperationSpec(
+            shape.name,
+            shape.description,
+            shape.mode,
+            inputs,
+            steps,
+            self.source,
+            self.builtin,
+            outputs=tuple(shape.outputs),
+            outputs_line=out_node.start_mark.line + 1 if out_node is not None else 1,
+        )
 
-    def scalar(
-        self, node: yaml.Node | None, parent: yaml.Node, key: str, required: bool = False
-    ) -> str | None:
-        if node is None:
-            if required:
-                self.problem(parent, f"missing required key {key!r}")
+    def shape(self, root: yaml.Node) -> OperationFile | None:
+        """The file validated against OperationFile; each error at its key's (or value's) line and column."""
+        try:
+            return OperationFile.model_validate(yaml.safe_load(yaml.serialize(root)))
+        except PydanticValidationError as exc:
+            for error in exc.errors(include_url=False):
+                loc = tuple(error["loc"])
+                node = _node_at(root, loc, key=error["type"] in ("extra_forbidden", "missing"))
+                where = f"{dotted(loc)}: " if loc else ""
+                self.problem(node, where + error_message(error, OperationFile))
             return None
-        if not isinstance(node, yaml.ScalarNode) or not str(node.value).strip():
-            self.problem(node, f"{key} must be a non-empty string")
-            return None
-        return str(node.value)
 
-    def inputs(self, node: yaml.Node | None) -> dict[str, Any]:
-        if node is None:
-            return {}
-        if not isinstance(node, yaml.SequenceNode):
-            self.problem(node, "inputs must be a list of names, or {name: default} for optional inputs")
-            return {}
-        out: dict[str, Any] = {}
-        for item in node.value:
-            if isinstance(item, yaml.ScalarNode) and item.value:
-                out[item.value] = REQUIRED
-            elif isinstance(item, yaml.MappingNode) and len(item.value) == 1:
-                key, value = item.value[0]
-                out[key.value] = yaml.safe_load(yaml.serialize(value))
-            else:
-                self.problem(item, "an input is a name, or a one-key mapping {name: default}")
-        return out
+    def check_outputs(self, outputs: dict[str, yaml.Node], written: dict[str, Step]) -> None:
+        """Every declared output is written by some step."""
+        for name, node in outputs.items():
+            if name not in written:
+                self.problem(
+                    node,
+                    f"output {name!r} is written by no step{_suggest(name, written)}; "
+                    f"the steps write: {', '.join(sorted(written)) or 'nothing'}",
+                )
 
     def steps(self, node: yaml.Node | None, root: yaml.Node) -> list[Step | ParallelGroup]:
         if node is None or not isinstance(node, yaml.SequenceNode) or not node.value:
@@ -250,10 +283,15 @@ class _Validator:
             return None
         return step
 
-    def check_dataflow(self, available: set[str], steps: list[Step | ParallelGroup]) -> None:
-        """A field must be written (or be an input) before a step reads it."""
+    def check_dataflow(self, available: set[str], steps: list[Step | ParallelGroup]) -> dict[str, Step]:
+        """A field must be written (or be an input) before a step reads it; an optional read may find
+        its field unset, but never one that only a later step (or a sibling branch) writes.
+
+        Returns every written field with the first step that writes it."""
         available = set(available)
-        for item in steps:
+        written: dict[str, Step] = {}
+        later = self._writers(steps)
+        for position, item in enumerate(steps):
             branches = item.branches if isinstance(item, ParallelGroup) else [item]
             writers: dict[str, Step] = {}
             for step in branches:
@@ -261,9 +299,15 @@ class _Validator:
                 for name in step.worker_cls.declared_reads(step.params):
                     if name not in available:
                         self.problems.append(
-                            f"{self.source}:{step.line}:{step.col}: step {step.worker!r} (worker {step.worker!r}) "
-                            f"reads {name!r} before any step writes it; "
+                            f"{self._at(step)} reads {name!r} before any step writes it; "
                             f"available here: {sorted(available) or 'nothing'}"
+                        )
+                for name in step.worker_cls.declared_optional_reads(step.params):
+                    writer = next((w for p, w in later.get(name, []) if p >= position and w is not step), None)
+                    if name not in available and writer is not None:
+                        self.problems.append(
+                            f"{self._at(step)} optionally reads {name!r}, which only step {writer.worker!r} "
+                            f"(line {writer.line}) writes, later or alongside; move {step.worker!r} after it"
                         )
                 if isinstance(item, ParallelGroup):
                     for name in step.worker_cls.declared_writes(step.params):
@@ -275,7 +319,42 @@ class _Validator:
                         writers[name] = step
             for step in branches:
                 assert step.worker_cls is not None and step.params is not None
-                available.update(step.worker_cls.declared_writes(step.params))
+                for name in step.worker_cls.declared_writes(step.params):
+                    available.add(name)
+                    written.setdefault(name, step)
+        return written
+
+    def _at(self, step: Step) -> str:
+        return f"{self.source}:{step.line}:{step.col}: step {step.worker!r} (worker {step.worker!r})"
+
+    @staticmethod
+    def _writers(steps: list[Step | ParallelGroup]) -> dict[str, list[tuple[int, Step]]]:
+        """Field -> (position in `steps`, step) for every step that writes it."""
+        out: dict[str, list[tuple[int, Step]]] = {}
+        for position, item in enumerate(steps):
+            for step in item.branches if isinstance(item, ParallelGroup) else [item]:
+                assert step.worker_cls is not None and step.params is not None
+                for name in step.worker_cls.declared_writes(step.params):
+                    out.setdefault(name, []).append((position, step))
+        return out
+
+
+def _node_at(root: yaml.Node, loc: KeyPath, *, key: bool = False) -> yaml.Node:
+    """The node a pydantic error location names (the key node with `key`), else its nearest ancestor."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if k.value == part), None)
+            if pair is None:
+                return node
+            if key and part == loc[-1]:
+                return pair[0]
+            node = pair[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            return node
+    return node
 
 
 def _is_null(node: yaml.Node) -> bool:

@@ -22,6 +22,7 @@ class StepReport:
     written: dict[str, int] = field(default_factory=dict)
     skipped: str | None = None  # why the step did not run (e.g. no LLM configured)
     branch: int | None = None  # index inside a parallel group
+    degraded: bool = False  # the step was skipped, so the run's result is partial (nothing may be committed)
 
 
 @dataclass
@@ -33,7 +34,11 @@ class RunReport:
     steps: list[StepReport] = field(default_factory=list)
     wall_ms: float = 0.0
     notices: list[str] = field(default_factory=list)
-    degraded: bool = False
+
+    @property
+    def degraded(self) -> bool:
+        """True when some step degraded (e.g. an LLM step skipped for want of a model)."""
+        return any(s.degraded for s in self.steps)
 
     @property
     def llm_calls(self) -> int:
@@ -59,6 +64,7 @@ class RunReport:
         """JSON-ready form, with totals."""
         data = asdict(self)
         data.update(
+            degraded=self.degraded,
             llm_calls=self.llm_calls,
             llm_retries=self.llm_retries,
             prompt_tokens=self.prompt_tokens,

@@ -32,13 +32,21 @@ NO_LLM_NOTICE = (
 
 @dataclass
 class RunResult:
-    """The finished context (its fields) and the report of a run."""
+    """What a run returns: its declared outputs, the report, and the finished context (for debugging)."""
 
-    context: Context
+    outputs: dict[str, Any]
     report: RunReport
+    context: Context
 
     def __getitem__(self, name: str) -> Any:
-        return self.context[name]
+        """A declared output; a name the operation does not declare is a KeyError listing those it does."""
+        try:
+            return self.outputs[name]
+        except KeyError:
+            raise KeyError(
+                f"operation {self.report.operation!r} declares no output {name!r}; "
+                f"its outputs: {sorted(self.outputs) or 'none'} (add it to the YAML's `outputs:`)"
+            ) from None
 
 
 class OperationRunner:
@@ -76,8 +84,9 @@ class OperationRunner:
 
         `fence` is the caller's lease on the user: the steps' fenced writes fail once it is lost."""
         values = self._inputs(spec, inputs)
-        ctx = Context(operation=spec.name, run_id=run_id or new_id(), values=values, fence=fence)
-        report = RunReport(operation=spec.name, run_id=ctx.run_id)
+        run_id = run_id or new_id()
+        report = RunReport(operation=spec.name, run_id=run_id)
+        ctx = Context(operation=spec.name, run_id=run_id, values=values, fence=fence, report=report)
         started = time.perf_counter()
         limit = self.step_timeout_s if spec.mode == "inline" and not getattr(self._on_pool, "active", False) else None
         for index, item in enumerate(spec.steps, start=1):
@@ -90,8 +99,7 @@ class OperationRunner:
                 report.steps.append(self._within(future, limit, spec, index, item))
         report.wall_ms = (time.perf_counter() - started) * 1000
         report.notices = list(ctx.notices)
-        report.degraded = ctx.degraded
-        return RunResult(ctx, report)
+        return RunResult({name: ctx[name] for name in spec.outputs}, report, ctx)
 
     def _inputs(self, spec: OperationSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:
         unknown = set(inputs) - set(spec.inputs)
@@ -174,9 +182,8 @@ class OperationRunner:
             if worker.uses_llm and self.resources.llm is None:
                 for name, value in worker.empty_outputs().items():
                     ctx[name] = value
-                ctx.degraded = True
                 ctx.notice(NO_LLM_NOTICE)
-                report.skipped = "no LLM configured"
+                report.skipped, report.degraded = "no LLM configured", True
             else:
                 if meter is not None:
                     meter.start()

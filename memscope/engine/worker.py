@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict
 
+from memscope.engine.report import RunReport
 from memscope.errors import ValidationError
 from memscope.models import utcnow
 
@@ -68,7 +69,7 @@ class Context:
     run_id: str
     values: dict[str, Any] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
-    degraded: bool = False  # an LLM step was skipped: nothing may be marked consolidated
+    report: RunReport = field(default_factory=lambda: RunReport(operation="", run_id=""))  # the steps so far
     fence: Fence | None = None  # a background job's lease on the user: its store writes pass it on
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -108,7 +109,8 @@ class Worker:
 
     `__init__` is light (params and resources only); heavy set-up goes in `warm_up`, called once.
     A worker that needs an LLM sets `uses_llm = True`; with no LLM configured the runner skips it,
-    fills its `writes` with `empty_outputs`, and marks the run degraded.
+    fills its `writes` with `empty_outputs`, and its StepReport says it degraded the run; a later step
+    that must not commit a partial result checks `ctx.report.degraded`.
     """
 
     name: ClassVar[str] = ""
@@ -129,6 +131,11 @@ class Worker:
     def declared_reads(cls, params: WorkerParams) -> tuple[str, ...]:
         """The fields this worker reads with these params (default: `reads`)."""
         return cls.reads
+
+    @classmethod
+    def declared_optional_reads(cls, params: WorkerParams) -> tuple[str, ...]:
+        """The fields this worker reads when set (default: `optional_reads`); the loader checks their order."""
+        return cls.optional_reads
 
     @classmethod
     def declared_writes(cls, params: WorkerParams) -> tuple[str, ...]:

@@ -26,9 +26,9 @@ except ImportError as exc:  # an extra: the embedded mode runs jobs in-process
     raise JobError(f"jobs.backend: celery needs Celery and Redis: {install_hint('celery')}") from exc
 
 from memscope.jobs.attempts import AttemptLog
-from memscope.jobs.base import CONSOLIDATE, FINAL_STATES, REFLECT, JobRecord, JobState
+from memscope.jobs.base import CONSOLIDATE, FINAL_STATES, JobRecord, JobState
 from memscope.jobs.celery_app import RUN_OPERATION, MemscopeCelery, key_namespace, make_celery
-from memscope.jobs.logic import unreflected_count
+from memscope.jobs.logic import queue_pending, queue_reflections
 from memscope.jobs.redis_lock import compare_and_delete, hashed_key
 from memscope.jobs.status_book import JobBook
 from memscope.models import new_id, utcnow
@@ -162,15 +162,10 @@ class CeleryDispatcher:
         stale_s = 2 * float(self.runtime.settings.jobs.celery.lock_ttl_s)
         for record in self.book.mark_lost(stale_s):
             log.warning("job %s %s for %r was lost: %s", record.id, record.operation, record.user_id, record.error)
-        if not self.runtime.has_llm:
-            return 0  # nothing could consolidate them; they stay pending until an LLM is configured
-        queued = 0
-        for user_id, agent_id in self.runtime.store.users_with_pending():
-            if self.attempts.parked(CONSOLIDATE, user_id, agent_id):
-                continue  # poison: stays pending until `memscope jobs retry`
-            self.submit(CONSOLIDATE, user_id, agent_id)
-            queued += 1
-        return queued
+        return queue_pending(self.runtime, self.submit, self._parked)
+
+    def _parked(self, user_id: str, agent_id: str | None) -> bool:
+        return self.attempts.parked(CONSOLIDATE, user_id, agent_id)
 
     def failed(self, limit: int = 1000) -> list[JobRecord]:
         """Failed jobs, newest first: parked poison jobs and any other recorded failure."""
@@ -199,13 +194,7 @@ class CeleryDispatcher:
         pipe.smembers(self._recent_key)
         pipe.delete(self._recent_key)
         members, _ = pipe.execute()
-        queued = 0
-        for raw in members:
-            user_id, agent_id = json.loads(raw)
-            if self.runtime.has_llm and unreflected_count(self.runtime, user_id, agent_id) > 0:
-                self.submit(REFLECT, user_id, agent_id)
-                queued += 1
-        return queued
+        return queue_reflections(self.runtime, self.submit, (tuple(json.loads(raw)) for raw in members))
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self, wait: bool = True) -> None:

@@ -13,7 +13,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from memscope.errors import JobError
 from memscope.jobs.base import CONSOLIDATE, REFLECT, JobRecord, JobState
 from memscope.jobs.lease import UserLease, holder_name, kept_alive
-from memscope.jobs.logic import run_job, summarize, unreflected_count
+from memscope.jobs.logic import queue_pending, queue_reflections, run_job, summarize
 from memscope.models import utcnow
 from memscope.redact import scrub, scrubbed_logger
 from memscope.runtime import Runtime
@@ -141,23 +141,13 @@ class LocalDispatcher:
     # -- schedules -------------------------------------------------------------------------------
     def sweep(self) -> int:
         """Queue consolidation for every user with pending messages; returns how many were queued."""
-        if not self.runtime.has_llm:
-            return 0  # nothing could consolidate them; they stay pending until an LLM is configured
-        users = self.runtime.store.users_with_pending()
-        for user_id, agent_id in users:
-            self.submit(CONSOLIDATE, user_id, agent_id)
-        return len(users)
+        return queue_pending(self.runtime, self.submit)
 
     def reflect_recent(self) -> int:
         """Queue reflection for users consolidated since the last call who have unreflected observations."""
         with self._lock:
             users, self._recent_users = self._recent_users, set()
-        queued = 0
-        for user_id, agent_id in users:
-            if self.runtime.has_llm and unreflected_count(self.runtime, user_id, agent_id) > 0:
-                self.submit(REFLECT, user_id, agent_id)
-                queued += 1
-        return queued
+        return queue_reflections(self.runtime, self.submit, users)
 
     def _start_timer(self, name: str, interval: float, action: object, run_now: bool = False) -> None:
         def loop() -> None:

@@ -3,28 +3,51 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from memscope.engine import RunReport
 from memscope.jobs.base import CONSOLIDATE, REFLECT
 from memscope.models import MemoryType
 from memscope.runtime import Runtime
-from memscope.stores.base import Fence, MemoryFilter, MessageFilter
+from memscope.stores.base import Fence, MemoryFilter
 
-__all__ = ["run_job", "unreflected_count"]
+__all__ = ["queue_pending", "queue_reflections", "run_job", "unreflected_waiting"]
+
+Submit = Callable[[str, str, str | None], object]  # (operation, user_id, agent_id): a dispatcher's submit
 
 log = logging.getLogger("memscope.jobs")
 MAX_BATCHES = 1000  # a safety stop: 1000 batches of 50 is a very long backlog
 
 
-def unreflected_count(runtime: Runtime, user_id: str, agent_id: str | None, limit: int = 1000) -> int:
-    """How many active observations of the user have not been reflected on yet."""
-    nodes = runtime.store.list_memories(
-        user_id, MemoryFilter(agent_id=agent_id, memory_types=[MemoryType.OBSERVATION]), limit=limit
-    )
-    from memscope.reflection import is_reflected  # the rule lives with the worker
+def unreflected_waiting(runtime: Runtime, user_id: str, agent_id: str | None, at_least: int = 1) -> bool:
+    """True when at least `at_least` active observations of the user wait for a reflection."""
+    wanted = MemoryFilter(agent_id=agent_id, memory_types=[MemoryType.OBSERVATION], reflected=False)
+    return len(runtime.store.list_memories(user_id, wanted, limit=at_least)) >= at_least
 
-    return sum(1 for n in nodes if not is_reflected(n))
+
+def queue_pending(runtime: Runtime, submit: Submit, parked: Callable[[str, str | None], bool] | None = None) -> int:
+    """The sweep: queue consolidation for every user with pending messages (but `parked` poison work);
+    nothing without an LLM, the messages stay pending until one is configured. Returns how many were queued."""
+    if not runtime.has_llm:
+        return 0
+    queued = 0
+    for user_id, agent_id in runtime.store.users_with_pending():
+        if parked is not None and parked(user_id, agent_id):
+            continue  # poison: stays pending until `memscope jobs retry`
+        submit(CONSOLIDATE, user_id, agent_id)
+        queued += 1
+    return queued
+
+
+def queue_reflections(runtime: Runtime, submit: Submit, users: Iterable[tuple[str, str | None]]) -> int:
+    """Queue reflection for each of `users` (recently consolidated) with unreflected observations waiting."""
+    queued = 0
+    for user_id, agent_id in users:
+        if runtime.has_llm and unreflected_waiting(runtime, user_id, agent_id):
+            submit(REFLECT, user_id, agent_id)
+            queued += 1
+    return queued
 
 
 def run_job(
@@ -36,23 +59,16 @@ def run_job(
     if operation != CONSOLIDATE:
         return [runtime.run(operation, fence=fence, user_id=user_id, agent_id=agent_id).report]
     reports: list[RunReport] = []
-    pending_filter = MessageFilter(agent_id=agent_id, pending=True)
     for _ in range(MAX_BATCHES):
-        report = runtime.run(CONSOLIDATE, fence=fence, user_id=user_id, agent_id=agent_id).report
-        reports.append(report)
-        if report.degraded or not _consolidated_any(report):
+        result = runtime.run(CONSOLIDATE, fence=fence, user_id=user_id, agent_id=agent_id)
+        reports.append(result.report)
+        if result.report.degraded or not result["consolidated_ids"] or not result["more_pending"]:
             break  # no LLM, or nothing left: messages stay pending until the next job
-        if not runtime.store.list_messages(user_id, pending_filter, limit=1):
-            break
     if runtime.has_llm and reports and not reports[-1].degraded:
         threshold = runtime.settings.jobs.reflect_min_observations
-        if unreflected_count(runtime, user_id, agent_id) >= threshold:
+        if unreflected_waiting(runtime, user_id, agent_id, at_least=threshold):
             reports.append(runtime.run(REFLECT, fence=fence, user_id=user_id, agent_id=agent_id).report)
     return reports
-
-
-def _consolidated_any(report: RunReport) -> bool:
-    return any(step.written.get("consolidated_ids", 0) for step in report.steps)
 
 
 def summarize(reports: list[RunReport]) -> dict[str, Any]:

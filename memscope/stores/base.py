@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from memscope.models import MemoryEvent, MemoryNode, MemoryStatus, MemoryType, Message, TimeRange
+from memscope.stores.fusion import FusedHit
 
 __all__ = [
     "ConsolidationMark",
@@ -49,6 +50,7 @@ class MemoryFilter:
     ids: Sequence[str] | None = None  # [] matches nothing
     created_after: datetime | None = None  # strict: created_at > created_after
     created_before: datetime | None = None  # strict: created_at < created_before
+    reflected: bool | None = None  # True: reflected_at is set; False: not reflected yet; None: both
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,11 @@ class ScoredMemory:
     text_rank: int | None = None
     vector_similarity: float | None = None
 
+    @classmethod
+    def of(cls, memory: MemoryNode, hit: FusedHit) -> ScoredMemory:
+        """The memory a fused hit names, with the hit's score, ranks and similarity."""
+        return cls(memory, hit.score, hit.vector_rank, hit.text_rank, hit.similarity)
+
 
 @dataclass
 class ScoredMessage:
@@ -114,6 +121,11 @@ class ScoredMessage:
     vector_rank: int | None = None
     text_rank: int | None = None
     vector_similarity: float | None = None
+
+    @classmethod
+    def of(cls, message: Message, hit: FusedHit) -> ScoredMessage:
+        """The message a fused hit names, with the hit's score, ranks and similarity."""
+        return cls(message, hit.score, hit.vector_rank, hit.text_rank, hit.similarity)
 
 
 @dataclass

@@ -8,7 +8,7 @@ Layout, mappings and the analyzer are described in `es_templates`; request bodie
 - The `embedding` dense_vector field (cosine, HNSW) is added to messages and memories on the first
   `check_embedding_model` (or the first write carrying vectors), when the dims are known.
 - Hybrid search sends one `_msearch` with a kNN search and a BM25 `match` search under the same
-  filter, and fuses the rankings in Python (`rrf_fuse`), so it works on every licence. Every query
+  filter, and fuses the rankings in Python (`fuse_channels`), so it works on every licence. Every query
   carries a `term` on `user_id`; returned documents are checked against the user once more.
 - Refresh: `add_messages`, `mark_consolidated`, `set_message_embeddings` and the memory documents of
   `write_memories` use `refresh="wait_for"` (read-your-writes for searches and pending lists;
@@ -79,7 +79,7 @@ from memscope.stores.es_templates import (
     check_prefix,
     vector_mapping,
 )
-from memscope.stores.fusion import rrf_fuse
+from memscope.stores.fusion import FusedHit, fuse_channels
 
 __all__ = ["ElasticsearchStore"]
 
@@ -535,10 +535,8 @@ class ElasticsearchStore:
         """Hybrid search over one user's messages; no text and no vector finds nothing."""
         check_user_id(user_id)
         filter_query = q.message_filter(user_id, filter or MessageFilter())
-        return [
-            ScoredMessage(q.doc_to_message(src), score, vr, tr, sim)
-            for src, score, vr, tr, sim in self._hybrid("messages", user_id, filter_query, query)
-        ]
+        hits, sources = self._hybrid("messages", user_id, filter_query, query)
+        return [ScoredMessage.of(q.doc_to_message(sources[h.id]), h) for h in hits]
 
     @mapped
     def users_with_pending(self, limit: int = 1000) -> list[tuple[str, str]]:
@@ -750,10 +748,8 @@ class ElasticsearchStore:
         """Hybrid search over one user's memories, best first; no text and no vector finds nothing."""
         check_user_id(user_id)
         filter_query = q.memory_filter(user_id, filter or MemoryFilter())
-        return [
-            ScoredMemory(q.doc_to_memory(src), score, vr, tr, sim)
-            for src, score, vr, tr, sim in self._hybrid("memories", user_id, filter_query, query)
-        ]
+        hits, sources = self._hybrid("memories", user_id, filter_query, query)
+        return [ScoredMemory.of(q.doc_to_memory(sources[h.id]), h) for h in hits]
 
     @mapped
     def touch_memories(self, user_id: str, memory_ids: Sequence[str], at: datetime) -> None:
@@ -786,10 +782,10 @@ class ElasticsearchStore:
 
     def _hybrid(
         self, kind: str, user_id: str, filter_query: dict[str, Any], query: SearchQuery
-    ) -> list[tuple[dict[str, Any], float, int | None, int | None, float | None]]:
-        """kNN and BM25 in one `_msearch`, fused by reciprocal rank: (source, score, ranks, similarity)."""
+    ) -> tuple[list[FusedHit], dict[str, dict[str, Any]]]:
+        """kNN and BM25 in one `_msearch`, fused by reciprocal rank: the hits, best first, and their sources."""
         if query.top_k <= 0:
-            return []
+            return [], {}
         k = min(q.MAX_WINDOW, max(query.candidates, query.top_k))
         messages = kind == "messages"
         searches: list[dict[str, Any]] = []
@@ -807,7 +803,7 @@ class ElasticsearchStore:
             searches += [{}, q.text_body(filter_query, query.text, k, messages=messages)]
             channels.append("text")
         if not channels:
-            return []
+            return [], {}
         resp = self._es().msearch(index=self.alias(kind), searches=searches)
         hits: dict[str, list[dict[str, Any]]] = {}
         for channel, answer in zip(channels, resp["responses"], strict=True):
@@ -816,13 +812,12 @@ class ElasticsearchStore:
                 raise cls(f"Elasticsearch {channel} search of {kind} failed: {answer['error']}")
             hits[channel] = [h for h in answer["hits"]["hits"] if h["_source"].get("user_id") == user_id]
         sources = {h["_id"]: h["_source"] for ch in reversed(channels) for h in hits[ch]}
-        ranks = {ch: {h["_id"]: n for n, h in enumerate(hits[ch], start=1)} for ch in channels}
         similarity = {h["_id"]: 2.0 * float(h["_score"]) - 1.0 for h in hits.get("vector", [])}
-        fused = rrf_fuse([[h["_id"] for h in hits[ch]] for ch in channels], k=query.rrf_k)
-        return [
-            (sources[i], score, ranks.get("vector", {}).get(i), ranks.get("text", {}).get(i), similarity.get(i))
-            for i, score in list(fused.items())[: query.top_k]
-        ]
+        ranked = {ch: [h["_id"] for h in hits.get(ch, [])] for ch in ("vector", "text")}
+        fused = fuse_channels(
+            ranked["vector"], ranked["text"], k=query.rrf_k, top_k=query.top_k, similarity=similarity.get
+        )
+        return fused, sources
 
     # -- users ---------------------------------------------------------------------------------------
 

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from memscope.errors import StoreError
+from memscope.models import LEGACY_REFLECTED_KEY
 from memscope.stores.es_compat import parse_version
 from memscope.stores.es_errors import import_es
 from memscope.stores.es_templates import (
+    ADDED_FIELDS,
     KINDS,
+    PROPERTIES,
     TEMPLATE_VERSION,
     alias_name,
     index_name,
@@ -110,10 +113,11 @@ def init_indices(client: Any, prefix: str, features: Features) -> None:
     es = import_es()
     for kind in KINDS:
         current = template_version(client, prefix, kind)
-        if current is None or current < TEMPLATE_VERSION:
+        if current is None or current < TEMPLATE_VERSION or _lacks_added_fields(client, prefix, kind):
             client.indices.put_index_template(**_template(prefix, kind, features))
         alias = alias_name(prefix, kind)
         if client.indices.exists_alias(name=alias):
+            add_new_fields(client, alias, kind)
             continue
         index = index_name(prefix, kind, max(current or 0, TEMPLATE_VERSION))
         try:
@@ -122,6 +126,36 @@ def init_indices(client: Any, prefix: str, features: Features) -> None:
             if "resource_already_exists" not in str(exc):
                 raise
             client.indices.put_alias(index=index, name=alias)
+
+
+def _lacks_added_fields(client: Any, prefix: str, kind: str) -> bool:
+    """True when the kind's index template predates a field of ADDED_FIELDS."""
+    if kind not in ADDED_FIELDS:
+        return False
+    found = client.indices.get_index_template(name=template_name(prefix, kind)).get("index_templates") or [{}]
+    properties = found[0].get("index_template", {}).get("template", {}).get("mappings", {}).get("properties", {})
+    return any(name not in properties for name in ADDED_FIELDS[kind])
+
+
+def add_new_fields(client: Any, alias: str, kind: str) -> None:
+    """Map the fields of ADDED_FIELDS an index created before them lacks (documents keep what they had)."""
+    if kind not in ADDED_FIELDS:
+        return
+    for body in client.indices.get_mapping(index=alias).values():
+        properties = body["mappings"].get("properties", {})
+        missing = {name: PROPERTIES[kind][name] for name in ADDED_FIELDS[kind] if name not in properties}
+        if missing:
+            client.indices.put_mapping(index=alias, properties=missing)
+
+
+def upgraded_source(kind: str, source: dict[str, Any]) -> dict[str, Any]:
+    """A document as this version stores it: a memory's legacy metadata `reflected_at` becomes the field."""
+    metadata = source.get("metadata")
+    if kind != "memories" or not isinstance(metadata, dict) or LEGACY_REFLECTED_KEY not in metadata:
+        return source
+    rest = {k: v for k, v in metadata.items() if k != LEGACY_REFLECTED_KEY}
+    reflected = source.get("reflected_at") or metadata[LEGACY_REFLECTED_KEY]
+    return {**source, "metadata": rest, "reflected_at": reflected}
 
 
 def migrate(
@@ -202,7 +236,7 @@ def _copy(client: Any, kind: str, old: str, new: str, progress: MigrateProgress 
                 break
             operations: list[dict[str, Any]] = []
             for hit in hits:
-                operations += [{"index": {"_index": new, "_id": hit["_id"]}}, hit["_source"]]
+                operations += [{"index": {"_index": new, "_id": hit["_id"]}}, upgraded_source(kind, hit["_source"])]
             result = client.bulk(operations=operations, refresh=False)
             if result.get("errors"):
                 bad = [next(iter(i.values())) for i in result["items"] if next(iter(i.values())).get("error")]

@@ -67,6 +67,8 @@ def utc_node(node: MemoryNode) -> MemoryNode:
     }
     if node.last_accessed_at is not None:
         update["last_accessed_at"] = node.last_accessed_at.astimezone(UTC)
+    if node.reflected_at is not None:
+        update["reflected_at"] = node.reflected_at.astimezone(UTC)
     if node.event_time is not None:
         update["event_time"] = EventTime(
             start=node.event_time.start.astimezone(UTC),
@@ -154,6 +156,10 @@ def memory_filter(user_id: str, f: MemoryFilter) -> dict[str, Any]:
         clauses.append({"range": {"created_us": {"gt": to_us(f.created_after)}}})
     if f.created_before is not None:
         clauses.append({"range": {"created_us": {"lt": to_us(f.created_before)}}})
+    if f.reflected is True:
+        clauses.append({"exists": {"field": "reflected_at"}})
+    elif f.reflected is False:
+        return {"bool": {"filter": clauses, "must_not": [{"exists": {"field": "reflected_at"}}]}}
     return {"bool": {"filter": clauses}}
 
 

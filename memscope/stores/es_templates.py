@@ -31,9 +31,11 @@ from typing import Any
 from memscope.errors import ValidationError
 
 __all__ = [
+    "ADDED_FIELDS",
     "ANALYSIS_COMMON",
     "ANALYSIS_CORE",
     "KINDS",
+    "PROPERTIES",
     "TEMPLATE_VERSION",
     "alias_name",
     "check_prefix",
@@ -45,6 +47,9 @@ __all__ = [
 ]
 
 TEMPLATE_VERSION = 1
+# Fields added to a kind's mapping after its template version was fixed: `init_indices` maps them on an
+# index created before (adding a field is allowed in place), so no reindex is needed for them.
+ADDED_FIELDS: dict[str, tuple[str, ...]] = {"memories": ("reflected_at",)}
 KINDS = ("messages", "memories", "events", "meta")
 TEMPLATE_PRIORITY = 500  # above Elastic's built-in templates (100), so ours always wins
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,199}$")
@@ -106,6 +111,7 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "importance": {"type": "float"},
         "access_count": {"type": "integer"},
         "last_accessed_at": _DATE,
+        "reflected_at": _DATE,  # see ADDED_FIELDS
         "event_seq": {"type": "integer"},
         "metadata": _BLOB,
     },

@@ -46,7 +46,7 @@ from memscope.stores.base import (
     StoreStats,
 )
 from memscope.stores.changes import change_kind, kept_access
-from memscope.stores.fusion import rrf_fuse
+from memscope.stores.fusion import FusedHit, fuse_channels
 from memscope.stores.sqlite_fts import (
     COMMON_MIN_ROWS,
     common_terms,
@@ -71,10 +71,10 @@ from memscope.stores.sqlite_schema import (
     FTS_TOKENIZER,
     MEMORY_COLUMNS,
     MESSAGE_COLUMNS,
-    SCHEMA,
     SCHEMA_VERSION,
     memory_where,
     message_where,
+    migrate_schema,
 )
 from memscope.stores.vector_index import (
     VECTOR_COLUMNS,
@@ -199,10 +199,7 @@ class SqliteStore:
                     f" memscope supports ({SCHEMA_VERSION}); upgrade memscope or use another store path"
                 )
             if version < SCHEMA_VERSION:
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                migrate_schema(conn, version)
             self._store_id = leases.ensure_store_id(conn)
 
     def close(self) -> None:
@@ -417,8 +414,8 @@ class SqliteStore:
         f = filter or MessageFilter()
         where, params = message_where(user_id, f)
         hits = self._hybrid("messages", user_id, query, where, params, lambda ix: message_mask(ix, f))
-        found = self._rows_by_id("messages", user_id, [h[0] for h in hits], message_from_stored)
-        return [ScoredMessage(found[i], s, vr, tr, sim) for i, s, vr, tr, sim in hits if i in found]
+        found = self._rows_by_id("messages", user_id, [h.id for h in hits], message_from_stored)
+        return [ScoredMessage.of(found[h.id], h) for h in hits if h.id in found]
 
     @_mapped
     def users_with_pending(self, limit: int = 1000) -> list[tuple[str, str]]:
@@ -597,8 +594,8 @@ class SqliteStore:
         f = filter or MemoryFilter()
         where, params = memory_where(user_id, f)
         hits = self._hybrid("memories", user_id, query, where, params, lambda ix: memory_mask(ix, f))
-        found = self._rows_by_id("memories", user_id, [h[0] for h in hits], memory_from_stored)
-        return [ScoredMemory(found[i], s, vr, tr, sim) for i, s, vr, tr, sim in hits if i in found]
+        found = self._rows_by_id("memories", user_id, [h.id for h in hits], memory_from_stored)
+        return [ScoredMemory.of(found[h.id], h) for h in hits if h.id in found]
 
     def _rows_by_id(self, kind: str, user_id: str, ids: list[str], convert: Callable[[Any], T]) -> dict[str, T]:
         """This user's rows of `kind` with these ids, converted, by id."""
@@ -703,8 +700,8 @@ class SqliteStore:
         where: str,
         params: list[Any],
         mask_of: Callable[[VectorIndex], np.ndarray],
-    ) -> list[tuple[str, float, int | None, int | None, float | None]]:
-        """Run both channels and fuse: (id, score, vector_rank, text_rank, similarity), best first."""
+    ) -> list[FusedHit]:
+        """Run both channels and fuse them, best first."""
         wanted = max(query.candidates, query.top_k)
         rankings: list[list[str]] = []
         vector_ids: list[str] = []
@@ -734,10 +731,7 @@ class SqliteStore:
             rankings.append(text_ids)
         if not rankings:
             return []
-        vector_rank = {i: n for n, i in enumerate(vector_ids, start=1)}
-        text_rank = {i: n for n, i in enumerate(text_ids, start=1)}
-        fused = list(rrf_fuse(rankings, k=query.rrf_k).items())[: query.top_k]
-        return [(i, s, vector_rank.get(i), text_rank.get(i), similarity(i)) for i, s in fused]
+        return fuse_channels(vector_ids, text_ids, k=query.rrf_k, top_k=query.top_k, similarity=similarity)
 
     def _text_match(self, kind: str, text: str | None) -> str | None:
         """The MATCH expression of a query; in a large index, common terms are left out (see

@@ -111,6 +111,7 @@ def memory_row(node: MemoryNode) -> dict[str, Any]:
         "access_count": node.access_count,
         "last_accessed_at": None if node.last_accessed_at is None else to_us(node.last_accessed_at),
         "metadata": to_json(data["metadata"]),
+        "reflected_at": None if node.reflected_at is None else to_us(node.reflected_at),
     }
 
 
@@ -138,6 +139,7 @@ def memory_from_row(row: sqlite3.Row | Mapping[str, Any]) -> MemoryNode:
         access_count=row["access_count"],
         last_accessed_at=_from_us_or_none(row["last_accessed_at"]),
         metadata=json.loads(row["metadata"]),
+        reflected_at=_from_us_or_none(row["reflected_at"]),
     )
 
 
@@ -173,6 +175,7 @@ def memory_from_stored(row: sqlite3.Row) -> MemoryNode:
         access_count=int(row["access_count"]),
         last_accessed_at=None if last is None else from_us(last),
         metadata=json.loads(row["metadata"]),
+        reflected_at=_from_us_or_none(row["reflected_at"]),
     )
 
 

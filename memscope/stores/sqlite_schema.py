@@ -6,17 +6,23 @@ them, so the in-memory vector cache can patch in what changed since it was built
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
+from memscope.models import LEGACY_REFLECTED_KEY
 from memscope.stores.base import MemoryFilter, MessageFilter
 from memscope.stores.sqlite_leases import LEASES_TABLE
 from memscope.stores.sqlite_rows import span_bounds, to_json, to_us
 
 __all__ = [
     "FTS_TOKENIZER", "MEMORY_COLUMNS", "MESSAGE_COLUMNS", "SCHEMA", "SCHEMA_VERSION", "memory_where", "message_where",
+    "migrate_schema",
 ]  # fmt: skip
 
-SCHEMA_VERSION = 2  # 2: the `leases` table and the store id
+SCHEMA_VERSION = 3  # 2: the `leases` table and the store id; 3: memories.reflected_at (see MIGRATIONS)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,6 +73,7 @@ CREATE TABLE IF NOT EXISTS memories (
     access_count INTEGER NOT NULL,
     last_accessed_at INTEGER,
     metadata TEXT NOT NULL,
+    reflected_at INTEGER,
     row_version INTEGER NOT NULL DEFAULT 0,
     embedding BLOB  -- last: a large value pushes later columns onto overflow pages
 );
@@ -99,12 +106,52 @@ MEMORY_COLUMNS = (
     "id", "user_id", "agent_id", "memory_type", "content", "key", "embedding", "dim", "status",
     "event_time", "time_start", "time_end", "created_at", "updated_at", "source_message_ids",
     "source_memory_ids", "superseded_by", "importance", "access_count", "last_accessed_at", "metadata",
-    "row_version",
+    "reflected_at", "row_version",
 )  # fmt: skip
 MESSAGE_COLUMNS = (
     "id", "user_id", "agent_id", "session_id", "role", "content", "name", "created_at", "metadata",
     "consolidated_at",
 )  # fmt: skip
+
+# Created after the migrations, so that an upgraded file has the columns they index.
+LATE_INDEXES = """
+CREATE INDEX IF NOT EXISTS memories_user_unreflected ON memories (user_id, memory_type) WHERE reflected_at IS NULL
+"""
+
+
+def migrate_v3_reflected_at(conn: sqlite3.Connection) -> None:
+    """Schema 3: `reflected_at` becomes a column of memories, moved out of the metadata key that held it."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(memories)")}
+    if "reflected_at" not in columns:
+        conn.execute("ALTER TABLE memories ADD COLUMN reflected_at INTEGER")
+    rows = conn.execute(
+        "SELECT pk, metadata FROM memories WHERE reflected_at IS NULL AND json_type(metadata, ?) IS NOT NULL",
+        (f"$.{LEGACY_REFLECTED_KEY}",),
+    ).fetchall()
+    for pk, metadata in rows:
+        data = json.loads(metadata)
+        stamp = data.pop(LEGACY_REFLECTED_KEY)
+        try:
+            when = to_us(datetime.fromisoformat(str(stamp)))
+        except (TypeError, ValueError):  # not a time this store wrote: keep it in metadata, untouched
+            continue
+        conn.execute("UPDATE memories SET reflected_at = ?, metadata = ? WHERE pk = ?", (when, to_json(data), pk))
+
+
+# (version it brings a file to, step): run in order on a file of an older version, in one transaction
+MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = ((3, migrate_v3_reflected_at),)
+
+
+def migrate_schema(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a file at schema `version` (0: new) to SCHEMA_VERSION: tables, then migrations, then late indexes."""
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    for target, step in MIGRATIONS:
+        if 0 < version < target:
+            step(conn)
+    conn.execute(LATE_INDEXES)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def memory_where(user_id: str, f: MemoryFilter) -> tuple[str, list[Any]]:
@@ -135,6 +182,8 @@ def memory_where(user_id: str, f: MemoryFilter) -> tuple[str, list[Any]]:
     if f.created_before is not None:
         sql.append("m.created_at < ?")
         params.append(to_us(f.created_before))
+    if f.reflected is not None:
+        sql.append("m.reflected_at IS NOT NULL" if f.reflected else "m.reflected_at IS NULL")
     return " AND ".join(sql), params
 
 

@@ -401,6 +401,20 @@ class StoreContractSuite:
         for f, expected in cases:
             self.assert_memory_filter(store, user, f, expected)
 
+    def test_reflected_filter_and_round_trip(self, store: Store) -> None:
+        user = uid()
+        done = memory(user, "coffee at noon", embedding=vec(1, 0.1), reflected_at=T0 + timedelta(microseconds=7))
+        waiting = memory(user, "coffee at night", embedding=vec(1, 0.2))
+        store.write_memories([done, waiting])
+        got = store.get_memory(user, done.id)
+        assert got is not None and got.reflected_at == done.reflected_at  # microseconds kept, like every time
+        self.assert_memory_filter(store, user, MemoryFilter(reflected=True), {done.id})
+        self.assert_memory_filter(store, user, MemoryFilter(reflected=False), {waiting.id})
+        self.assert_memory_filter(store, user, MemoryFilter(reflected=None), {done.id, waiting.id})
+        store.write_memories([waiting.model_copy(update={"reflected_at": T0})])  # marking is a recorded change
+        self.assert_memory_filter(store, user, MemoryFilter(reflected=False), set())
+        assert [e.kind for e in store.history(user, waiting.id)] == [EventKind.ADD, EventKind.UPDATE]
+
     def test_time_range_uses_event_time_else_created_at(self, store: Store) -> None:
         user = uid()
         day = memory(

@@ -30,7 +30,8 @@ __all__ = [
 ]
 
 VECTOR_COLUMNS = {
-    "memories": "id, embedding, dim, agent_id, memory_type, status, key, time_start, time_end, created_at",
+    "memories": "id, embedding, dim, agent_id, memory_type, status, key, time_start, time_end, created_at,"
+    " reflected_at IS NOT NULL AS reflected",
     "messages": "id, embedding, dim, agent_id, session_id, consolidated_at IS NULL AS pending, created_at",
 }
 NUMERIC = {
@@ -39,6 +40,7 @@ NUMERIC = {
     "time_end": np.int64,
     "created_at": np.int64,
     "pending": np.bool_,
+    "reflected": np.bool_,
 }
 
 
@@ -88,6 +90,8 @@ def memory_mask(index: VectorIndex, f: MemoryFilter) -> np.ndarray:
         mask &= c["created_at"] > to_us(f.created_after)
     if f.created_before is not None:
         mask &= c["created_at"] < to_us(f.created_before)
+    if f.reflected is not None:
+        mask &= c["reflected"] == f.reflected
     return mask
 
 

@@ -99,3 +99,24 @@ class NeedsLLM(Worker):
         assert self.resources.meter is not None
         self.resources.meter.record(Usage(calls=1, prompt_tokens=11, completion_tokens=5))
         ctx["answers"] = ["yes"]
+
+
+@worker("t_maybe_doubled")
+class MaybeDoubled(Worker):
+    """Count `doubled` if a step wrote it (an optional read)."""
+
+    optional_reads = ("doubled",)
+    writes = ("count",)
+
+    def run(self, ctx: Context) -> None:
+        ctx["count"] = len(ctx.get("doubled") or [])
+
+
+@worker("t_commit")
+class Commit(Worker):
+    """Write `committed`: True unless an earlier step degraded the run (read from the run's report)."""
+
+    writes = ("committed",)
+
+    def run(self, ctx: Context) -> None:
+        ctx["committed"] = not ctx.report.degraded

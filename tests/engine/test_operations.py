@@ -43,7 +43,7 @@ def test_valid_operation_runs_in_order():
         """
     )
     result = runner().run(spec, {})
-    assert result["doubled"] == [0, 2, 4, 6]
+    assert result.context["doubled"] == [0, 2, 4, 6]
     assert [s.written for s in result.report.steps] == [{"numbers": 4}, {"doubled": 4}]
 
 
@@ -114,10 +114,18 @@ def test_parallel_branches_may_not_read_each_other_nor_write_one_field():
 
 def test_malformed_yaml_and_bad_shapes():
     [p] = problems("name: demo\nsteps:\n  - t_emit: {count: 3\n")
-    assert p.startswith("op.yaml:4:1: malformed YAML")
+    assert p.startswith("op.yaml:4:1: invalid YAML")  # the config's loader and wording
     found = problems("name: demo\nmode: sometimes\nstepz: []\n")
-    assert any(x.startswith("op.yaml:3:1: unknown key 'stepz' (did you mean 'steps'?)") for x in found)
-    assert any(x.startswith("op.yaml:2:7: mode 'sometimes' is not allowed") for x in found)
+    assert "op.yaml:3:1: stepz: unknown key; did you mean 'steps'? (allowed: name, description, mode, inputs," \
+        " outputs, steps)" in found
+    assert "op.yaml:2:7: mode: 'sometimes' is not allowed; choose one of: inline, queued" in found
+    assert "op.yaml:1:1: steps: required key is missing; add it" in found
+    found = problems("name: 2024\ninputs: [{a: 1, b: 2}]\noutputs: [a, a]\nsteps: []\n")  # the shape: a model
+    assert found == [
+        "op.yaml:2:10: inputs[0]: an input is a name, or a one-key mapping {name: default}; got {'a': 1, 'b': 2}",
+        "op.yaml:3:10: outputs: outputs ['a'] are listed twice; list each once",
+        "op.yaml:4:8: steps: steps must be a non-empty list of `- worker_name: {params}` items",
+    ]
     assert any("steps must be a non-empty list" in x for x in found)
     with pytest.raises(OperationLoadError, match="empty"):
         load("")
@@ -193,7 +201,7 @@ def test_duplicate_worker_name_fails_at_registration():
 
 def test_user_folder_overrides_builtin(tmp_path: Path):
     builtin = {f.stem for f in builtin_operation_files()}
-    name = next(iter(builtin)) if builtin else "custom"
+    name = "reflect_and_reconsolidate" if builtin else "custom"  # the API reads no output of it
     (tmp_path / "mine.yaml").write_text(f"name: {name}\nsteps:\n  - t_emit: {{}}\n")
     catalog = OperationCatalog(paths=[tmp_path])
     spec = catalog.get(name)
@@ -209,3 +217,63 @@ def test_every_builtin_operation_loads():
         assert required in catalog
     assert catalog.get("retrieve_memory").mode == "inline"
     assert catalog.get("consolidate_memory").mode == "queued"
+
+
+def test_declared_outputs_are_returned_and_nothing_else():
+    spec = load("name: demo\noutputs: [doubled]\nsteps:\n  - t_emit: {}\n  - t_double: {}\n")
+    result = runner().run(spec, {})
+    assert result.outputs == {"doubled": [0, 2, 4]}
+    assert result["doubled"] == [0, 2, 4]
+    with pytest.raises(KeyError, match="declares no output 'numbers'; its outputs: \\['doubled'\\]"):
+        result["numbers"]
+
+
+def test_an_output_no_step_writes_is_a_load_error_at_its_line():
+    found = problems(
+        """
+        name: demo
+        outputs: [doubled, dubled]
+        steps:
+          - t_emit: {}
+          - t_double: {}
+        """
+    )
+    assert found == [
+        "op.yaml:2:20: output 'dubled' is written by no step (did you mean 'doubled'?);"
+        " the steps write: doubled, numbers"
+    ]
+
+
+def test_an_optional_read_of_a_field_written_only_later_is_a_load_error():
+    found = problems(
+        """
+        name: demo
+        steps:
+          - t_emit: {}
+          - t_maybe_doubled: {}
+          - t_double: {}
+        """
+    )
+    assert len(found) == 1 and found[0].startswith("op.yaml:4:5: step 't_maybe_doubled'")
+    assert "optionally reads 'doubled', which only step 't_double' (line 5) writes" in found[0]
+    # never written at all is fine: the field is optional
+    assert runner().run(load("name: ok\nsteps:\n  - t_maybe_doubled: {}\n"), {}).context["count"] == 0
+
+
+def test_a_skipped_step_degrades_the_run_through_its_report():
+    spec = load("name: needs\noutputs: [committed]\nsteps:\n  - t_needs_llm: {}\n  - t_commit: {}\n")
+    result = runner().run(spec, {})
+    assert result.report.steps[0].degraded and not result.report.steps[1].degraded
+    assert result["committed"] is False and result.report.to_dict()["degraded"] is True
+    assert runner(llm=object()).run(spec, {})["committed"] is True
+
+
+def test_overriding_a_builtin_without_the_outputs_the_api_reads_fails_at_load(tmp_path: Path):
+    (tmp_path / "retrieve_memory.yaml").write_text(
+        "name: retrieve_memory\ninputs: [user_id, query]\noutputs: [numbers]\nsteps:\n  - t_emit: {}\n"
+    )
+    with pytest.raises(OperationLoadError) as info:
+        OperationCatalog(paths=[tmp_path])
+    [problem] = info.value.problems
+    assert problem.startswith(f"{tmp_path / 'retrieve_memory.yaml'}:3:1: operation 'retrieve_memory' must declare")
+    assert "['results', 'pending_messages', 'context_text', 'query_time']" in problem

@@ -24,9 +24,11 @@ import pytest
 
 from memscope.errors import EmbeddingMismatch, StoreError, StoreUnavailable, ValidationError
 from memscope.models import EventKind, EventTime, Granularity, MemoryNode, MemoryStatus, MemoryType, Message
+from memscope.stores import es_queries as q
 from memscope.stores.base import MemoryFilter, MessageFilter, SearchQuery, Store
 from memscope.stores.elasticsearch import ElasticsearchStore, _event_id
-from memscope.stores.es_templates import index_template
+from memscope.stores.es_admin import upgraded_source
+from memscope.stores.es_templates import PROPERTIES, index_template
 
 pytestmark = pytest.mark.unit
 
@@ -87,9 +89,10 @@ class FakeES:
     def ready(self, *, dims: int | None = None) -> None:
         """Pretend `init_indices` already ran for prefix `memscope` (and map vectors of `dims`)."""
         for kind in ("messages", "memories", "events", "meta"):
-            self.templates[f"memscope-{kind}-template"] = {"_meta": {"version": 1}}
+            mappings = {"properties": dict(PROPERTIES[kind])}
+            self.templates[f"memscope-{kind}-template"] = {"_meta": {"version": 1}, "template": {"mappings": mappings}}
             self.aliases[f"memscope-{kind}"] = f"memscope-{kind}-v1"
-            props: dict[str, Any] = {}
+            props: dict[str, Any] = dict(PROPERTIES[kind])
             if dims is not None and kind in ("messages", "memories"):
                 props["embedding"] = {"type": "dense_vector", "dims": dims}
             self.indices[f"memscope-{kind}-v1"] = props
@@ -140,8 +143,10 @@ class FakeES:
             return 200, {"total": 0, "created": 0, "failures": []}
         if parts[0] == "_aliases":
             return 200, {"acknowledged": True}
-        if len(parts) == 1 and m == "PUT":
-            self.indices[parts[0]] = {}
+        if len(parts) == 1 and m == "PUT":  # a new index takes the properties of the template it matches
+            kind = parts[0].split("-")[-2] if parts[0].count("-") >= 2 else ""
+            template = self.templates.get(f"memscope-{kind}-template", {}).get("template", {})
+            self.indices[parts[0]] = dict(template.get("mappings", {}).get("properties", {}))
             for alias in (req.body or {}).get("aliases", {}):
                 self.aliases[alias] = parts[0]
             return 200, {"acknowledged": True, "shards_acknowledged": True, "index": parts[0]}
@@ -293,7 +298,11 @@ def _memory(content: str = "likes coffee", **kw: Any) -> MemoryNode:
 
 
 def _after_init(fake: FakeES) -> list[Req]:
-    return [r for r in fake.requests if not r.path.startswith(("/_nodes", "/_index_template", "/_alias"))]
+    init = ("/_nodes", "/_index_template", "/_alias")
+    return [r for r in fake.requests if not (r.path.startswith(init) or (r.method, r.path) == _ADDED_FIELDS_CHECK)]
+
+
+_ADDED_FIELDS_CHECK = ("GET", "/memscope-memories/_mapping")  # init_indices: does the index have reflected_at?
 
 
 # -- set-up ----------------------------------------------------------------------------------------------
@@ -1023,3 +1032,34 @@ def test_invalid_user_id_is_a_validation_error(fake: FakeES, store: Elasticsearc
     with pytest.raises(ValidationError):
         store.get_memory("a\x00b", "m1")
     assert fake.requests == []
+
+
+def test_an_index_made_before_reflected_at_gets_the_field_mapped_in_place(fake: FakeES) -> None:
+    fake.ready()
+    del fake.indices["memscope-memories-v1"]["reflected_at"]  # as an index created by an older memscope
+    fake.templates["memscope-memories-template"]["template"]["mappings"]["properties"].pop("reflected_at")
+    es_store = ElasticsearchStore(fake.url)
+    es_store.init_indices()
+    assert [(r.path, r.body) for r in fake.sent(r".*/_mapping", "PUT")] == [
+        ("/memscope-memories/_mapping", {"properties": {"reflected_at": {"type": "date"}}})
+    ]
+    assert [r.path for r in fake.sent(r"/_index_template/.+", "PUT")] == ["/_index_template/memscope-memories-template"]
+    es_store.close()
+
+
+def test_migrate_moves_a_legacy_reflected_at_out_of_metadata() -> None:
+    legacy = {"id": "m1", "metadata": {"src": "chat", "reflected_at": "2024-03-01T08:00:00+00:00"}}
+    assert upgraded_source("memories", legacy) == {
+        "id": "m1", "metadata": {"src": "chat"}, "reflected_at": "2024-03-01T08:00:00+00:00"
+    }
+    assert upgraded_source("messages", {"metadata": {"reflected_at": "x"}}) == {"metadata": {"reflected_at": "x"}}
+    doc = q.memory_doc(_memory(), 0) | {"metadata": {"reflected_at": "2024-03-01T08:00:00+00:00"}}
+    node = q.doc_to_memory(doc)
+    assert node.reflected_at == datetime(2024, 3, 1, 8, tzinfo=UTC) and node.metadata == {}
+
+
+def test_reflected_filter_is_an_exists_clause() -> None:
+    reflected = q.memory_filter("u", MemoryFilter(reflected=True))["bool"]
+    assert reflected["filter"][-1] == {"exists": {"field": "reflected_at"}}
+    unreflected = q.memory_filter("u", MemoryFilter(reflected=False))["bool"]
+    assert unreflected["must_not"] == [{"exists": {"field": "reflected_at"}}]

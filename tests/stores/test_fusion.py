@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memscope.stores.fusion import rrf_fuse
+from memscope.stores.fusion import FusedHit, fuse_channels, rrf_fuse
 
 pytestmark = pytest.mark.unit
 
@@ -44,3 +44,16 @@ def test_weights_must_match_rankings() -> None:
 def test_empty_inputs() -> None:
     assert rrf_fuse([]) == {}
     assert rrf_fuse([[], []]) == {}
+
+
+def test_fuse_channels_gives_typed_hits_with_each_channels_rank():
+    sims = {"a": 0.9, "b": 0.5}
+    hits = fuse_channels(["a", "b"], ["b", "c"], k=60, top_k=2, similarity=sims.get)
+    assert hits == [
+        FusedHit("b", pytest.approx(1 / 62 + 1 / 61), vector_rank=2, text_rank=1, similarity=0.5),
+        FusedHit("a", pytest.approx(1 / 61), vector_rank=1, text_rank=None, similarity=0.9),
+    ]
+    assert [h.id for h in fuse_channels([], ["c", "d"], k=60, top_k=5)] == ["c", "d"]
+    assert fuse_channels([], [], k=60, top_k=5) == []
+    tie = fuse_channels(["v"], ["t"], k=60, top_k=2)  # equal scores: the vector channel's hit first
+    assert [h.id for h in tie] == ["v", "t"] and tie[1].similarity is None

@@ -9,7 +9,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -480,3 +480,36 @@ def test_reembed_switches_the_store_to_a_new_model(tmp_path: Path) -> None:
     assert again.messages_without_embedding("v") == []
     assert reembed(settings, embedder=Letters()) == {"users": 2, "messages": 0, "memories": 0}  # idempotent
     again.close()
+
+
+@pytest.mark.unit
+def test_a_schema_2_file_migrates_reflected_at_out_of_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    old = memory("u", "climbs on Sundays", embedding=basis(1))
+    fresh = memory("u", "likes tea", embedding=basis(2))
+    with SqliteStore(path) as store:
+        store.write_memories([old, fresh])
+    raw = sqlite3.connect(path)  # make it the file schema 2 wrote: no column, the mark in metadata
+    raw.execute("DROP INDEX memories_user_unreflected")
+    raw.execute("ALTER TABLE memories DROP COLUMN reflected_at")
+    raw.execute(
+        "UPDATE memories SET metadata = ? WHERE id = ?",
+        ('{"source": "chat", "reflected_at": "2024-03-01T08:00:00.000005+00:00"}', old.id),
+    )
+    raw.execute("PRAGMA user_version = 2")
+    raw.commit()
+    raw.close()
+    with SqliteStore(path) as store:
+        got = store.get_memory("u", old.id)
+        assert got is not None and got.metadata == {"source": "chat"}
+        assert got.reflected_at == datetime(2024, 3, 1, 8, 0, 0, 5, tzinfo=UTC)
+        assert [m.id for m in store.list_memories("u", MemoryFilter(reflected=False))] == [fresh.id]
+        hits = store.search_memories("u", SearchQuery(embedding=basis(1)), MemoryFilter(reflected=True))
+        assert [h.memory.id for h in hits] == [old.id]
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "memories_user_unreflected" in indexes
+    finally:
+        raw.close()

@@ -76,7 +76,7 @@ def seed(
             created_at=start + timedelta(days=n),
             updated_at=start + timedelta(days=n),
             source_message_ids=sources[n] if sources else [f"msg-{start:%Y%m%d}-{n}"],
-            metadata={"reflected_at": "2023-12-31T00:00:00+00:00"} if reflected else {},
+            reflected_at=datetime(2023, 12, 31, tzinfo=UTC) if reflected else None,
         )
         for n, (text, vector) in enumerate(zip(texts, vectors, strict=True))
     ]
@@ -128,13 +128,13 @@ def test_career_observations_become_one_insight_citing_them(resources, model_ser
 
     result = reflect(resources)
 
-    assert result["subjects"] == ["career"]  # normalised key
+    assert result.context["subjects"] == ["career"]  # normalised key
     [insight] = insights(store)
     assert (insight.key, insight.content, insight.memory_type) == ("career", text, MemoryType.INSIGHT)
     assert sorted(insight.source_memory_ids) == sorted(n.id for n in seeded)
     assert insight.embedding is not None  # embedded by store_memories
     assert [e.kind for e in store.history(USER, insight.id)] == [EventKind.ADD]
-    assert all(o.metadata["reflected_at"] == NOW.isoformat() for o in observations(store))
+    assert all(o.reflected_at == NOW for o in observations(store))
     assert all(o.status is MemoryStatus.ACTIVE for o in observations(store))
     prompt = user_text(model_server.requests_to("/chat/completions")[1].json)
     assert all(c in prompt for c in CAREER)  # the hybrid search found every career observation
@@ -171,7 +171,7 @@ def test_second_reflection_updates_the_same_insight(resources, model_server, sto
     assert after.source_memory_ids[: len(before.source_memory_ids)] == before.source_memory_ids
     assert after.embedding != before.embedding  # re-embedded for the new text
     assert [e.kind for e in store.history(USER, after.id)] == [EventKind.ADD, EventKind.UPDATE]
-    assert all("reflected_at" in o.metadata for o in observations(store))
+    assert all(o.reflected_at is not None for o in observations(store))
     assert model_server.pending() == 0
 
 
@@ -233,10 +233,10 @@ def test_long_range_contradiction_and_repeat(resources, model_server, store):
     assert got[rex.id].source_message_ids == ["m-rex-old", "m-rex-new"]
     assert got[rex.id].embedding == pytest.approx(rex.embedding)
     assert got[rex_again.id].status is MemoryStatus.EXPIRED and got[rex_again.id].superseded_by == rex.id
-    assert got[rex_again.id].metadata["reflected_at"] == NOW.isoformat()
-    assert all(got[n.id].metadata["reflected_at"] == NOW.isoformat() for n in new)
+    assert got[rex_again.id].reflected_at == NOW
+    assert all(got[n.id].reflected_at == NOW for n in new)
     assert sum(1 for n in got.values() if n.status is MemoryStatus.ACTIVE) == 5
-    assert len(result["reconsolidation_updates"]) == 3
+    assert len(result.context["reconsolidation_updates"]) == 3
     assert insights(store) == []
 
 
@@ -246,8 +246,8 @@ def test_too_few_observations_change_nothing(resources, model_server, store):
     result = reflect(resources)
 
     assert chat_calls(model_server) == []
-    assert result["unreflected"] == [] and result["stored_memories"] == []
-    assert all("reflected_at" not in o.metadata for o in observations(store))
+    assert result.context["unreflected"] == [] and result["stored_memories"] == []
+    assert all(o.reflected_at is None for o in observations(store))
     assert all([e.kind for e in store.history(USER, n.id)] == [EventKind.ADD] for n in seeded)
     assert insights(store) == []
 
@@ -261,8 +261,8 @@ def test_without_a_model_nothing_is_marked_reflected(tmp_path, make_resources):
 
     assert result.report.degraded is True
     assert any("no LLM configured" in n for n in result.report.notices)
-    assert result["reflected_updates"] == []
-    assert all("reflected_at" not in o.metadata for o in observations(store))
+    assert result.context["reflected_updates"] == []
+    assert all(o.reflected_at is None for o in observations(store))
     assert insights(store) == []
 
 
@@ -277,7 +277,7 @@ def test_invalid_model_output_fails_the_run_and_writes_nothing(resources, model_
 
     assert info.value.worker == "long_range_contradictions"
     assert "ModelOutputError" in str(info.value)
-    assert all("reflected_at" not in o.metadata for o in observations(store))
+    assert all(o.reflected_at is None for o in observations(store))
     assert all(o.status is MemoryStatus.ACTIVE for o in observations(store))
     assert insights(store) == []
 
@@ -298,7 +298,7 @@ def test_chinese_prompts_and_keys(tmp_path, model_server, make_resources):
 
     result = reflect(resources)
 
-    assert result["subjects"] == ["爱好: 攀岩"]
+    assert result.context["subjects"] == ["爱好: 攀岩"]
     systems = [chat_messages(r.json)[0]["content"] for r in model_server.requests_to("/chat/completions")]
     assert len(systems) == 3 and all("只用 JSON 回答" in s for s in systems)
     [insight] = insights(resources.store)

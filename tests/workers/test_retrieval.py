@@ -133,12 +133,12 @@ def test_time_filtered_search_brings_that_period_into_the_candidates(resources, 
     )  # fmt: skip
     visit = remember(resources, "u1", "Visited grandma in the countryside", event_time=day(2024, 5, 10))
     result = retrieve(resources, catalog, "u1", "What did I do last Friday?", top_k=5)
-    hits = {h.memory.id: h for h in result["memory_hits"]}
+    hits = {h.memory.id: h for h in result.context["memory_hits"]}
     assert visit.id in hits
     assert hits[visit.id].score <= min(h.score for i, h in hits.items() if i != visit.id)  # no inflated rank
     untimed = retrieve(resources, catalog, "u1", "What did I do that day?", top_k=5)
     assert untimed["query_time"] is None
-    assert visit.id not in {h.memory.id for h in untimed["memory_hits"]}
+    assert visit.id not in {h.memory.id for h in untimed.context["memory_hits"]}
 
 
 def test_read_your_writes_pending_message_without_embedding(resources, catalog):
@@ -257,13 +257,13 @@ def test_odd_queries_never_crash(resources, catalog, query):
     result = retrieve(resources, catalog, "u1", query)
     assert len(result["results"]) <= 10
     if not query.strip():
-        assert result["results"] == [] and result["query_vector"] is None
+        assert result["results"] == [] and result.context["query_vector"] is None
 
 
 def test_huge_query_is_truncated_for_search(resources, catalog):
     target = remember(resources, "u1", "Tom works at Apple")
     result = retrieve(resources, catalog, "u1", "Where does Tom work? " + "filler " * 20_000)
-    assert len(result["query_vector"]) == resources.embedder.dim
+    assert len(result.context["query_vector"]) == resources.embedder.dim
     assert ids(result)[0] == target.id
     assert MAX_QUERY_CHARS <= 10_000
 
@@ -306,7 +306,7 @@ def test_works_without_an_embedder(store, catalog):
     store.write_memories([MemoryNode(user_id="u1", content="Tom likes tea", created_at=MONTH_AGO,
                                      updated_at=MONTH_AGO)])  # fmt: skip
     result = retrieve(resources, catalog, "u1", "apple")
-    assert result["query_vector"] is None
+    assert result.context["query_vector"] is None
     assert ids(result) == [node.id]
     assert 0 < result["results"][0].explain["relevance"] <= 1.0
 

@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
+from memscope.cli._app import app, load_or_exit
+
 __all__ = ["jobs_app", "register"]
 
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -28,17 +30,11 @@ jobs_app = typer.Typer(help="Inspect background jobs (queued, running, failed pe
 
 def _settings(config: Path | None):  # type: ignore[no-untyped-def]
     """Load the settings; a given file is also exported as MEMSCOPE_CONFIG for Celery's child processes."""
-    from memscope.config import CONFIG_ENV, load_settings
-    from memscope.errors import ConfigError
+    from memscope.config import CONFIG_ENV
 
     if config is not None:
         os.environ[CONFIG_ENV] = str(config)
-    try:
-        settings = load_settings(None)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            typer.echo(problem, err=True)
-        raise typer.Exit(2) from None
+    settings = load_or_exit(None)
     if settings.jobs.backend != "celery":
         typer.echo("note: jobs.backend is 'local' in this config; set it to 'celery' so apps queue work here",
                    err=True)
@@ -204,3 +200,6 @@ def register(app: typer.Typer) -> None:
     app.command("worker", context_settings=EXTRA)(worker)
     app.command("beat", context_settings=EXTRA)(beat)
     app.add_typer(jobs_app, name="jobs")
+
+
+register(app)
