@@ -12,6 +12,7 @@ EXTRAS = {
     "dashscope": "the dashscope (Qwen) chat, embedding and rerank backends",
     "es": "the Elasticsearch store",
     "celery": "Celery workers over Redis (jobs.backend: celery)",
+    "record": "the conversation record on SQL databases (SQLAlchemy, Alembic and their drivers)",
     "sentence-transformers": "sentence-transformers models other than the built-in all-MiniLM-L6-v2 (pulls torch)",
 }
 

@@ -1,0 +1,380 @@
+"""The Recorder: a conversation kept in the application's own SQL database, inside its own transactions.
+
+Flow (Memento's): `Recorder.from_conversation(db, id)` -> `to_openai_format()` -> call the model ->
+`add_openai_response(completion)` -> `commit(db)`. `stage(db)` writes into the caller's transaction
+and leaves the commit to them; nothing else commits. Turns that reached the database are handed to
+memscope's memory (if one is given) after the transaction commits, once: a rolled-back commit hands
+nothing, and a repeated hand-off is harmless because the turns keep their ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc, orm
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from memscope.limits import normalize_id
+from memscope.models import DEFAULT_AGENT, Role, new_id
+from memscope.record.errors import ConversationConflict, ConversationNotFound, RecordError, RecordUnavailable
+from memscope.record.rows import row_values, turn_from_row
+from memscope.record.tables import ConversationRow, MessageRow
+from memscope.redact import scrub
+from memscope.sessions import Format, Prompt, Response, Session
+
+__all__ = ["MemoryLike", "Recorder"]
+
+log = logging.getLogger("memscope.record")
+MAX_CONVERSATION_ID = 64
+MAX_TITLE = 1024
+_OUTBOX = "memscope.record.outbox"  # key in a SQLAlchemy Session's `info`: recorders staged in its transaction
+
+
+class MemoryLike(Protocol):
+    """What the Recorder hands committed turns to: `MemoryScope` (or anything with its add_messages)."""
+
+    def add_messages(
+        self, user_id: str, messages: Any, session_id: str | None = None, agent_id: str | None = None
+    ) -> Any: ...
+
+
+@dataclass
+class _Staged:
+    """What one transaction holds for a recorder until it commits or rolls back."""
+
+    rows: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # turn id -> values, None if deleted
+    created: bool = False
+    new_turns: list[Prompt | Response] = field(default_factory=list)
+
+
+class Recorder:
+    """One conversation of one user with one assistant, as a memscope `Session` backed by SQL rows."""
+
+    def __init__(
+        self, session: Session, *, user_id: str, assistant: str = DEFAULT_AGENT, memory: MemoryLike | None = None
+    ) -> None:
+        self.session = session
+        self.user_id = normalize_id(user_id, "user_id")
+        self.assistant = normalize_id(assistant, "assistant")
+        self.memory = memory
+        self._stored: dict[str, dict[str, Any]] = {}  # turn id -> row values as committed
+        self._exists = False  # the conversation row is committed
+        self._staged: _Staged | None = None
+        self._unsent: list[Prompt | Response] = []  # committed turns memory has not taken yet
+
+    # -- opening ---------------------------------------------------------------------------------
+    @classmethod
+    def new(
+        cls,
+        user_id: str,
+        *,
+        assistant: str = DEFAULT_AGENT,
+        title: str | None = None,
+        conversation_id: str | None = None,
+        memory: MemoryLike | None = None,
+    ) -> Recorder:
+        """A conversation not yet in the database; the first `commit` creates it."""
+        session = Session(id=_conversation_id(conversation_id or new_id()), title=_title(title))
+        return cls(session, user_id=user_id, assistant=assistant, memory=memory)
+
+    @classmethod
+    def from_conversation(
+        cls, db: orm.Session, conversation_id: str, *, memory: MemoryLike | None = None
+    ) -> Recorder:
+        """The stored conversation with its turns in order; an unknown id is ConversationNotFound."""
+        cid = _conversation_id(conversation_id)
+        with _mapped(f"loading conversation {cid!r}"):
+            conv = db.get(ConversationRow, cid, populate_existing=True)
+            if conv is None:
+                raise ConversationNotFound(
+                    f"no conversation {cid!r} in the record; start one with Recorder.new(user_id, ...) and commit it"
+                )
+            query = sa.select(MessageRow).where(MessageRow.conversation_id == cid).order_by(MessageRow.position)
+            rows = db.scalars(query.execution_options(populate_existing=True)).all()
+            turns = [turn_from_row(r) for r in rows]
+        session = Session(
+            id=cid, title=conv.title, created_at=conv.created_at, modified_at=conv.updated_at, turns=turns
+        )
+        recorder = cls(session, user_id=conv.user_id, assistant=conv.assistant, memory=memory)
+        recorder._stored = {t.id: row_values(t) for t in turns}
+        recorder._exists = True
+        return recorder
+
+    @classmethod
+    async def afrom_conversation(
+        cls, db: AsyncSession, conversation_id: str, *, memory: MemoryLike | None = None
+    ) -> Recorder:
+        """`from_conversation` on an AsyncSession."""
+        return await db.run_sync(lambda sync: cls.from_conversation(sync, conversation_id, memory=memory))
+
+    # -- the conversation ------------------------------------------------------------------------
+    @property
+    def conversation_id(self) -> str:
+        """The conversation's id (its session's id)."""
+        return self.session.id
+
+    @property
+    def new_turns(self) -> list[Prompt | Response]:
+        """Turns added since the conversation was loaded or last committed."""
+        return [t for t in self.session.turns if t.id not in self._stored]
+
+    def add_prompt(self, content: str, role: Role | str = Role.USER, **fields: Any) -> Prompt:
+        """Add a user, system or tool turn (see Session.add_prompt)."""
+        return self.session.add_prompt(content, role, **fields)
+
+    def add_response(self, content: str, **fields: Any) -> Response:
+        """Add an assistant turn (see Session.add_response)."""
+        return self.session.add_response(content, **fields)
+
+    def add_openai_response(self, completion: Any, **fields: Any) -> Response:
+        """Add the answer of an `openai` ChatCompletion: model, tokens, tool calls, finish reason."""
+        return self.session.record_openai(completion, **fields)
+
+    def add_dashscope_response(self, response: Any, *, model: str, **fields: Any) -> Response:
+        """Add the answer of a `dashscope.Generation.call` (the SDK's response does not carry the model)."""
+        return self.session.record_dashscope(response, model=model, **fields)
+
+    def render(self, format: Format = "openai") -> Any:
+        """The visible turns in a provider's format (see Session.render)."""
+        return self.session.render(format)
+
+    def to_openai_format(self) -> list[dict[str, Any]]:
+        """OpenAI chat messages."""
+        return self.session.render("openai")  # type: ignore[no-any-return]
+
+    def to_anthropic_format(self) -> dict[str, Any]:
+        """Anthropic Messages: `system` and `messages`."""
+        return self.session.render("anthropic")  # type: ignore[no-any-return]
+
+    def to_gemini_format(self) -> dict[str, Any]:
+        """Gemini: `contents` and `system_instruction`."""
+        return self.session.render("gemini")  # type: ignore[no-any-return]
+
+    def to_text(self) -> str:
+        """One `Speaker: text` line per turn."""
+        return self.session.render("text")  # type: ignore[no-any-return]
+
+    # -- writing ---------------------------------------------------------------------------------
+    def stage(self, db: orm.Session) -> int:
+        """Write the changes (new, edited and removed turns, title) into `db`'s transaction and flush.
+
+        The caller commits. Returns how many message rows were written. After the caller's commit the
+        new turns go to memory; after a rollback they stay new, so staging again writes them again.
+        """
+        with _mapped(f"writing conversation {self.conversation_id!r}"):
+            return self._stage(db)
+
+    def commit(self, db: orm.Session) -> int:
+        """`stage`, then commit `db` (with whatever else the caller had pending in it); on failure, roll back."""
+        try:
+            written = self.stage(db)
+            with _mapped(f"committing conversation {self.conversation_id!r}"):
+                db.commit()
+        except RecordError:
+            _rollback_quietly(db)
+            raise
+        return written
+
+    async def astage(self, db: AsyncSession) -> int:
+        """`stage` on an AsyncSession."""
+        return await db.run_sync(lambda sync: self.stage(sync))
+
+    async def acommit(self, db: AsyncSession) -> int:
+        """`commit` on an AsyncSession."""
+        try:
+            written = await self.astage(db)
+            with _mapped(f"committing conversation {self.conversation_id!r}"):
+                await db.commit()
+        except RecordError:
+            try:
+                await db.rollback()
+            except exc.SQLAlchemyError as error:
+                log.warning("rollback after a failed commit also failed: %s", _reason(error))
+            raise
+        return written
+
+    def _stage(self, db: orm.Session) -> int:
+        cid = self.conversation_id
+        staged = self._staged or _Staged()
+        known: dict[str, dict[str, Any] | None] = {**self._stored, **staged.rows}
+        current = {t.id: (t, row_values(t)) for t in self.session.turns}
+        inserts = [(t, v) for t, v in current.values() if known.get(t.id) is None]
+        updates = [(t, v) for t, v in current.values() if known.get(t.id) not in (None, v)]
+        deletes = [tid for tid, v in known.items() if v is not None and tid not in current]
+        if (self._exists or staged.created) and not (inserts or updates or deletes) and not self._head_changed(db):
+            return 0
+        _outbox(db).append(self)  # told when the caller's transaction commits or rolls back
+        self._staged = staged
+        if self._exists or staged.created:
+            conv = db.scalars(
+                sa.select(ConversationRow)
+                .where(ConversationRow.id == cid)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).one_or_none()  # the row lock makes concurrent writers of one conversation take turns
+            if conv is None:
+                raise ConversationNotFound(f"conversation {cid!r} was deleted since it was loaded; nothing was written")
+            conv.title, conv.updated_at = _title(self.session.title), self.session.modified_at
+        else:
+            db.add(self._conversation_row())
+            _flush(db, f"conversation {cid!r} already exists (another writer created it): load it with from_conversation")
+            staged.created = True
+        position = db.scalar(
+            sa.select(sa.func.coalesce(sa.func.max(MessageRow.position), -1)).where(MessageRow.conversation_id == cid)
+        )
+        for offset, (turn, values) in enumerate(inserts, start=1):
+            db.add(MessageRow(conversation_id=cid, position=int(position or 0) + offset, **values))
+            staged.rows[turn.id] = values
+            staged.new_turns.append(turn)
+        for turn, values in updates:
+            row = db.get(MessageRow, turn.id)
+            if row is None or row.conversation_id != cid:
+                raise ConversationConflict(f"turn {turn.id!r} of conversation {cid!r} was deleted by another writer")
+            for key, value in values.items():
+                setattr(row, key, value)
+            staged.rows[turn.id] = values
+        if deletes:
+            db.execute(sa.delete(MessageRow).where(MessageRow.conversation_id == cid, MessageRow.id.in_(deletes)))
+            staged.rows.update(dict.fromkeys(deletes))
+        _flush(db, f"another writer added the same turns to conversation {cid!r}: load it again with from_conversation")
+        return len(inserts) + len(updates) + len(deletes)
+
+    def _conversation_row(self) -> ConversationRow:
+        s = self.session
+        return ConversationRow(
+            id=s.id, user_id=self.user_id, assistant=self.assistant, title=_title(s.title),
+            created_at=s.created_at, updated_at=s.modified_at, meta={},
+        )
+
+    def _head_changed(self, db: orm.Session) -> bool:
+        row = db.get(ConversationRow, self.conversation_id)
+        return row is None or (row.title, row.updated_at) != (self.session.title, self.session.modified_at)
+
+    # -- after the caller's transaction ends -----------------------------------------------------
+    def _committed(self) -> None:
+        staged, self._staged = self._staged, None
+        if staged is None:
+            return
+        for tid, values in staged.rows.items():
+            if values is None:
+                self._stored.pop(tid, None)
+            else:
+                self._stored[tid] = values
+        self._exists = True
+        self._unsent += [t for t in staged.new_turns if not t.masked and getattr(t, "selected", True)]
+        self.send_to_memory()
+
+    def _rolled_back(self) -> None:
+        self._staged = None
+
+    def send_to_memory(self) -> int:
+        """Give memory the committed turns it has not taken yet; returns how many. A failure is logged, kept for later."""
+        if self.memory is None or not self._unsent:
+            return 0
+        batch = Session.model_construct(
+            id=self.session.id, title=self.session.title, created_at=self.session.created_at,
+            modified_at=self.session.modified_at, size_warning_bytes=None, turns=list(self._unsent),
+        )
+        try:
+            self.memory.add_messages(
+                self.user_id, batch.to_messages(), session_id=self.conversation_id, agent_id=self.assistant
+            )
+        except Exception as error:
+            log.warning(
+                "memory did not take %d turn(s) of conversation %r (%s); they are kept and go with the next"
+                " commit, or call send_to_memory()", len(self._unsent), self.conversation_id, scrub(str(error)),
+            )
+            return 0
+        sent, self._unsent = len(self._unsent), []
+        return sent
+
+
+def _conversation_id(value: Any) -> str:
+    if not isinstance(value, str):
+        raise RecordError(f"a conversation id is a string, got {type(value).__name__}")
+    return normalize_id(value, "conversation_id", MAX_CONVERSATION_ID)
+
+
+def _title(value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or len(value) > MAX_TITLE):
+        raise RecordError(f"a title is a string of at most {MAX_TITLE} characters")
+    return value  # type: ignore[no-any-return]
+
+
+def _outbox(db: orm.Session) -> list[Recorder]:
+    """The recorders staged in `db`'s transaction; told when it commits or rolls back."""
+    box: list[Recorder] | None = db.info.get(_OUTBOX)
+    if box is None:
+        box = db.info[_OUTBOX] = []
+
+        def committed(_: orm.Session) -> None:
+            for recorder in dict.fromkeys(box):
+                recorder._committed()
+            box.clear()
+
+        def rolled_back(_: orm.Session) -> None:
+            for recorder in dict.fromkeys(box):
+                recorder._rolled_back()
+            box.clear()
+
+        event.listen(db, "after_commit", committed)
+        event.listen(db, "after_rollback", rolled_back)
+    return box
+
+
+def _flush(db: orm.Session, conflict: str) -> None:
+    try:
+        db.flush()
+    except exc.IntegrityError as error:
+        raise ConversationConflict(f"{conflict}; nothing was written ({_reason(error)})") from error
+
+
+def _rollback_quietly(db: orm.Session) -> None:
+    try:
+        db.rollback()
+    except exc.SQLAlchemyError as error:  # the connection is gone: the server rolled back
+        log.warning("rollback after a failed commit also failed: %s", _reason(error))
+
+
+def _reason(error: BaseException) -> str:
+    orig = getattr(error, "orig", None) or error
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+    return scrub(f"{type(orig).__name__}: {text}"[:300])
+
+
+@contextmanager
+def _mapped(doing: str) -> Iterator[None]:
+    """SQLAlchemy's errors as the record's, saying what was being done and that nothing was half-written."""
+    try:
+        yield
+    except RecordError:
+        raise
+    except exc.InvalidRequestError as error:
+        if "closed" in str(error):
+            raise RecordError(
+                f"{doing}: the database session passed is closed; open a new one and call again"
+                " (the recorder keeps its turns)"
+            ) from error
+        raise RecordError(f"{doing} failed: {_reason(error)}") from error
+    except exc.IntegrityError as error:
+        raise ConversationConflict(f"{doing} failed, nothing was written: {_reason(error)}") from error
+    except (exc.OperationalError, exc.InterfaceError) as error:
+        raise RecordUnavailable(
+            f"{doing} failed, the database is unreachable or went away ({_reason(error)}); the transaction was"
+            " rolled back and nothing was written. The recorder keeps its new turns: commit again when it is back"
+        ) from error
+    except exc.DBAPIError as error:
+        if error.connection_invalidated:
+            raise RecordUnavailable(
+                f"{doing} failed, the database connection was lost ({_reason(error)}); nothing was written."
+                " The recorder keeps its new turns: commit again when the database is back"
+            ) from error
+        raise RecordError(f"{doing} failed, nothing was written: {_reason(error)}") from error
+    except exc.SQLAlchemyError as error:
+        raise RecordError(f"{doing} failed: {_reason(error)}") from error
+
