@@ -73,9 +73,8 @@ def render_anthropic(turns: Turns) -> dict[str, Any]:
             else:
                 call = b["tool_call"]
                 fn = call.get("function", {})
-                content.append(
-                    {"type": "tool_use", "id": call.get("id"), "name": fn.get("name"), "input": _json_args(fn.get("arguments"))}
-                )
+                arguments = _json_args(fn.get("arguments"))
+                content.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"), "input": arguments})
         messages.append({"role": role, "content": content})
     out: dict[str, Any] = {"messages": messages}
     if system := _system_text(turns):

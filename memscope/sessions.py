@@ -125,7 +125,7 @@ class Session(BaseModel):
             raise ValidationError(f"reply_to {turn.reply_to!r} is not a turn of session {self.id!r}")
         if turn.selected or turn.reply_to is None:
             return self._append(turn)
-        group = [i for i, t in enumerate(self.turns) if t.id == turn.reply_to or getattr(t, "reply_to", None) == turn.reply_to]
+        group = [i for i, t in enumerate(self.turns) if turn.reply_to in (t.id, getattr(t, "reply_to", None))]
         self.turns.insert(max(group) + 1, turn)
         self.touch()
         return turn

@@ -13,15 +13,15 @@ try:
 except ImportError as _missing:
     raise ImportError(f"memscope.record needs SQLAlchemy and Alembic: {install_hint('record')}") from _missing
 
-from memscope.record.errors import (  # noqa: E402
+from memscope.record.errors import (
     ConversationConflict,
     ConversationNotFound,
     RecordError,
     RecordUnavailable,
 )
-from memscope.record.migrate import amigrate, current_revision, migrate  # noqa: E402
-from memscope.record.recorder import MemoryLike, Recorder  # noqa: E402
-from memscope.record.tables import Base, ConversationRow, MessageRow  # noqa: E402
+from memscope.record.migrate import amigrate, current_revision, migrate
+from memscope.record.recorder import MemoryLike, Recorder
+from memscope.record.tables import Base, ConversationRow, MessageRow
 
 __all__ = [
     "Base",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, inspect
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 __all__ = ["amigrate", "current_revision", "migrate"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_ONE_AT_A_TIME = threading.Lock()  # Alembic's `context` is process-global; across processes a database lock guards
 
 
 def _config(connection: Connection, revision: str) -> None:
@@ -19,7 +21,8 @@ def _config(connection: Connection, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
-    command.upgrade(config, revision)
+    with _ONE_AT_A_TIME:
+        command.upgrade(config, revision)
 
 
 def migrate(bind: Engine | Connection, revision: str = "head") -> None:

@@ -222,7 +222,8 @@ class Recorder:
             conv.title, conv.updated_at = _title(self.session.title), self.session.modified_at
         else:
             db.add(self._conversation_row())
-            _flush(db, f"conversation {cid!r} already exists (another writer created it): load it with from_conversation")
+            taken = f"conversation {cid!r} already exists (another writer created it): load it with from_conversation"
+            _flush(db, taken)
             staged.created = True
         position = db.scalar(
             sa.select(sa.func.coalesce(sa.func.max(MessageRow.position), -1)).where(MessageRow.conversation_id == cid)
@@ -273,7 +274,7 @@ class Recorder:
         self._staged = None
 
     def send_to_memory(self) -> int:
-        """Give memory the committed turns it has not taken yet; returns how many. A failure is logged, kept for later."""
+        """Give memory the committed turns it has not taken yet; returns how many. A failure is logged and kept."""
         if self.memory is None or not self._unsent:
             return 0
         batch = Session.model_construct(

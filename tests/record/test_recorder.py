@@ -124,7 +124,7 @@ def test_new_turns_reach_memory_once_after_the_commit(engine: sa.Engine, tmp_pat
 
 
 def test_openai_and_dashscope_answers_through_the_real_sdks(engine: sa.Engine, model_server: ScriptedServer):
-    model_server.script("", "Bonjour !", "你好！")
+    model_server.script("", "Bonjour !", "你好。")
     rec = Recorder.new("tom")
     rec.add_prompt("Say hello in French")
     client = OpenAI(api_key="test", base_url=model_server.openai_base_url)
@@ -144,7 +144,7 @@ def test_openai_and_dashscope_answers_through_the_real_sdks(engine: sa.Engine, m
     assert (openai_turn.content, openai_turn.model, openai_turn.temperature) == ("Bonjour !", "gpt-4o-mini", 0.3)
     assert openai_turn.prompt_tokens and openai_turn.completion_tokens and openai_turn.latency_ms
     assert openai_turn.metadata["finish_reason"] == "stop"
-    assert (dashscope_turn.content, dashscope_turn.model, dashscope_turn.latency_ms) == ("你好！", "qwen-plus", 12.5)
+    assert (dashscope_turn.content, dashscope_turn.model, dashscope_turn.latency_ms) == ("你好。", "qwen-plus", 12.5)
     assert dashscope_turn.prompt_tokens and dashscope_turn.completion_tokens
     assert again.session == rec.session
 
