@@ -354,6 +354,10 @@ class MemoryScope:
             "failed_jobs": failed,
         }
 
+    def save_session(self, user_id: str, session: Any, agent_id: str | None = None) -> list[Message]:
+        """Store a Session's turns with every field (model, tokens, latency, masks...); `session()` reads it back."""
+        return self.add_messages(user_id, session.to_messages(), session_id=session.id, agent_id=agent_id)
+
     def session(self, user_id: str, session_id: str, agent_id: str | None = None) -> Any:
         """The conversation log of one session as a structured, renderable Session."""
         from memscope.sessions import Session
