@@ -9,20 +9,20 @@ import pytest
 import sqlalchemy as sa
 
 from memscope.record import migrate
-from tests.support.sql import SERVERS, TestDatabase, test_database
+from tests.support.sql import SERVERS, TestDatabase, fresh_database
 
 
 @pytest.fixture(params=SERVERS)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDatabase]:
     """An empty database on SQLite, PostgreSQL and MariaDB in turn."""
-    with test_database(request.param, tmp_path) as db:
+    with fresh_database(request.param, tmp_path) as db:
         yield db
 
 
 @pytest.fixture
 def postgres(tmp_path: Path) -> Iterator[TestDatabase]:
     """An empty PostgreSQL database."""
-    with test_database("postgresql", tmp_path) as db:
+    with fresh_database("postgresql", tmp_path) as db:
         yield db
 
 

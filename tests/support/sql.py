@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL, make_url
 
 from tests.support.services import service_missing
 
-__all__ = ["SERVERS", "TestDatabase", "test_database"]
+__all__ = ["SERVERS", "TestDatabase", "fresh_database"]
 
 SERVERS = ("sqlite", "postgresql", "mariadb")
 _ENV = {"postgresql": "MEMSCOPE_PG_URL", "mariadb": "MEMSCOPE_MARIADB_URL"}
@@ -65,7 +65,7 @@ def server_url(kind: str) -> URL:
 
 
 @contextmanager
-def test_database(kind: str, tmp_path: Path) -> Iterator[TestDatabase]:
+def fresh_database(kind: str, tmp_path: Path) -> Iterator[TestDatabase]:
     """An empty database of `kind` for one test, dropped afterwards."""
     sync_driver, async_driver = _DRIVERS[kind]
     if kind == "sqlite":
