@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc, orm
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from memscope.errors import ValidationError
 from memscope.limits import normalize_id
 from memscope.models import DEFAULT_AGENT, Role, new_id
 from memscope.record.errors import ConversationConflict, ConversationNotFound, RecordError, RecordUnavailable
@@ -225,11 +226,11 @@ class Recorder:
             taken = f"conversation {cid!r} already exists (another writer created it): load it with from_conversation"
             _flush(db, taken)
             staged.created = True
-        position = db.scalar(
+        last = db.scalar(
             sa.select(sa.func.coalesce(sa.func.max(MessageRow.position), -1)).where(MessageRow.conversation_id == cid)
         )
         for offset, (turn, values) in enumerate(inserts, start=1):
-            db.add(MessageRow(conversation_id=cid, position=int(position or 0) + offset, **values))
+            db.add(MessageRow(conversation_id=cid, position=int(last if last is not None else -1) + offset, **values))
             staged.rows[turn.id] = values
             staged.new_turns.append(turn)
         for turn, values in updates:
@@ -285,6 +286,13 @@ class Recorder:
             self.memory.add_messages(
                 self.user_id, batch.to_messages(), session_id=self.conversation_id, agent_id=self.assistant
             )
+        except ValidationError as error:  # never accepted however often it is sent: say so once, drop
+            log.error(
+                "memory refused %d turn(s) of conversation %r: %s; they stay in the record only",
+                len(self._unsent), self.conversation_id, error,
+            )
+            self._unsent = []
+            return 0
         except Exception as error:
             log.warning(
                 "memory did not take %d turn(s) of conversation %r (%s); they are kept and go with the next"

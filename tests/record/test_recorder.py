@@ -156,3 +156,25 @@ def test_times_are_kept_to_the_microsecond_in_utc(engine: sa.Engine):
     with DBSession(engine) as db:
         rec.commit(db)
         assert Recorder.from_conversation(db, rec.conversation_id).session.turns[0].created_at == when
+
+
+def test_a_failed_hand_off_is_kept_and_a_refused_one_is_said(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    migrate(engine)
+    config = {"store": {"path": str(tmp_path / "memory.db")}, "llm": {"backend": "none"}}
+    closed = MemoryScope(config, background=False)
+    closed.close()  # memory is down when the commit lands
+    rec = Recorder.new("tom", memory=closed)
+    rec.add_prompt("I play the cello")
+    with DBSession(engine) as db:
+        assert rec.commit(db) == 1  # the record does not wait for memory
+    assert "memory did not take 1 turn(s)" in caplog.text
+    with MemoryScope(config, background=False) as memory:
+        rec.memory = memory
+        assert rec.send_to_memory() == 1 and rec.send_to_memory() == 0
+        rec.add_prompt("   ")  # memory refuses blank content: said once, not retried forever
+        with DBSession(engine) as db:
+            rec.commit(db)
+        assert "memory refused 1 turn(s)" in caplog.text and rec.send_to_memory() == 0
+        assert [m.content for m in memory.list_messages("tom")] == ["I play the cello"]
+    engine.dispose()
