@@ -89,6 +89,7 @@ class Recorder:
     ) -> Recorder:
         """The stored conversation with its turns in order; an unknown id is ConversationNotFound."""
         cid = _conversation_id(conversation_id)
+        _check_session(db, "from_conversation", "afrom_conversation")
         with _mapped(f"loading conversation {cid!r}"):
             conv = db.get(ConversationRow, cid, populate_existing=True)
             if conv is None:
@@ -111,6 +112,7 @@ class Recorder:
         cls, db: AsyncSession, conversation_id: str, *, memory: MemoryLike | None = None
     ) -> Recorder:
         """`from_conversation` on an AsyncSession."""
+        _check_async(db, "afrom_conversation", "from_conversation")
         return await db.run_sync(lambda sync: cls.from_conversation(sync, conversation_id, memory=memory))
 
     # -- the conversation ------------------------------------------------------------------------
@@ -167,11 +169,13 @@ class Recorder:
         The caller commits. Returns how many message rows were written. After the caller's commit the
         new turns go to memory; after a rollback they stay new, so staging again writes them again.
         """
+        _check_session(db, "stage", "astage")
         with _mapped(f"writing conversation {self.conversation_id!r}"):
             return self._stage(db)
 
     def commit(self, db: orm.Session) -> int:
         """`stage`, then commit `db` (with whatever else the caller had pending in it); on failure, roll back."""
+        _check_session(db, "commit", "acommit")
         try:
             written = self.stage(db)
             with _mapped(f"committing conversation {self.conversation_id!r}"):
@@ -183,10 +187,12 @@ class Recorder:
 
     async def astage(self, db: AsyncSession) -> int:
         """`stage` on an AsyncSession."""
+        _check_async(db, "astage", "stage")
         return await db.run_sync(lambda sync: self.stage(sync))
 
     async def acommit(self, db: AsyncSession) -> int:
         """`commit` on an AsyncSession."""
+        _check_async(db, "acommit", "commit")
         try:
             written = await self.astage(db)
             with _mapped(f"committing conversation {self.conversation_id!r}"):
@@ -301,6 +307,20 @@ class Recorder:
             return 0
         sent, self._unsent = len(self._unsent), []
         return sent
+
+
+def _check_session(db: Any, name: str, other: str) -> None:
+    if isinstance(db, AsyncSession):
+        raise RecordError(f"{name} takes a sqlalchemy.orm.Session; for an AsyncSession, `await recorder.{other}(db)`")
+    if not isinstance(db, orm.Session):
+        raise RecordError(f"{name} takes a sqlalchemy.orm.Session (e.g. Session(engine)), got {type(db).__name__}")
+
+
+def _check_async(db: Any, name: str, other: str) -> None:
+    if not isinstance(db, AsyncSession):
+        raise RecordError(
+            f"{name} takes a sqlalchemy.ext.asyncio.AsyncSession, got {type(db).__name__}; for a Session use {other}"
+        )
 
 
 def _conversation_id(value: Any) -> str:

@@ -3,6 +3,7 @@ migrations run twice and at once, concurrent commits to one conversation. Each l
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session as DBSession
 
 from memscope import MemoryScope
@@ -71,6 +73,13 @@ def test_unknown_and_malformed_ids_are_clear_errors(pg: sa.Engine):
             rec.session.get(5)
         with pytest.raises(ValidationError, match="reply_to 'nope' is not a turn"):
             rec.add_response("x", reply_to="nope", selected=False)
+    with pytest.raises(RecordError, match=r"takes a sqlalchemy\.orm\.Session.*got Engine"):
+        rec.commit(pg)  # type: ignore[arg-type]
+    async_db = AsyncSession(create_async_engine(pg.url.set(drivername="postgresql+asyncpg")))
+    with pytest.raises(RecordError, match=r"for an AsyncSession, `await recorder\.acommit\(db\)`"):
+        rec.commit(async_db)  # type: ignore[arg-type]
+    with pytest.raises(RecordError, match=r"takes a sqlalchemy\.ext\.asyncio\.AsyncSession, got Session"):
+        asyncio.run(rec.acommit(DBSession(pg)))  # type: ignore[arg-type]
     assert count(pg, MessageRow) == 1
 
 
