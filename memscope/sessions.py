@@ -120,7 +120,8 @@ class Session(BaseModel):
         """
         turn = Response(content=content, **fields)
         if turn.reply_to is None:
-            turn.reply_to = next((t.id for t in reversed(self.turns) if isinstance(t, Prompt)), None)
+            prompts = (t for t in reversed(self.turns) if isinstance(t, Prompt) and t.role is not Role.SYSTEM)
+            turn.reply_to = next((t.id for t in prompts), None)
         elif not any(t.id == turn.reply_to for t in self.turns):
             raise ValidationError(f"reply_to {turn.reply_to!r} is not a turn of session {self.id!r}")
         if turn.selected or turn.reply_to is None:
