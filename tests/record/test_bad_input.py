@@ -30,7 +30,7 @@ from memscope.record import (
     current_revision,
     migrate,
 )
-from tests.support.sql import TestDatabase
+from tests.support.sql import TestDatabase, fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +41,16 @@ def pg(postgres: TestDatabase) -> Iterator[sa.Engine]:
     migrate(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """A migrated database on PostgreSQL (what the issue asks for), and the same on MariaDB."""
+    with fresh_database(request.param, tmp_path) as database:
+        engine = database.engine(pool_size=10)
+        migrate(engine)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture
@@ -111,29 +121,33 @@ def test_a_closed_session_is_refused_and_the_turns_are_kept(pg: sa.Engine, memor
     assert count(pg, MessageRow) == 1 and len(memory.list_messages("tom")) == 1
 
 
-def test_database_gone_mid_commit_rolls_back_and_a_retry_succeeds(pg: sa.Engine, memory: MemoryScope):
+def test_database_gone_mid_commit_rolls_back_and_a_retry_succeeds(server: sa.Engine, memory: MemoryScope):
+    engine = server
     rec = Recorder.new("tom", memory=memory)
     rec.add_prompt("I adopted a cat named Miso")
     rec.add_response("Miso is a lovely name!")
-    with DBSession(pg) as db:
+    with DBSession(engine) as db:
         rec.commit(db)
     rec.add_prompt("She is two years old")
     rec.add_response("A young cat, then.")
 
-    admin = sa.create_engine(pg.url, poolclass=sa.NullPool)
+    admin = sa.create_engine(engine.url, poolclass=sa.NullPool)
+
+    postgres = engine.dialect.name == "postgresql"
 
     def kill_backend(conn: sa.Connection) -> None:  # the server drops this connection just before COMMIT
-        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()" if postgres else "SELECT CONNECTION_ID()").scalar()
         with admin.begin() as other:
-            other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            kill = "SELECT pg_terminate_backend(:pid)" if postgres else f"KILL {int(pid or 0)}"
+            other.execute(sa.text(kill), {"pid": pid})
 
-    event.listen(pg, "commit", kill_backend, once=True)
-    with DBSession(pg) as db, pytest.raises(RecordUnavailable, match="rolled back and nothing was written"):
+    event.listen(engine, "commit", kill_backend, once=True)
+    with DBSession(engine) as db, pytest.raises(RecordUnavailable, match="rolled back and nothing was written"):
         rec.commit(db)
-    assert count(pg, MessageRow) == 2  # only the first commit's turns
+    assert count(engine, MessageRow) == 2  # only the first commit's turns
     assert [t.content for t in rec.new_turns] == ["She is two years old", "A young cat, then."]
     assert len(memory.list_messages("tom")) == 2
-    with DBSession(pg) as db:
+    with DBSession(engine) as db:
         assert rec.commit(db) == 2
         assert Recorder.from_conversation(db, rec.conversation_id).session == rec.session
     assert len(memory.list_messages("tom")) == 4  # each turn once, the failed commit's included
@@ -172,10 +186,11 @@ def test_migrations_run_twice_and_at_once(postgres: TestDatabase):
         engine.dispose()
 
 
-def test_concurrent_commits_to_one_conversation_take_turns(pg: sa.Engine, memory: MemoryScope):
+def test_concurrent_commits_to_one_conversation_take_turns(server: sa.Engine, memory: MemoryScope):
+    engine = server
     first = Recorder.new("tom", memory=memory)
     first.add_prompt("start")
-    with DBSession(pg) as db:
+    with DBSession(engine) as db:
         first.commit(db)
     writers = 4
     barrier = threading.Barrier(writers)
@@ -183,7 +198,7 @@ def test_concurrent_commits_to_one_conversation_take_turns(pg: sa.Engine, memory
 
     def write(n: int) -> None:
         try:
-            with DBSession(pg) as db:
+            with DBSession(engine) as db:
                 rec = Recorder.from_conversation(db, first.conversation_id, memory=memory)
                 db.rollback()  # end the read transaction; the commit below starts its own
                 for k in range(3):
@@ -199,7 +214,7 @@ def test_concurrent_commits_to_one_conversation_take_turns(pg: sa.Engine, memory
     for t in threads:
         t.join(60)
     assert errors == []
-    with DBSession(pg) as db:
+    with DBSession(engine) as db:
         rows = db.scalars(sa.select(MessageRow).order_by(MessageRow.position)).all()
     assert [r.position for r in rows] == list(range(1 + 3 * writers))
     for n in range(writers):  # each writer's turns in its own order
