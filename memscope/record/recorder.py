@@ -46,8 +46,9 @@ class MemoryLike(Protocol):
 
 @dataclass
 class _Staged:
-    """What one transaction holds for a recorder until it commits or rolls back."""
+    """What one `stage` wrote, kept until the caller's transaction commits or rolls back."""
 
+    transaction: orm.SessionTransaction  # the innermost (savepoint or outer) transaction it was written in
     rows: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # turn id -> values, None if deleted
     created: bool = False
     new_turns: list[Prompt | Response] = field(default_factory=list)
@@ -65,7 +66,7 @@ class Recorder:
         self.memory = memory
         self._stored: dict[str, dict[str, Any]] = {}  # turn id -> row values as committed
         self._exists = False  # the conversation row is committed
-        self._staged: _Staged | None = None
+        self._staged: list[_Staged] = []  # one per `stage` in the open transaction, oldest first
         self._unsent: list[Prompt | Response] = []  # committed turns memory has not taken yet
 
     # -- opening ---------------------------------------------------------------------------------
@@ -207,17 +208,21 @@ class Recorder:
 
     def _stage(self, db: orm.Session) -> int:
         cid = self.conversation_id
-        staged = self._staged or _Staged()
-        known: dict[str, dict[str, Any] | None] = {**self._stored, **staged.rows}
+        db.connection()  # begin the caller's transaction if it has not begun, so this write knows it
+        known: dict[str, dict[str, Any] | None] = dict(self._stored)
+        for earlier in self._staged:
+            known.update(earlier.rows)
+        exists = self._exists or any(earlier.created for earlier in self._staged)
         current = {t.id: (t, row_values(t)) for t in self.session.turns}
         inserts = [(t, v) for t, v in current.values() if known.get(t.id) is None]
         updates = [(t, v) for t, v in current.values() if known.get(t.id) not in (None, v)]
         deletes = [tid for tid, v in known.items() if v is not None and tid not in current]
-        if (self._exists or staged.created) and not (inserts or updates or deletes) and not self._head_changed(db):
+        if exists and not (inserts or updates or deletes) and not self._head_changed(db):
             return 0
+        staged = _Staged(transaction=db.get_nested_transaction() or _outer(db))
+        self._staged.append(staged)
         _outbox(db).append(self)  # told when the caller's transaction commits or rolls back
-        self._staged = staged
-        if self._exists or staged.created:
+        if exists:
             conv = db.scalars(
                 sa.select(ConversationRow)
                 .where(ConversationRow.id == cid)
@@ -265,20 +270,21 @@ class Recorder:
 
     # -- after the caller's transaction ends -----------------------------------------------------
     def _committed(self) -> None:
-        staged, self._staged = self._staged, None
-        if staged is None:
-            return
-        for tid, values in staged.rows.items():
-            if values is None:
-                self._stored.pop(tid, None)
-            else:
-                self._stored[tid] = values
-        self._exists = True
-        self._unsent += [t for t in staged.new_turns if not t.masked and getattr(t, "selected", True)]
-        self.send_to_memory()
+        layers, self._staged = self._staged, []
+        for staged in layers:
+            for tid, values in staged.rows.items():
+                if values is None:
+                    self._stored.pop(tid, None)
+                else:
+                    self._stored[tid] = values
+            self._exists = self._exists or staged.created
+            self._unsent += [t for t in staged.new_turns if not t.masked and getattr(t, "selected", True)]
+        if layers:
+            self.send_to_memory()
 
-    def _rolled_back(self) -> None:
-        self._staged = None
+    def _rolled_back(self, savepoint: orm.SessionTransaction | None = None) -> None:
+        """Forget what was staged in the rolled-back transaction (a savepoint: only what was written inside it)."""
+        self._staged = [s for s in self._staged if savepoint is not None and not _within(s.transaction, savepoint)]
 
     def send_to_memory(self) -> int:
         """Give memory the committed turns it has not taken yet; returns how many. A failure is logged and kept."""
@@ -335,24 +341,67 @@ def _title(value: Any) -> str | None:
     return value  # type: ignore[no-any-return]
 
 
-def _outbox(db: orm.Session) -> list[Recorder]:
-    """The recorders staged in `db`'s transaction; told when it commits or rolls back."""
-    box: list[Recorder] | None = db.info.get(_OUTBOX)
+def _outer(db: orm.Session) -> orm.SessionTransaction:
+    transaction = db.get_transaction()
+    if transaction is None:  # db.connection() began one; a session that cannot has failed before here
+        raise RecordError("the database session has no transaction to write in")
+    return transaction
+
+
+def _within(transaction: orm.SessionTransaction | None, ancestor: orm.SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is ancestor:
+            return True
+        transaction = transaction.parent
+    return False
+
+
+@dataclass
+class _Outbox:
+    """The recorders staged in one SQLAlchemy Session's open transaction."""
+
+    recorders: list[Recorder] = field(default_factory=list)
+    committed: bool = False
+
+    def append(self, recorder: Recorder) -> None:
+        if recorder not in self.recorders:
+            self.recorders.append(recorder)
+
+
+def _outbox(db: orm.Session) -> _Outbox:
+    """The recorders staged in `db`'s transaction, told when it ends: committed, rolled back, or closed.
+
+    A savepoint's release is not the end (after_commit fires for it too); its rollback forgets what was
+    written inside it. The outermost transaction's end decides: committed, or everything forgotten.
+    """
+    box: _Outbox | None = db.info.get(_OUTBOX)
     if box is None:
-        box = db.info[_OUTBOX] = []
+        box = db.info[_OUTBOX] = _Outbox()
 
-        def committed(_: orm.Session) -> None:
-            for recorder in dict.fromkeys(box):
-                recorder._committed()
-            box.clear()
+        def committed(session: orm.Session) -> None:
+            if not session.in_nested_transaction():
+                box.committed = True
 
-        def rolled_back(_: orm.Session) -> None:
-            for recorder in dict.fromkeys(box):
-                recorder._rolled_back()
-            box.clear()
+        def savepoint_rolled_back(_: orm.Session, previous: orm.SessionTransaction) -> None:
+            if previous.nested:
+                for recorder in box.recorders:
+                    recorder._rolled_back(previous)
+
+        def ended(_: orm.Session, transaction: orm.SessionTransaction) -> None:
+            if transaction.parent is not None:
+                return
+            recorders, done = list(box.recorders), box.committed
+            box.recorders.clear()
+            box.committed = False
+            for recorder in recorders:
+                if done:
+                    recorder._committed()
+                else:
+                    recorder._rolled_back()
 
         event.listen(db, "after_commit", committed)
-        event.listen(db, "after_rollback", rolled_back)
+        event.listen(db, "after_soft_rollback", savepoint_rolled_back)
+        event.listen(db, "after_transaction_end", ended)
     return box
 
 

@@ -237,3 +237,34 @@ def test_two_writers_creating_one_conversation_id(pg: sa.Engine):
         loaded.add_prompt(b.new_turns[0].content)
         loaded.commit(db)
     assert count(pg, MessageRow) == 2 and count(pg, ConversationRow) == 1
+
+
+def test_savepoints_a_rolled_back_one_forgets_only_its_own_writes(pg: sa.Engine, memory: MemoryScope):
+    rec = Recorder.new("tom", memory=memory)
+    rec.add_prompt("outside the savepoint")
+    with DBSession(pg) as db:
+        rec.stage(db)
+        savepoint = db.begin_nested()
+        rec.add_prompt("inside, rolled back")
+        rec.stage(db)
+        savepoint.rollback()
+        with db.begin_nested():  # released: still only as durable as the outer transaction
+            rec.add_prompt("inside, released")
+            assert rec.stage(db) == 2  # the rolled-back turn is written again, with the new one
+        assert memory.list_messages("tom") == []  # a savepoint's release is not a commit
+        db.commit()
+        assert rec.new_turns == [] and rec.commit(db) == 0
+    with DBSession(pg) as db:
+        assert Recorder.from_conversation(db, rec.conversation_id).session == rec.session
+    assert [m.content for m in memory.list_messages("tom")] == [t.content for t in rec.session.turns]
+
+
+def test_a_session_closed_without_commit_forgets_what_it_staged(pg: sa.Engine):
+    rec = Recorder.new("tom")
+    rec.add_prompt("never committed")
+    with DBSession(pg) as db:
+        rec.stage(db)
+    assert count(pg, ConversationRow) == 0 and len(rec.new_turns) == 1
+    with DBSession(pg) as db:
+        assert rec.commit(db) == 1  # written again, conversation row included
+    assert count(pg, MessageRow) == 1
