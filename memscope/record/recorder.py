@@ -10,21 +10,20 @@ nothing, and a repeated hand-off is harmless because the turns keep their ids.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy import event, exc, orm
+from sqlalchemy import exc, orm
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memscope.errors import ValidationError
 from memscope.limits import normalize_id
 from memscope.models import DEFAULT_AGENT, Role, new_id
-from memscope.record.errors import ConversationConflict, ConversationNotFound, RecordError, RecordUnavailable
+from memscope.record.db_errors import check_async, check_session, flush, mapped, reason, rollback_quietly
+from memscope.record.errors import ConversationConflict, ConversationNotFound, RecordError
 from memscope.record.rows import row_values, turn_from_row
 from memscope.record.tables import ConversationRow, MessageRow
+from memscope.record.transactions import Staged, innermost, outbox, within
 from memscope.redact import scrub
 from memscope.sessions import Format, Prompt, Response, Session
 
@@ -33,7 +32,6 @@ __all__ = ["MemoryLike", "Recorder"]
 log = logging.getLogger("memscope.record")
 MAX_CONVERSATION_ID = 64
 MAX_TITLE = 1024
-_OUTBOX = "memscope.record.outbox"  # key in a SQLAlchemy Session's `info`: recorders staged in its transaction
 
 
 class MemoryLike(Protocol):
@@ -42,16 +40,6 @@ class MemoryLike(Protocol):
     def add_messages(
         self, user_id: str, messages: Any, session_id: str | None = None, agent_id: str | None = None
     ) -> Any: ...
-
-
-@dataclass
-class _Staged:
-    """What one `stage` wrote, kept until the caller's transaction commits or rolls back."""
-
-    transaction: orm.SessionTransaction  # the innermost (savepoint or outer) transaction it was written in
-    rows: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # turn id -> values, None if deleted
-    created: bool = False
-    new_turns: list[Prompt | Response] = field(default_factory=list)
 
 
 class Recorder:
@@ -66,7 +54,7 @@ class Recorder:
         self.memory = memory
         self._stored: dict[str, dict[str, Any]] = {}  # turn id -> row values as committed
         self._exists = False  # the conversation row is committed
-        self._staged: list[_Staged] = []  # one per `stage` in the open transaction, oldest first
+        self._staged: list[Staged] = []  # one per `stage` in the open transaction, oldest first
         self._unsent: list[Prompt | Response] = []  # committed turns memory has not taken yet
 
     # -- opening ---------------------------------------------------------------------------------
@@ -90,8 +78,8 @@ class Recorder:
     ) -> Recorder:
         """The stored conversation with its turns in order; an unknown id is ConversationNotFound."""
         cid = _conversation_id(conversation_id)
-        _check_session(db, "from_conversation", "afrom_conversation")
-        with _mapped(f"loading conversation {cid!r}"):
+        check_session(db, "from_conversation", "afrom_conversation")
+        with mapped(f"loading conversation {cid!r}"):
             conv = db.get(ConversationRow, cid, populate_existing=True)
             if conv is None:
                 raise ConversationNotFound(
@@ -113,7 +101,7 @@ class Recorder:
         cls, db: AsyncSession, conversation_id: str, *, memory: MemoryLike | None = None
     ) -> Recorder:
         """`from_conversation` on an AsyncSession."""
-        _check_async(db, "afrom_conversation", "from_conversation")
+        check_async(db, "afrom_conversation", "from_conversation")
         return await db.run_sync(lambda sync: cls.from_conversation(sync, conversation_id, memory=memory))
 
     # -- the conversation ------------------------------------------------------------------------
@@ -170,39 +158,39 @@ class Recorder:
         The caller commits. Returns how many message rows were written. After the caller's commit the
         new turns go to memory; after a rollback they stay new, so staging again writes them again.
         """
-        _check_session(db, "stage", "astage")
-        with _mapped(f"writing conversation {self.conversation_id!r}"):
+        check_session(db, "stage", "astage")
+        with mapped(f"writing conversation {self.conversation_id!r}"):
             return self._stage(db)
 
     def commit(self, db: orm.Session) -> int:
         """`stage`, then commit `db` (with whatever else the caller had pending in it); on failure, roll back."""
-        _check_session(db, "commit", "acommit")
+        check_session(db, "commit", "acommit")
         try:
             written = self.stage(db)
-            with _mapped(f"committing conversation {self.conversation_id!r}"):
+            with mapped(f"committing conversation {self.conversation_id!r}"):
                 db.commit()
         except RecordError:
-            _rollback_quietly(db)
+            rollback_quietly(db)
             raise
         return written
 
     async def astage(self, db: AsyncSession) -> int:
         """`stage` on an AsyncSession."""
-        _check_async(db, "astage", "stage")
+        check_async(db, "astage", "stage")
         return await db.run_sync(lambda sync: self.stage(sync))
 
     async def acommit(self, db: AsyncSession) -> int:
         """`commit` on an AsyncSession."""
-        _check_async(db, "acommit", "commit")
+        check_async(db, "acommit", "commit")
         try:
             written = await self.astage(db)
-            with _mapped(f"committing conversation {self.conversation_id!r}"):
+            with mapped(f"committing conversation {self.conversation_id!r}"):
                 await db.commit()
         except RecordError:
             try:
                 await db.rollback()
             except exc.SQLAlchemyError as error:
-                log.warning("rollback after a failed commit also failed: %s", _reason(error))
+                log.warning("rollback after a failed commit also failed: %s", reason(error))
             raise
         return written
 
@@ -219,9 +207,9 @@ class Recorder:
         deletes = [tid for tid, v in known.items() if v is not None and tid not in current]
         if exists and not (inserts or updates or deletes) and not self._head_changed(db):
             return 0
-        staged = _Staged(transaction=db.get_nested_transaction() or _outer(db))
+        staged = Staged(transaction=innermost(db))
         self._staged.append(staged)
-        _outbox(db).append(self)  # told when the caller's transaction commits or rolls back
+        outbox(db).append(self)  # told when the caller's transaction commits or rolls back
         if exists:
             conv = db.scalars(
                 sa.select(ConversationRow)
@@ -235,7 +223,7 @@ class Recorder:
         else:
             db.add(self._conversation_row())
             taken = f"conversation {cid!r} already exists (another writer created it): load it with from_conversation"
-            _flush(db, taken)
+            flush(db, taken)
             staged.created = True
         last = db.scalar(
             sa.select(sa.func.coalesce(sa.func.max(MessageRow.position), -1)).where(MessageRow.conversation_id == cid)
@@ -254,7 +242,7 @@ class Recorder:
         if deletes:
             db.execute(sa.delete(MessageRow).where(MessageRow.conversation_id == cid, MessageRow.id.in_(deletes)))
             staged.rows.update(dict.fromkeys(deletes))
-        _flush(db, f"another writer added the same turns to conversation {cid!r}: load it again with from_conversation")
+        flush(db, f"another writer added the same turns to conversation {cid!r}: load it again with from_conversation")
         return len(inserts) + len(updates) + len(deletes)
 
     def _conversation_row(self) -> ConversationRow:
@@ -269,7 +257,7 @@ class Recorder:
         return row is None or (row.title, row.updated_at) != (self.session.title, self.session.modified_at)
 
     # -- after the caller's transaction ends -----------------------------------------------------
-    def _committed(self) -> None:
+    def transaction_committed(self) -> None:
         layers, self._staged = self._staged, []
         for staged in layers:
             for tid, values in staged.rows.items():
@@ -282,9 +270,9 @@ class Recorder:
         if layers:
             self.send_to_memory()
 
-    def _rolled_back(self, savepoint: orm.SessionTransaction | None = None) -> None:
+    def transaction_rolled_back(self, savepoint: orm.SessionTransaction | None = None) -> None:
         """Forget what was staged in the rolled-back transaction (a savepoint: only what was written inside it)."""
-        self._staged = [s for s in self._staged if savepoint is not None and not _within(s.transaction, savepoint)]
+        self._staged = [s for s in self._staged if savepoint is not None and not within(s.transaction, savepoint)]
 
     def send_to_memory(self) -> int:
         """Give memory the committed turns it has not taken yet; returns how many. A failure is logged and kept."""
@@ -315,20 +303,6 @@ class Recorder:
         return sent
 
 
-def _check_session(db: Any, name: str, other: str) -> None:
-    if isinstance(db, AsyncSession):
-        raise RecordError(f"{name} takes a sqlalchemy.orm.Session; for an AsyncSession, `await recorder.{other}(db)`")
-    if not isinstance(db, orm.Session):
-        raise RecordError(f"{name} takes a sqlalchemy.orm.Session (e.g. Session(engine)), got {type(db).__name__}")
-
-
-def _check_async(db: Any, name: str, other: str) -> None:
-    if not isinstance(db, AsyncSession):
-        raise RecordError(
-            f"{name} takes a sqlalchemy.ext.asyncio.AsyncSession, got {type(db).__name__}; for a Session use {other}"
-        )
-
-
 def _conversation_id(value: Any) -> str:
     if not isinstance(value, str):
         raise RecordError(f"a conversation id is a string, got {type(value).__name__}")
@@ -340,119 +314,4 @@ def _title(value: Any) -> str | None:
         raise RecordError(f"a title is a string of at most {MAX_TITLE} characters")
     return value  # type: ignore[no-any-return]
 
-
-def _outer(db: orm.Session) -> orm.SessionTransaction:
-    transaction = db.get_transaction()
-    if transaction is None:  # db.connection() began one; a session that cannot has failed before here
-        raise RecordError("the database session has no transaction to write in")
-    return transaction
-
-
-def _within(transaction: orm.SessionTransaction | None, ancestor: orm.SessionTransaction) -> bool:
-    while transaction is not None:
-        if transaction is ancestor:
-            return True
-        transaction = transaction.parent
-    return False
-
-
-@dataclass
-class _Outbox:
-    """The recorders staged in one SQLAlchemy Session's open transaction."""
-
-    recorders: list[Recorder] = field(default_factory=list)
-    committed: bool = False
-
-    def append(self, recorder: Recorder) -> None:
-        if recorder not in self.recorders:
-            self.recorders.append(recorder)
-
-
-def _outbox(db: orm.Session) -> _Outbox:
-    """The recorders staged in `db`'s transaction, told when it ends: committed, rolled back, or closed.
-
-    A savepoint's release is not the end (after_commit fires for it too); its rollback forgets what was
-    written inside it. The outermost transaction's end decides: committed, or everything forgotten.
-    """
-    box: _Outbox | None = db.info.get(_OUTBOX)
-    if box is None:
-        box = db.info[_OUTBOX] = _Outbox()
-
-        def committed(session: orm.Session) -> None:
-            if not session.in_nested_transaction():
-                box.committed = True
-
-        def savepoint_rolled_back(_: orm.Session, previous: orm.SessionTransaction) -> None:
-            if previous.nested:
-                for recorder in box.recorders:
-                    recorder._rolled_back(previous)
-
-        def ended(_: orm.Session, transaction: orm.SessionTransaction) -> None:
-            if transaction.parent is not None:
-                return
-            recorders, done = list(box.recorders), box.committed
-            box.recorders.clear()
-            box.committed = False
-            for recorder in recorders:
-                if done:
-                    recorder._committed()
-                else:
-                    recorder._rolled_back()
-
-        event.listen(db, "after_commit", committed)
-        event.listen(db, "after_soft_rollback", savepoint_rolled_back)
-        event.listen(db, "after_transaction_end", ended)
-    return box
-
-
-def _flush(db: orm.Session, conflict: str) -> None:
-    try:
-        db.flush()
-    except exc.IntegrityError as error:
-        raise ConversationConflict(f"{conflict}; nothing was written ({_reason(error)})") from error
-
-
-def _rollback_quietly(db: orm.Session) -> None:
-    try:
-        db.rollback()
-    except exc.SQLAlchemyError as error:  # the connection is gone: the server rolled back
-        log.warning("rollback after a failed commit also failed: %s", _reason(error))
-
-
-def _reason(error: BaseException) -> str:
-    orig = getattr(error, "orig", None) or error
-    text = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
-    return scrub(f"{type(orig).__name__}: {text}"[:300])
-
-
-@contextmanager
-def _mapped(doing: str) -> Iterator[None]:
-    """SQLAlchemy's errors as the record's, saying what was being done and that nothing was half-written."""
-    try:
-        yield
-    except RecordError:
-        raise
-    except exc.InvalidRequestError as error:
-        if "closed" in str(error):
-            raise RecordError(
-                f"{doing}: the database session passed is closed; open a new one and call again"
-                " (the recorder keeps its turns)"
-            ) from error
-        raise RecordError(f"{doing} failed: {_reason(error)}") from error
-    except exc.IntegrityError as error:
-        raise ConversationConflict(f"{doing} failed, nothing was written: {_reason(error)}") from error
-    except (exc.OperationalError, exc.InterfaceError) as error:
-        raise RecordUnavailable(
-            f"{doing} failed, the database is unreachable or went away ({_reason(error)}); the transaction was"
-            " rolled back and nothing was written. The recorder keeps its new turns: commit again when it is back"
-        ) from error
-    except exc.DBAPIError as error:
-        if error.connection_invalidated:
-            raise RecordUnavailable(
-                f"{doing} failed, the database connection was lost ({_reason(error)}); nothing was written."
-                " The recorder keeps its new turns: commit again when the database is back"
-            ) from error
-        raise RecordError(f"{doing} failed, nothing was written: {_reason(error)}") from error
-    except exc.SQLAlchemyError as error:
-        raise RecordError(f"{doing} failed: {_reason(error)}") from error
 
