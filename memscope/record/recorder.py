@@ -258,6 +258,7 @@ class Recorder:
 
     # -- after the caller's transaction ends -----------------------------------------------------
     def transaction_committed(self) -> None:
+        """The caller's transaction committed: what was staged is stored, and its new turns go to memory."""
         layers, self._staged = self._staged, []
         for staged in layers:
             for tid, values in staged.rows.items():
