@@ -377,6 +377,10 @@ class MemoryScope:
             "failed_jobs": failed,
         }
 
+    def save_session(self, user_id: str, session: Session, agent_id: str | None = None) -> list[Message]:
+        """Store a Session's turns with every field (model, tokens, latency, masks...); `session()` reads it back."""
+        return self.add_messages(user_id, session.to_messages(), session_id=session.id, agent_id=agent_id)
+
     def session(self, user_id: str, session_id: str, agent_id: str | None = None) -> Session:
         """The conversation log of one session as a structured, renderable Session."""
         from memscope.sessions import Session
@@ -572,6 +576,10 @@ class AsyncMemoryScope:
     async def stats(self, user_id: str) -> dict[str, Any]:
         """See MemoryScope.stats."""
         return await asyncio.to_thread(self.sync.stats, user_id)
+
+    async def save_session(self, user_id: str, session: Session, agent_id: str | None = None) -> list[Message]:
+        """See MemoryScope.save_session."""
+        return await asyncio.to_thread(self.sync.save_session, user_id, session, agent_id)
 
     async def session(self, user_id: str, session_id: str, agent_id: str | None = None) -> Session:
         """See MemoryScope.session."""

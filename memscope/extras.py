@@ -13,6 +13,7 @@ EXTRAS = {
     "es": "the Elasticsearch store",
     "celery": "Celery workers over Redis (jobs.backend: celery)",
     "server": "`memscope serve` (REST API, memory browser) and `memscope mcp` (FastAPI, uvicorn, Jinja2, MCP SDK)",
+    "record": "the conversation record on SQL databases (SQLAlchemy, Alembic and their drivers)",
     "sentence-transformers": "sentence-transformers models other than the built-in all-MiniLM-L6-v2 (pulls torch)",
 }
 

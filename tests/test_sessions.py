@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 from openai.types.chat import ChatCompletion
 
 from memscope.errors import ValidationError
-from memscope.sessions import Session, estimate_tokens
+from memscope.sessions import Session, SessionSizeWarning, estimate_tokens
+from tests.support.scripted_server import Fault
 
 pytestmark = pytest.mark.unit
 
@@ -131,3 +133,97 @@ def test_unknown_format_and_assistant_prompt_rejected():
         Session().render("xml")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="add_response"):
         Session().add_prompt("x", role="assistant")
+
+
+def test_title_and_times_follow_changes():
+    s = Session(title="Trip")
+    created, before = s.created_at, s.modified_at
+    s.add_prompt("hi")
+    assert s.modified_at > before and s.created_at == created
+    touched = s.modified_at
+    s.title = "Trip to Paris"  # a plain pydantic assignment still moves modified_at
+    assert s.modified_at > touched and s.title == "Trip to Paris"
+
+
+def test_get_remove_and_clear_by_index_or_id():
+    s = conversation()
+    third = s.turns[2]
+    assert s.get(2) is third and s.get(third.id) is third and s.get(-1) is s.turns[4]
+    assert s.remove(third.id) is third and third not in s.turns
+    assert s.remove(0).role.value == "system" and len(s.turns) == 3
+    with pytest.raises(ValidationError, match="no turn at index 7: session 's1' has 3 turns"):
+        s.get(7)
+    with pytest.raises(ValidationError, match="no turn with id 'x'"):
+        s.remove("x")
+    with pytest.raises(ValidationError, match="index or id"):
+        s.get(1.5)  # type: ignore[arg-type]
+    title = s.title
+    s.clear()
+    assert s.turns == [] and s.title == title
+
+
+def test_several_responses_per_prompt_render_the_selected_one():
+    s = Session()
+    ask = s.add_prompt("Name a colour")
+    first = s.add_response("Red")
+    s.add_prompt("And a number?")
+    s.add_response("Seven")
+    blue = s.add_response("Blue", reply_to=ask.id, selected=False, score=0.9)
+    assert first.reply_to == ask.id and s.turns.index(blue) == 2  # kept beside the other answer
+    assert s.responses(ask.id) == [first, blue] and s.responses(0) == [first, blue]
+    assert "Blue" not in s.render("text") and s.search("blue") == []
+    s.select_response(blue.id)
+    assert (first.selected, blue.selected) == (False, True)
+    assert [m["content"] for m in s.render("openai")] == ["Name a colour", "Blue", "And a number?", "Seven"]
+    with pytest.raises(ValidationError, match="not a response"):
+        s.select_response(ask.id)
+
+
+def test_size_in_bytes_and_the_warning_threshold():
+    s = Session(size_warning_bytes=2_000)
+    s.add_prompt("small")
+    assert s.size_bytes() == len(s.model_dump_json().encode())
+    with pytest.warns(SessionSizeWarning, match="over its size_warning_bytes of 2,000"):
+        s.add_prompt("é" * 1_000)  # 2,000 bytes of UTF-8
+    assert s.size_bytes() == len(s.model_dump_json().encode())  # the cached size stayed exact
+    s.remove(1)
+    assert s.size_bytes() < 2_000
+    quiet = Session(size_warning_bytes=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet.add_prompt("x" * 5_000_000)
+
+
+def test_clone_keeps_ids_unless_asked_to_regenerate():
+    s = conversation()
+    alt = s.add_response("Rainy", reply_to=s.turns[1].id, selected=False)
+    same = s.clone()
+    assert same == s and same is not s and same.turns[0] is not s.turns[0]
+    fresh = s.clone(regenerate_ids=True)
+    assert fresh.id != s.id and not {t.id for t in fresh.turns} & {t.id for t in s.turns}
+    moved = next(t for t in fresh.turns if t.content == alt.content)
+    assert moved.reply_to == fresh.turns[1].id  # replies follow their prompt's new id
+    assert fresh.render("openai") == s.render("openai")
+
+
+@pytest.mark.integration
+def test_record_a_real_dashscope_response(model_server):
+    import dashscope
+
+    model_server.script("", "你好")
+    s = Session()
+    s.add_prompt("Say hello")
+    answer = dashscope.Generation.call(
+        model="qwen-plus", api_key="test", messages=s.render("openai"), result_format="message",
+        base_address=model_server.dashscope_base_url,
+    )
+    r = s.record_dashscope(answer, model="qwen-plus", latency_ms=9.0, temperature=0.1)
+    assert (r.content, r.model, r.temperature, r.latency_ms) == ("你好", "qwen-plus", 0.1, 9.0)
+    assert r.prompt_tokens and r.completion_tokens and r.metadata["finish_reason"] == "stop"
+    model_server.script("", Fault.status(400, "bad input"))
+    failed = dashscope.Generation.call(
+        model="qwen-plus", api_key="test", messages=s.render("openai"), base_address=model_server.dashscope_base_url
+    )
+    with pytest.raises(ValidationError, match="DashScope call failed \\(status 400"):
+        s.record_dashscope(failed, model="qwen-plus")
+    assert len(s.turns) == 2
