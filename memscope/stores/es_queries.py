@@ -17,7 +17,6 @@ from memscope.stores.changes import ACCESS_FIELDS
 
 __all__ = [
     "MAX_WINDOW",
-    "neighbour_body",
     "MESSAGE_TEXT_FIELDS",
     "comparable",
     "doc_to_event",
@@ -30,6 +29,7 @@ __all__ = [
     "memory_filter",
     "message_doc",
     "message_filter",
+    "neighbour_body",
     "num_candidates",
     "search_kwargs",
     "text_body",
