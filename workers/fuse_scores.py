@@ -27,7 +27,8 @@
   conversation session(s), see `_lift_best_sessions`.
 - neighbours (`message_neighbours`, from load_neighbours): a raw-turn hit that asks a question lends
   `neighbour_after` of its (role-weighted) relevance to the turn right after it, its answer; any hit
-  lends `neighbour_before` to the turn right before it; a turn keeps the larger of its own relevance and what it is lent.
+  lends `neighbour_before` to the turn right before it; a turn keeps the larger of its own relevance
+  and what it is lent.
   A lent-to turn that no search found joins the candidates.
 - when_boost: a question asking "when" ("When did Caroline go to ...?") adds it to candidates that say
   when something happened (a raw turn mentioning a time, a memory with an event time), since the
@@ -54,7 +55,7 @@ from memscope.timerules.mentions import asks_when, mentioned_times, mentions_tim
 from memscope.turn_signals import asks_now, overridden_turns
 
 _WORDS = re.compile(r"[^\W_]+")
-_QUESTION = re.compile(r"[?？]|[吗呢]\s*$")
+_QUESTION = re.compile("[?\uff1f]|[\u5417\u5462]\\s*$")  # ?, the full-width ?, or a closing 吗/呢
 DEFAULT_TYPE_WEIGHTS = {
     "insight": 1.1, "observation": 1.0, "customized": 1.2, "profile": 1.2, "belief": 1.0, "message": 0.8,
 }  # fmt: skip

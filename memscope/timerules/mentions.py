@@ -22,7 +22,10 @@ _WHEN_EN = re.compile(
     re.IGNORECASE,
 )
 _WHEN_ZH = re.compile(r"什么时候|甚么时候|何时|哪天|哪一天|几号|几月|哪年|哪一年|多久以前|多久之前|多长时间|哪个月")
-_MONTH = r"jan(?:uary)?|feb(?:ruary)?|march|april|may|june|july|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
+_MONTH = (
+    r"jan(?:uary)?|feb(?:ruary)?|march|april|may|june|july|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?"
+    r"|nov(?:ember)?|dec(?:ember)?"
+)
 _DAY = r"(?:mon|tues?|wed(?:nes)?|thu(?:rs)?|fri|sat(?:ur)?|sun)(?:day)?"
 _UNIT = r"(?:days?|weeks?|weekends?|months?|years?|summer|winter|spring|autumn|fall|night|morning|afternoon|evening)"
 _MENTION_EN = re.compile(
