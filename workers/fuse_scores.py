@@ -87,6 +87,7 @@ class FuseScores(Worker):
         neighbour_before: float = Field(0.0, ge=0.0, le=1.0)  # share of a turn's relevance lent to the one before
         neighbour_after: float = Field(0.0, ge=0.0, le=1.0)  # ... and to the one after (often its answer)
         when_boost: float = 0.0  # for "when" questions, added to candidates that say when something happened
+        other_speaker_weight: float = Field(1.0, ge=0.0, le=1.0)  # a turn by a speaker the query doesn't name
         informative_words: int = Field(0, ge=0)  # a raw turn with fewer content words is scaled down (0: off)
         informative_power: float = Field(0.5, ge=0.0)
 
@@ -127,8 +128,11 @@ class FuseScores(Worker):
         spans = {h.memory.id: h.memory.time_span() for h in ctx["memory_hits"]}
         zone = str(user_zone(self, ctx))
         when = self.params.when_boost if asks_when(clean_query(ctx["query"])) else 0.0
+        named = _named_speakers(clean_query(ctx["query"]), items.values())
         for item in items.values():
             span = spans.get(item.id) or TimeRange(start=item.time, end=item.time)
+            if named and item.kind == "message" and (item.name or "").lower() not in named:
+                rel[item.id] *= self.params.other_speaker_weight
             self._score(item, rel[item.id], span, query_time, now, zone)
             if when and _says_when(item):
                 item.explain["when"] = when
@@ -225,6 +229,13 @@ class FuseScores(Worker):
         }
         item.explain = {**item.explain, **parts}  # keeps "neighbour" (what a neighbour lent)
         item.score = sum(parts.values())
+
+
+def _named_speakers(query: str, items: object) -> set[str]:
+    """The speakers of candidate turns whom the query names ("What did Caroline say ..."), lower-cased."""
+    words = {w.lower() for w in _WORDS.findall(query)}
+    names = {i.name.lower() for i in items if isinstance(i, RetrievedItem) and i.name}  # type: ignore[attr-defined]
+    return {n for n in names if n in words}
 
 
 def _content_words(text: str) -> int:
