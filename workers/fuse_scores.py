@@ -42,6 +42,7 @@ becomes the larger of the two (the match on the message speaks for the memory).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 
 from pydantic import Field
@@ -231,10 +232,10 @@ class FuseScores(Worker):
         item.score = sum(parts.values())
 
 
-def _named_speakers(query: str, items: object) -> set[str]:
+def _named_speakers(query: str, items: Iterable[RetrievedItem]) -> set[str]:
     """The speakers of candidate turns whom the query names ("What did Caroline say ..."), lower-cased."""
     words = {w.lower() for w in _WORDS.findall(query)}
-    names = {i.name.lower() for i in items if isinstance(i, RetrievedItem) and i.name}  # type: ignore[attr-defined]
+    names = {i.name.lower() for i in items if i.name}
     return {n for n in names if n in words}
 
 
