@@ -206,6 +206,8 @@ class QuestionResult:
     retrieved: list[str]
     recall: float
     latency_ms: float
+    item_tokens: int = 0  # estimated tokens of the top-k items' text
+    context_tokens: int = 0  # estimated tokens of the whole context block (items + pending messages)
 
 
 def retrieved_dia_ids(items: list[Any], dia_of: dict[str, str]) -> list[str]:
@@ -222,6 +224,8 @@ def retrieved_dia_ids(items: list[Any], dia_of: dict[str, str]) -> list[str]:
 
 def evaluate(prepared: PreparedConversation, k: int = 10, show_progress: bool = False) -> list[QuestionResult]:
     """Ask every scored question through `retrieve_memory` and measure recall@k."""
+    from memscope.sessions import estimate_tokens
+
     conv = prepared.conversation
     now = conv.last_date
     results: list[QuestionResult] = []
@@ -233,7 +237,9 @@ def evaluate(prepared: PreparedConversation, k: int = 10, show_progress: bool = 
             latency = (time.perf_counter() - t0) * 1000
             got = retrieved_dia_ids(found.items, prepared.dia_of)
             recall = sum(1 for e in q.evidence if e in got) / len(q.evidence)
-            results.append(QuestionResult(conv.name, q.category, q.question, q.evidence, got, recall, latency))
+            tokens = sum(estimate_tokens(i.content) for i in found.items)
+            results.append(QuestionResult(conv.name, q.category, q.question, q.evidence, got, recall, latency,
+                                          tokens, estimate_tokens(found.context)))  # fmt: skip
             advance()
     return results
 
@@ -260,6 +266,8 @@ def summarize_recall(results: list[QuestionResult]) -> dict[str, Any]:
         "per_category": per_cat,
         "per_conversation": per_conv,
         "latency_ms": summarize([r.latency_ms for r in results]).to_dict(),
+        "item_tokens_per_query": round(sum(r.item_tokens for r in results) / max(len(results), 1), 1),
+        "context_tokens_per_query": round(sum(r.context_tokens for r in results) / max(len(results), 1), 1),
     }
 
 
@@ -306,6 +314,10 @@ def report(summary: dict[str, Any], as_json: bool) -> None:
 
         lat = summary["latency_ms"]
         console().print(f"retrieval latency (incl. query embedding): p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms")
+        console().print(
+            f"tokens per query (estimated): top-{k} items {summary['item_tokens_per_query']:.0f}, whole context"
+            f" block {summary['context_tokens_per_query']:.0f} (with the pending messages it attaches)"
+        )
 
 
 class CachedEmbedder:

@@ -22,7 +22,7 @@ def reembed(
 ) -> dict[str, int]:
     """Drop the store's vectors, record the configured model, and embed every message and active memory
     again. Safe to interrupt and run again: it carries on with the rows still missing a vector."""
-    from memscope.retrieval import message_embedding_text
+    from memscope.retrieval import message_embedding_texts
 
     store: Store = open_store(settings)
     embedder = embedder or make_embedder(settings.embedding)
@@ -37,7 +37,7 @@ def reembed(
         for user in store.clear_embeddings(embedder.name, embedder.dim):  # type: ignore[attr-defined]
             counts["users"] += 1
             while messages := store.messages_without_embedding(user, BATCH):
-                vectors = embedder.embed([message_embedding_text(m, zone) for m in messages])
+                vectors = embedder.embed(message_embedding_texts(store, user, messages, zone))
                 store.set_message_embeddings(user, {m.id: v.tolist() for m, v in zip(messages, vectors, strict=True)})
                 counts["messages"] += len(messages)
             while memories := store.memories_without_embedding(user, BATCH):  # type: ignore[attr-defined]

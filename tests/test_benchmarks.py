@@ -128,6 +128,7 @@ def test_bench_locomo_measures_recall(tmp_path: Path, model_server: ScriptedServ
     assert out["per_category"]["multi-hop"]["questions"] == 0
     assert out["conversations"]["conv-01"]["turns"] == 6
     assert 0.0 < out["recall"] <= 1.0
+    assert 0 < out["item_tokens_per_query"] <= out["context_tokens_per_query"]  # recall is weighed against tokens
     # embeddings come from the scripted server; no chat call is made without --consolidate
     assert model_server.requests_to("/embeddings") and not model_server.requests_to("/chat/completions")
 

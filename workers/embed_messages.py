@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from memscope.engine import Context, Worker, WorkerParams, worker
 from memscope.engine.worker import user_zone
-from memscope.retrieval import message_embedding_text
+from memscope.retrieval import message_embedding_texts
 
 
 @worker("embed_messages")
 class EmbedMessages(Worker):
     """Embed the user's messages that have no vector yet, in batches (no LLM; skipped without an embedder).
 
-    The text embedded is the speaker, the day and the content (see `message_embedding_text`).
+    The text embedded is the speaker, the day, the content and the turn it replies to (see
+    `message_embedding_text`).
     """
 
     reads = ("user_id",)
@@ -39,7 +40,7 @@ class EmbedMessages(Worker):
             batch = [m for m in found if m.id not in seen]  # a vector the store refused: do not loop on it
             if not batch:
                 break
-            vectors = embedder.embed([message_embedding_text(m, zone) for m in batch])
+            vectors = embedder.embed(message_embedding_texts(store, user_id, batch, zone))
             store.set_message_embeddings(
                 user_id, {m.id: [float(x) for x in v] for m, v in zip(batch, vectors, strict=True)}
             )

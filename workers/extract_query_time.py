@@ -5,7 +5,7 @@ from __future__ import annotations
 from memscope.engine import Context, Worker, WorkerParams, worker
 from memscope.engine.worker import user_zone
 from memscope.retrieval import clean_query, query_now
-from memscope.timerules import extract_time
+from memscope.timerules import extract_query_time
 
 
 @worker("extract_query_time")
@@ -26,5 +26,4 @@ class ExtractQueryTime(Worker):
         if not text:
             ctx["query_time"] = None
             return
-        found = extract_time(text, anchor=query_now(self, ctx), tz=user_zone(self, ctx))
-        ctx["query_time"] = None if found is None else found.time
+        ctx["query_time"] = extract_query_time(text, anchor=query_now(self, ctx), tz=user_zone(self, ctx))

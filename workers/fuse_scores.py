@@ -25,21 +25,38 @@
 - role_weights: a raw turn's relevance is also weighted by who said it (the assistant's turns by 0.5).
 - session_boost (default 0; retrieve_memory sets it): added to raw turns of the best-matching
   conversation session(s), see `_lift_best_sessions`.
+- neighbours (`message_neighbours`, from load_neighbours): a raw-turn hit that asks a question lends
+  `neighbour_after` of its (role-weighted) relevance to the turn right after it, its answer; any hit
+  lends `neighbour_before` to the turn right before it; a turn keeps the larger of its own relevance
+  and what it is lent.
+  A lent-to turn that no search found joins the candidates.
+- when_boost: a question asking "when" ("When did Caroline go to ...?") adds it to candidates that say
+  when something happened (a raw turn mentioning a time, a memory with an event time), since the
+  answer is the turn that dates the event, not a date to filter on.
+- A raw turn's time for the time match is its created_at and every time it mentions, resolved
+  against its created_at ("yesterday" in a message of 8 May is 7 May): the best share counts.
 A message that is a source of a memory hit is dropped in favour of that memory, whose relevance
 becomes the larger of the two (the match on the message speaks for the memory).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from datetime import datetime
 
 from pydantic import Field
 
 from memscope.engine import Context, Worker, WorkerParams, worker
-from memscope.models import TimeRange
-from memscope.retrieval import RetrievedItem, clean_query, query_now, search_text, top_k_of
+from memscope.engine.worker import user_zone
+from memscope.models import Message, Role, TimeRange
+from memscope.retrieval import STOPWORDS, RetrievedItem, clean_query, query_now, search_text, top_k_of
 from memscope.stores.base import ScoredMemory, ScoredMessage
+from memscope.timerules.mentions import asks_when, mentioned_times, mentions_time
+from memscope.turn_signals import asks_now, overridden_turns
 
+_WORDS = re.compile(r"[^\W_]+")
+_QUESTION = re.compile("[?\uff1f]|[\u5417\u5462]\\s*$")  # ?, the full-width ?, or a closing 吗/呢
 DEFAULT_TYPE_WEIGHTS = {
     "insight": 1.1, "observation": 1.0, "customized": 1.2, "profile": 1.2, "belief": 1.0, "message": 0.8,
 }  # fmt: skip
@@ -50,7 +67,7 @@ class FuseScores(Worker):
     """Combine relevance, memory type, time match, recency and importance; keep the top_k results."""
 
     reads = ("query", "query_vector", "query_time", "memory_hits", "message_hits")
-    optional_reads = ("top_k", "now", "rerank_scores")
+    optional_reads = ("top_k", "now", "rerank_scores", "message_neighbours", "timezone")
     writes = ("results",)
 
     class Params(WorkerParams):
@@ -68,6 +85,12 @@ class FuseScores(Worker):
         session_boost: float = 0.0  # added to raw turns of the conversation session(s) that match best
         session_top: int = Field(1, ge=1)  # how many best sessions are lifted
         session_evidence: int = Field(3, ge=1)  # a session's match: the sum of its best N turns' scores
+        neighbour_before: float = Field(0.0, ge=0.0, le=1.0)  # share of a turn's relevance lent to the one before
+        neighbour_after: float = Field(0.0, ge=0.0, le=1.0)  # ... and to the one after (often its answer)
+        when_boost: float = 0.0  # for "when" questions, added to candidates that say when something happened
+        other_speaker_weight: float = Field(1.0, ge=0.0, le=1.0)  # a turn by a speaker the query doesn't name
+        informative_words: int = Field(0, ge=0)  # a raw turn with fewer content words is scaled down (0: off)
+        informative_power: float = Field(0.5, ge=0.0)
 
     params: Params
 
@@ -102,13 +125,67 @@ class FuseScores(Worker):
             elif hit.message.id not in items:
                 items[hit.message.id] = RetrievedItem.from_message(hit.message, 0.0)
                 rel[hit.message.id] = r
+        self._lend_to_neighbours(ctx.get("message_neighbours") or {}, items, rel, owner)
         spans = {h.memory.id: h.memory.time_span() for h in ctx["memory_hits"]}
+        zone = str(user_zone(self, ctx))
+        when = self.params.when_boost if asks_when(clean_query(ctx["query"])) else 0.0
+        named = _named_speakers(clean_query(ctx["query"]), items.values())
         for item in items.values():
             span = spans.get(item.id) or TimeRange(start=item.time, end=item.time)
-            self._score(item, rel[item.id], span, query_time, now)
-        self._lift_best_sessions(list(items.values()))
+            if named and item.kind == "message" and (item.name or "").lower() not in named:
+                rel[item.id] *= self.params.other_speaker_weight
+            self._score(item, rel[item.id], span, query_time, now, zone)
+            if when and _says_when(item):
+                item.explain["when"] = when
+                item.score += when
+        now_question = asks_now(clean_query(ctx["query"]))
+        overridden = _overridden(ctx["message_hits"]) if now_question else {}
+        self._lift_best_sessions([i for i in items.values() if i.id not in overridden])
+        _rank_overridden_lower(overridden, items, owner)
         ranked = sorted(items.values(), key=lambda i: (-i.score, -i.time.timestamp(), i.id))
         ctx["results"] = ranked[:top_k]
+
+    def _lend_to_neighbours(
+        self,
+        neighbours: dict[str, list[Message]],
+        items: dict[str, RetrievedItem],
+        rel: dict[str, float],
+        owner: dict[str, str],
+    ) -> None:
+        """Let each raw-turn hit lend part of its relevance to the turns around it (see the module doc)."""
+        p = self.params
+        if not neighbours or (p.neighbour_before <= 0 and p.neighbour_after <= 0):
+            return
+        lent: dict[str, float] = {}
+        for mid, turns in neighbours.items():
+            anchor = items.get(mid)
+            if anchor is None or anchor.kind != "message":
+                continue
+            own = rel[mid] * p.role_weights.get(anchor.role or "", 1.0)  # an assistant's turn lends less
+            asks = _QUESTION.search(anchor.content) is not None
+            for turn in turns:
+                if turn.role not in (Role.USER, Role.ASSISTANT):
+                    continue
+                later = (turn.created_at, turn.id) > (anchor.time, anchor.id)
+                if later and not asks:
+                    continue  # only a question lends to the turn after it: its answer
+                share = (p.neighbour_after if later else p.neighbour_before) * own
+                target = owner.get(turn.id, turn.id)
+                if target not in items:
+                    items[target] = RetrievedItem.from_message(turn, 0.0)
+                    rel[target] = 0.0
+                lent[target] = max(lent.get(target, 0.0), share)
+        for target, share in lent.items():
+            if share > rel[target]:
+                rel[target] = share
+                items[target].explain["neighbour"] = share
+
+    def _informative(self, item: RetrievedItem) -> float:
+        """1 for a turn with `informative_words` content words or more; less for "Bye Joanna!"-like turns."""
+        p = self.params
+        if p.informative_words <= 0:
+            return 1.0
+        return min(1.0, _content_words(item.content) / p.informative_words) ** p.informative_power
 
     def _lift_best_sessions(self, items: list[RetrievedItem]) -> None:
         """Add `session_boost` to the raw turns of the best-matching session(s).
@@ -116,7 +193,7 @@ class FuseScores(Worker):
         A conversation session is about a few things: when several of its turns match the query, its
         other matching turns are likelier to hold the answer than a lone match elsewhere (the question
         and its answer, the event and its follow-up). A session's match is the sum of its best
-        `session_evidence` candidate scores.
+        `session_evidence` candidates' relevance (not recency: a newer session is not a better match).
         """
         p = self.params
         if p.session_boost <= 0:
@@ -124,7 +201,7 @@ class FuseScores(Worker):
         by_session: dict[str, list[float]] = {}
         for item in items:
             if item.kind == "message" and item.session_id is not None:
-                by_session.setdefault(item.session_id, []).append(item.score)
+                by_session.setdefault(item.session_id, []).append(item.explain.get("relevance", item.score))
         if not by_session:
             return
         strength = {k: sum(sorted(v, reverse=True)[: p.session_evidence]) for k, v in by_session.items()}
@@ -138,21 +215,33 @@ class FuseScores(Worker):
 
     def _score(
         self, item: RetrievedItem, relevance: float, span: TimeRange, query_time: TimeRange | None,
-        now: datetime,
+        now: datetime, zone: str,
     ) -> None:
         p = self.params
         age_days = max(0.0, (now - item.time).total_seconds() / 86400)
         parts = {
             "relevance": relevance
             * p.type_weights.get(item.memory_type, 1.0)
-            * (p.role_weights.get(item.role or "", 1.0) if item.kind == "message" else 1.0),
-            "time": p.time_match_boost * (_share(span, query_time) if query_time is not None else 0.0),
+            * (p.role_weights.get(item.role or "", 1.0) * self._informative(item) if item.kind == "message" else 1.0),
+            "time": p.time_match_boost * (_time_share(item, span, query_time, zone) if query_time else 0.0),
             "recency": p.recency_weight * 0.5 ** (age_days / max(p.recency_half_life_days, 1e-9)),
             "importance": p.importance_weight
             * (item.importance if item.importance is not None else p.message_importance),
         }
-        item.explain = parts
+        item.explain = {**item.explain, **parts}  # keeps "neighbour" (what a neighbour lent)
         item.score = sum(parts.values())
+
+
+def _named_speakers(query: str, items: Iterable[RetrievedItem]) -> set[str]:
+    """The speakers of candidate turns whom the query names ("What did Caroline say ..."), lower-cased."""
+    words = {w.lower() for w in _WORDS.findall(query)}
+    names = {i.name.lower() for i in items if i.name}
+    return {n for n in names if n in words}
+
+
+def _content_words(text: str) -> int:
+    """How many words of `text` carry content (function words and question scaffolding left out)."""
+    return sum(1 for w in _WORDS.findall(text) if w.lower() not in STOPWORDS)
 
 
 def _rank_score(hit: ScoredMemory | ScoredMessage, channels: int, k: int) -> float | None:
@@ -161,6 +250,42 @@ def _rank_score(hit: ScoredMemory | ScoredMessage, channels: int, k: int) -> flo
     if not ranks:
         return None
     return min(1.0, sum((k + 1) / (k + r) for r in ranks) / max(channels, len(ranks)))
+
+
+def _overridden(hits: list[ScoredMessage]) -> dict[str, str]:
+    """{raw turn id: id of the later turn of its speaker that overrides it} among the message hits."""
+    return overridden_turns([RetrievedItem.from_message(h.message, 0.0) for h in hits])
+
+
+def _rank_overridden_lower(overridden: dict[str, str], items: dict[str, RetrievedItem], owner: dict[str, str]) -> None:
+    """For a question about now: a raw turn that a later turn of its speaker overrides ("I left Meta and
+    joined Apple") ranks below that turn (or the memory made of it), and at half its score if that turn
+    is not a candidate."""
+    for earlier, later in overridden.items():
+        old = items.get(earlier)
+        if old is None or old.kind != "message":
+            continue
+        new = items.get(owner.get(later, later))
+        cap = 0.9 * new.score if new is not None else 0.5 * old.score
+        if cap < old.score:
+            old.explain["overridden"] = cap - old.score
+            old.score = cap
+
+
+def _says_when(item: RetrievedItem) -> bool:
+    """A raw turn that mentions a time, or a memory with an event time (or a time in its text)."""
+    if item.kind == "memory" and item.event_time is not None:
+        return True
+    return mentions_time(item.content)
+
+
+def _time_share(item: RetrievedItem, span: TimeRange, query: TimeRange, zone: str) -> float:
+    """The best share inside `query` of the item's span and, for a raw turn, of the times it mentions."""
+    best = _share(span, query)
+    if item.kind == "message" and best < 1.0:
+        for mentioned in mentioned_times(item.id, item.content, item.time, zone):
+            best = max(best, _share(mentioned, query))
+    return best
 
 
 def _share(span: TimeRange, query: TimeRange) -> float:

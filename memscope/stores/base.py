@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from memscope.errors import ValidationError
 from memscope.models import MemoryEvent, MemoryNode, MemoryStatus, MemoryType, Message, TimeRange
 from memscope.stores.fusion import FusedHit
 
 __all__ = [
+    "MAX_NEIGHBOURS",
     "ConsolidationMark",
     "Fence",
     "MemoryFilter",
@@ -35,7 +37,18 @@ __all__ = [
     "SearchQuery",
     "Store",
     "StoreStats",
+    "check_neighbour_window",
 ]
+
+
+MAX_NEIGHBOURS = 50  # per side, in `message_neighbours`
+
+
+def check_neighbour_window(before: int, after: int) -> None:
+    """Raise ValidationError unless `before` and `after` are whole numbers from 0 to MAX_NEIGHBOURS."""
+    for name, value in (("before", before), ("after", after)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_NEIGHBOURS:
+            raise ValidationError(f"{name} must be a whole number from 0 to {MAX_NEIGHBOURS}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -187,6 +200,17 @@ class Store(Protocol):
 
     def users_with_pending(self, limit: int = 1000) -> list[tuple[str, str]]:
         """(user_id, agent_id) pairs that have pending messages: the sweep's source of truth."""
+        ...
+
+    def message_neighbours(
+        self, user_id: str, message_ids: Sequence[str], before: int = 1, after: int = 1
+    ) -> dict[str, list[Message]]:
+        """For each message of this user, up to `before` turns just before it and `after` just after it in
+        the same conversation (same agent and session_id; messages with no session form one), oldest first.
+
+        Conversation order is (created_at, id), as in `list_messages`. Ids of no message of this user
+        are left out of the result; `before` and `after` are whole numbers from 0 to MAX_NEIGHBOURS.
+        """
         ...
 
     # -- memories ----------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ from memscope.stores.base import (
     ScoredMessage,
     SearchQuery,
     StoreStats,
+    check_neighbour_window,
 )
 from memscope.stores.changes import change_kind, kept_access
 from memscope.stores.es_admin import Features, MigrateProgress
@@ -537,6 +538,35 @@ class ElasticsearchStore:
         filter_query = q.message_filter(user_id, filter or MessageFilter())
         hits, sources = self._hybrid("messages", user_id, filter_query, query)
         return [ScoredMessage.of(q.doc_to_message(sources[h.id]), h) for h in hits]
+
+    @mapped
+    def message_neighbours(
+        self, user_id: str, message_ids: Sequence[str], before: int = 1, after: int = 1
+    ) -> dict[str, list[Message]]:
+        """The turns just before and after each message in its conversation (agent, session), oldest first.
+
+        One realtime `mget` of the anchors, then one `_msearch` with a `search_after` page per side.
+        """
+        check_user_id(user_id)
+        check_neighbour_window(before, after)
+        fields = ("id", "user_id", "agent_id", "session_id", "created_us")
+        found = self._mget_versioned(self.alias("messages"), list(message_ids), fields)
+        anchors = [src for src, _, _ in found.values() if src.get("user_id") == user_id]
+        sides = [(a, n, later) for a in anchors for n, later in ((before, False), (after, True)) if n]
+        out: dict[str, list[Message]] = {a["id"]: [] for a in anchors}
+        if not sides:
+            return out
+        searches: list[dict[str, Any]] = []
+        for a, n, later in sides:
+            searches += [{}, q.neighbour_body(a, n, later=later)]
+        resp = self._es().msearch(index=self.alias("messages"), searches=searches)
+        for (a, _, later), answer in zip(sides, resp["responses"], strict=True):
+            if "error" in answer:
+                cls = StoreUnavailable if answer.get("status") in RETRYABLE else StoreError
+                raise cls(f"Elasticsearch neighbour search of messages failed: {answer['error']}")
+            found_side = self._messages(user_id, answer["hits"]["hits"])
+            out[a["id"]] += found_side if later else found_side[::-1]
+        return out
 
     @mapped
     def users_with_pending(self, limit: int = 1000) -> list[tuple[str, str]]:

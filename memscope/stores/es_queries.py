@@ -29,6 +29,7 @@ __all__ = [
     "memory_filter",
     "message_doc",
     "message_filter",
+    "neighbour_body",
     "num_candidates",
     "search_kwargs",
     "text_body",
@@ -255,6 +256,27 @@ def list_body(
     if messages:
         body["_source"] = _MESSAGE_SOURCE
     return body
+
+
+def neighbour_body(anchor: dict[str, Any], size: int, *, later: bool) -> dict[str, Any]:
+    """The `size` messages just before (or after, `later`) `anchor` in its conversation: the same user,
+    agent and session (none: the messages without one), in (created_us, id) order, via `search_after`."""
+    clauses: list[dict[str, Any]] = [{"term": {"user_id": anchor["user_id"]}},
+                                     {"term": {"agent_id": anchor["agent_id"]}}]  # fmt: skip
+    query: dict[str, Any] = {"filter": clauses}
+    if anchor.get("session_id") is None:
+        query["must_not"] = [{"exists": {"field": "session_id"}}]
+    else:
+        clauses.append({"term": {"session_id": anchor["session_id"]}})
+    order = "asc" if later else "desc"
+    return {
+        "query": {"bool": query},
+        "sort": [{"created_us": order}, {"id": order}],
+        "search_after": [anchor["created_us"], anchor["id"]],
+        "size": size,
+        "track_total_hits": False,
+        "_source": _MESSAGE_SOURCE,
+    }
 
 
 def search_kwargs(body: dict[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from memscope.stores.base import (
     ScoredMessage,
     SearchQuery,
     StoreStats,
+    check_neighbour_window,
 )
 from memscope.stores.changes import change_kind, kept_access
 from memscope.stores.fusion import FusedHit, fuse_channels
@@ -426,6 +427,41 @@ class SqliteStore:
             (limit,),
         )
         return [(r[0], r[1]) for r in rows.fetchall()]
+
+    @_mapped
+    def message_neighbours(
+        self, user_id: str, message_ids: Sequence[str], before: int = 1, after: int = 1
+    ) -> dict[str, list[Message]]:
+        """The turns just before and after each message in its conversation (agent, session), oldest first."""
+        check_user_id(user_id)
+        check_neighbour_window(before, after)
+        ids = list(dict.fromkeys(message_ids))
+        out: dict[str, list[Message]] = {}
+        if not ids:
+            return out
+        columns = "m.id, m.user_id, m.agent_id, m.session_id, m.role, m.content, m.name, m.created_at," \
+            " m.metadata, m.consolidated_at"
+        same = "m.user_id = ? AND m.agent_id = ? AND m.session_id IS ?"
+        with self._read() as conn:
+            anchors = conn.execute(
+                "SELECT id, agent_id, session_id, created_at FROM messages"
+                " WHERE +user_id = ? AND id IN (SELECT value FROM json_each(?))",
+                (user_id, to_json(ids)),
+            ).fetchall()
+            for mid, agent, session, at in anchors:
+                scope = (user_id, agent, session, at, at, mid)
+                earlier = conn.execute(
+                    f"SELECT {columns} FROM messages m WHERE {same} AND (m.created_at < ? OR"
+                    " (m.created_at = ? AND m.id < ?)) ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
+                    (*scope, before),
+                ).fetchall() if before else []
+                later = conn.execute(
+                    f"SELECT {columns} FROM messages m WHERE {same} AND (m.created_at > ? OR"
+                    " (m.created_at = ? AND m.id > ?)) ORDER BY m.created_at, m.id LIMIT ?",
+                    (*scope, after),
+                ).fetchall() if after else []
+                out[mid] = [message_from_stored(r) for r in [*earlier[::-1], *later]]
+        return out
 
     # -- identity and per-user leases ----------------------------------------------------------------
 

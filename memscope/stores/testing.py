@@ -252,6 +252,39 @@ class StoreContractSuite:
         store.mark_consolidated(alice, [a1.id, a2.id], T0)
         assert not any(u == alice for u, _ in store.users_with_pending())
 
+    def test_message_neighbours_in_conversation_order(self, store: Store) -> None:
+        user, other = uid(), uid("other")
+        at = [T0 + timedelta(minutes=i) for i in range(5)]
+        turns = [message(user, f"s1 turn {i}", session_id="s1", created_at=at[i]) for i in range(5)]
+        tied = [message(user, f"tie {c}", session_id="s2", created_at=T0, id=f"{c}-{user}") for c in "bac"]
+        stray = [
+            message(user, "s2 later", session_id="s2", created_at=at[1]),
+            message(user, "no session", created_at=at[1]),
+            message(user, "other agent", session_id="s1", agent_id="helper", created_at=at[1]),
+            message(other, "other user", session_id="s1", created_at=at[1]),
+        ]
+        store.add_messages([*reversed(turns), *tied, *stray])
+
+        def texts(got: dict[str, list[Message]], mid: str) -> list[str]:
+            return [m.content for m in got[mid]]
+
+        got = store.message_neighbours(user, [turns[2].id, turns[0].id, turns[4].id])
+        assert texts(got, turns[2].id) == ["s1 turn 1", "s1 turn 3"]
+        assert texts(got, turns[0].id) == ["s1 turn 1"]
+        assert texts(got, turns[4].id) == ["s1 turn 3"]
+        wide = store.message_neighbours(user, [turns[2].id], before=2, after=0)
+        assert texts(wide, turns[2].id) == ["s1 turn 0", "s1 turn 1"]
+        assert store.message_neighbours(user, [turns[2].id], before=0, after=0) == {turns[2].id: []}
+        by_id = store.message_neighbours(user, [f"b-{user}"], before=5, after=5)  # equal times: id order
+        assert texts(by_id, f"b-{user}") == ["tie a", "tie c", "s2 later"]
+        assert texts(store.message_neighbours(user, [stray[1].id], 3, 3), stray[1].id) == []
+        assert store.message_neighbours(other, [turns[2].id]) == {}  # another user's message
+        assert store.message_neighbours(user, ["no-such-id", *HOSTILE_IDS]) == {}
+        assert store.message_neighbours(user, []) == {}
+        for bad in (-1, 51, 1.5, True):
+            with pytest.raises(ValidationError):
+                store.message_neighbours(user, [turns[0].id], before=bad)  # type: ignore[arg-type]
+
     # -- memories: writes and events -----------------------------------------------------------------
 
     def test_memory_round_trip(self, store: Store) -> None:

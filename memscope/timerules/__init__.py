@@ -16,7 +16,7 @@ import bisect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from memscope.errors import ValidationError
@@ -24,7 +24,11 @@ from memscope.models import EventTime, Granularity
 from memscope.timerules import _numeric, en, zh
 from memscope.timerules._calendar import Anchor, Prefer, Rule, at, part_of_day
 
-__all__ = ["TimeMatch", "extract_all_times", "extract_time", "resolve_time_phrase"]
+__all__ = ["TimeMatch", "extract_all_times", "extract_query_time", "extract_time", "resolve_time_phrase"]
+
+_FAR = timedelta(days=400)  # a second anchor: a phrase that resolves the same from both is absolute
+_MONTH = timedelta(days=31)
+_VAGUE = re.compile(r"recently|lately|最近|近来", re.IGNORECASE)
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
@@ -161,3 +165,35 @@ def resolve_time_phrase(
             return _apply(rule, m, a)
     found = extract_time(stripped, anchor, tz, prefer=prefer)
     return found.time if found else None
+
+
+def _definite(text: str, anchor: datetime, tz: str | tzinfo) -> list[TimeMatch]:
+    return [f for f in extract_all_times(text, anchor, tz) if not _VAGUE.fullmatch(f.phrase.strip())]
+
+
+def extract_query_time(text: str, anchor: datetime, tz: str | tzinfo = "UTC") -> EventTime | None:
+    """The time a question asks about: its first time expression, except that when it also names a
+    date ("What did Joanna finish last Friday, on 23 January 2022?"), relative phrases are resolved
+    against that date, not against now, and the answer spans both (the named date alone if that would
+    cover more than a month).
+
+    A phrase is absolute when it resolves the same from two anchors far apart. "Recently" and
+    "lately" (最近, 近来) are left out: in a question they say little about when ("What movie has Nate
+    recently seen?" asks about a film seen long before the question), and as a 30-day window they
+    would outweigh what the question is about.
+    """
+    found = _definite(text, anchor, tz)
+    if len(found) < 2:
+        return found[0].time if found else None
+    later = _definite(text, anchor + _FAR, tz)
+    fixed = [f for f, g in zip(found, later, strict=False) if f.span == g.span and f.time == g.time]
+    if not fixed:
+        return found[0].time
+    named = fixed[0].time
+    mid = named.start + (named.effective_end() - named.start) / 2
+    again = _definite(text, mid, tz)
+    start = min(m.time.start for m in again)
+    end = max(m.time.effective_end() for m in again)
+    if end - start > _MONTH:
+        return named
+    return EventTime(start=start, end=end, granularity=named.granularity)

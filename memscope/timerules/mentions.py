@@ -1,0 +1,67 @@
+"""Cheap time signals for retrieval: does a question ask "when", does a turn say when something happened.
+
+`asks_when` and `mentions_time` are one regex search each (microseconds), so retrieval may run them
+on every candidate. `mentioned_times` resolves a turn's time expressions against the turn's OWN time
+(its created_at: "yesterday" in a message of 8 May 2023 is 7 May 2023), with the full rules, cached
+per message, since a message's content and time never change.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from functools import lru_cache
+
+from memscope.models import EventTime
+
+__all__ = ["asks_when", "mentioned_times", "mentions_time"]
+
+_WHEN_EN = re.compile(
+    r"\b(?:when|what\s+(?:date|day|time|year|month|week|weekend)|which\s+(?:date|day|year|month|week|weekend)"
+    r"|how\s+long\s+ago|how\s+long\s+(?:has|have|had|did|was|were)|since\s+when|what\s+period)\b",
+    re.IGNORECASE,
+)
+_WHEN_ZH = re.compile(r"什么时候|甚么时候|何时|哪天|哪一天|几号|几月|哪年|哪一年|多久以前|多久之前|多长时间|哪个月")
+_MONTH = (
+    r"jan(?:uary)?|feb(?:ruary)?|march|april|may|june|july|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?"
+    r"|nov(?:ember)?|dec(?:ember)?"
+)
+_DAY = r"(?:mon|tues?|wed(?:nes)?|thu(?:rs)?|fri|sat(?:ur)?|sun)(?:day)?"
+_UNIT = r"(?:days?|weeks?|weekends?|months?|years?|summer|winter|spring|autumn|fall|night|morning|afternoon|evening)"
+_MENTION_EN = re.compile(
+    rf"\b(?:yesterday|today|tonight|tomorrow|ago|recently|lately|the\s+other\s+day|earlier\s+this"
+    rf"|(?:last|next|this|past|coming|previous)\s+(?:{_UNIT}|{_DAY}|{_MONTH})"
+    rf"|(?:in|since|during|back\s+in)\s+(?:(?:early|mid|late)[\s-]+)?(?:{_MONTH}|(?:19|20)\d\d)"
+    rf"|{_DAY}|(?:{_MONTH})\s+\d{{1,2}}(?:st|nd|rd|th)?|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{_MONTH})"
+    rf"|\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}/\d{{1,2}}/\d{{2,4}})\b",
+    re.IGNORECASE,
+)
+_MENTION_ZH = re.compile(
+    r"昨天|昨日|今天|今日|明天|明日|前天|后天|今晚|昨晚|明晚|去年|今年|明年|前年|最近|近来|几天前|前几天"
+    r"|[上下这這本](?:个|個)?(?:周|週|星期|礼拜|月)|周末|週末|[0-9一二三四五六七八九十]{1,3}(?:天|周|个月|年)(?:前|后|以前|之前)"
+    r"|[0-9一二三四五六七八九十]{1,3}月(?:[0-9一二三四五六七八九十]{1,3}[日号])?|(?:19|20)\d\d年"
+)
+
+
+def asks_when(query: str) -> bool:
+    """True for a question about when something happened ("When did ...?", "what year", "什么时候")."""
+    return bool(_WHEN_EN.search(query) or _WHEN_ZH.search(query))
+
+
+def mentions_time(text: str) -> bool:
+    """True when the text says when something happens ("yesterday", "last Friday", "in May", "上周三")."""
+    return bool(_MENTION_EN.search(text) or _MENTION_ZH.search(text))
+
+
+def mentioned_times(message_id: str, text: str, created_at: datetime, zone: str = "UTC") -> tuple[EventTime, ...]:
+    """The times a message mentions, resolved against its own created_at in `zone` (empty when none)."""
+    if not mentions_time(text):
+        return ()
+    return _resolved(message_id, text, created_at, zone)
+
+
+@lru_cache(maxsize=65_536)
+def _resolved(message_id: str, text: str, created_at: datetime, zone: str) -> tuple[EventTime, ...]:
+    from memscope.timerules import extract_all_times  # the package imports this module's siblings
+
+    return tuple(m.time for m in extract_all_times(text[:2000], anchor=created_at, tz=zone))

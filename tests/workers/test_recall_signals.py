@@ -1,0 +1,191 @@
+"""Issue 16's retrieval signals: turn order, "when" questions, time mentions, overridden turns, and a
+question's relative times anchored on the date it names. Real SQLite, the real local embedder."""
+
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from memscope.engine import Context, OperationCatalog, OperationRunner, Resources, RunResult
+from memscope.llm.base import UsageMeter
+from memscope.llm.local_embedding import LocalEmbedder
+from memscope.models import Message, Role
+from memscope.retrieval import RetrievedItem, message_embedding_text
+from memscope.stores.base import ScoredMessage, SearchQuery
+from memscope.stores.sqlite import SqliteStore
+from memscope.timerules import extract_query_time
+from memscope.timerules.mentions import asks_when, mentioned_times, mentions_time
+from memscope.turn_signals import asks_now, overridden_turns
+from memscope.workers.embed_messages import EmbedMessages
+from memscope.workers.fuse_scores import FuseScores
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2023, 9, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def local_embedder() -> LocalEmbedder:
+    embedder = LocalEmbedder()
+    embedder.warm_up()
+    return embedder
+
+
+@pytest.fixture
+def resources(tmp_path, local_embedder) -> Iterator[Resources]:
+    with SqliteStore(tmp_path / "m.db") as store:
+        yield Resources(store=store, embedder=local_embedder, meter=UsageMeter(), clock=lambda: NOW)
+
+
+def add_session(resources: Resources, session: str, start: datetime, turns: list[tuple[str, str]]) -> list[Message]:
+    """Store a session's turns (speaker, text), a minute apart, and embed them as consolidation would."""
+    messages = [
+        Message(user_id="u1", session_id=session, role=Role.USER, name=who, content=text,
+                created_at=start + timedelta(minutes=n))
+        for n, (who, text) in enumerate(turns)
+    ]  # fmt: skip
+    resources.store.add_messages(messages)
+    ctx = Context(operation="consolidate_memory", run_id="t", values={"user_id": "u1"})
+    EmbedMessages(EmbedMessages.Params(), resources).run(ctx)
+    return messages
+
+
+def retrieve(resources: Resources, query: str, **inputs: object) -> RunResult:
+    spec = OperationCatalog().get("retrieve_memory")
+    return OperationRunner(resources).run(spec, {"user_id": "u1", "query": query, "now": NOW, **inputs})
+
+
+def contents(result: RunResult) -> list[str]:
+    return [item.content for item in result["results"]]
+
+
+# -- cheap signals ---------------------------------------------------------------------------------
+
+
+def test_asks_when_and_asks_now():
+    assert asks_when("When did Caroline go to the support group?")
+    assert asks_when("What year did Tom move?") and asks_when("她什么时候去的北京")
+    assert not asks_when("What does Melanie paint?") and not asks_when("Whenever is fine")
+    assert asks_now("Where do I work now?") and asks_now("我现在住哪里") and asks_now("What's my current job?")
+    assert not asks_now("Where did I work in 2019?")
+
+
+def test_mentions_time_in_any_phrasing():
+    for text in ("I went yesterday", "two weeks ago we met", "last Friday", "Next month I'm off", "back in May",
+                 "the other day", "in 2022", "on 8 May", "May 8th", "上周三去了北京", "去年夏天", "三天前"):
+        assert mentions_time(text), text
+    for text in ("I love painting", "What's up?", "Mayor Smith spoke", "我喜欢猫"):
+        assert not mentions_time(text), text
+
+
+def test_mentioned_times_resolve_against_the_message_time():
+    said = datetime(2023, 5, 8, 13, 0, tzinfo=UTC)
+    [yesterday] = mentioned_times("m1", "I went to a support group yesterday", said)
+    assert yesterday.start == datetime(2023, 5, 7, tzinfo=UTC)
+    [last_week] = mentioned_times("m2", "We went camping last week", said, "Asia/Shanghai")
+    assert last_week.start.date().isoformat() == "2023-05-01"  # Monday of the week before, Shanghai time
+    assert mentioned_times("m3", "I love painting", said) == ()
+
+
+def day(y: int, m: int, d: int) -> datetime:
+    return datetime(y, m, d, tzinfo=UTC)
+
+
+def test_query_relative_phrases_anchor_on_the_date_it_names():
+    span = extract_query_time("What did Joanna finish last Friday, on 23 January 2022?", NOW)
+    assert span is not None and (span.start, span.end) == (day(2022, 1, 21), day(2022, 1, 24))
+    between = extract_query_time("Where was John between August 11 and August 15, 2023?", day(2024, 3, 1))
+    assert between is not None and between.start == datetime(2023, 8, 11, tzinfo=UTC)
+    week = extract_query_time("What did I do last week?", NOW)
+    assert week is not None and week.start == datetime(2023, 8, 21, tzinfo=UTC)
+    wide = extract_query_time("What did I do in May 2022 and last week?", NOW)  # more than a month: the named date
+    assert wide is not None and (wide.start, wide.end) == (day(2022, 5, 1), day(2022, 6, 1))
+
+
+def test_overridden_turns_need_the_same_speaker_a_shared_name_and_a_change_word():
+    def turn(n: int, text: str, name: str = "Tom") -> RetrievedItem:
+        m = Message(user_id="u1", name=name, content=text, created_at=NOW + timedelta(days=n))
+        return RetrievedItem.from_message(m, 0.0)
+
+    meta = turn(0, "I work as a data scientist at Meta in San Francisco.")
+    apple = turn(5, "Big news: I left Meta last month and joined Apple.")
+    other = turn(6, "Ann left Meta too.", name="Ann")
+    hobby = turn(7, "I still love climbing at Mission Cliffs.")
+    assert overridden_turns([apple, meta, other, hobby]) == {meta.id: apple.id}
+    assert overridden_turns([meta, other, hobby]) == {}
+
+
+# -- in the operation ------------------------------------------------------------------------------
+
+
+def test_the_embedded_text_carries_the_turn_it_replies_to(resources):
+    question, answer = add_session(
+        resources, "s1", NOW - timedelta(days=3), [("Melanie", "What do you do for fun?"), ("Caroline", "I paint.")]
+    )
+    expected = message_embedding_text(answer, None, question)
+    assert expected.endswith("(replying to Melanie: What do you do for fun?)")
+    vector = [float(x) for x in resources.embedder.embed([expected])[0]]
+    [hit] = resources.store.search_messages("u1", SearchQuery(embedding=vector, top_k=1))
+    assert hit.message.id == answer.id and hit.vector_similarity > 0.999
+
+
+def test_a_specific_match_outranks_recent_chatter(resources):
+    add_session(resources, "s1", NOW - timedelta(days=200), [
+        ("Tom", "Hi, I'm Tom, a data scientist."),
+        ("Ava", "Nice to meet you, Tom! What do you enjoy outside work?"),
+        ("Tom", "I go rock climbing most weekends, usually at Mission Cliffs."),
+    ])  # fmt: skip
+    add_session(resources, "s2", NOW - timedelta(days=2), [
+        ("Tom", "I'm flying to Paris next Friday for a conference."),
+        ("Ava", "Congratulations on the trip!"),
+        ("Tom", "Thanks! Big week ahead."),
+    ])  # fmt: skip
+    assert "rock climbing" in contents(retrieve(resources, "What do I do for fun?", top_k=3))[0]
+
+
+def test_now_questions_rank_an_overridden_turn_below_the_turn_that_changed_it(resources):
+    add_session(resources, "s1", NOW - timedelta(days=150), [("Tom", "I work as a data scientist at Meta.")])
+    add_session(resources, "s2", NOW - timedelta(days=5), [("Tom", "I left Meta and joined Apple as an ML engineer.")])
+    found = contents(retrieve(resources, "Where do I work now?", top_k=2))
+    assert "Apple" in found[0] and "at Meta" in found[1]
+    history = contents(retrieve(resources, "Where did I work as a data scientist?", top_k=2))
+    assert "at Meta" in history[0]  # not a question about now: the older turn is not pushed down
+
+
+def test_when_questions_favour_the_turn_that_dates_the_event(resources):
+    add_session(resources, "s1", NOW - timedelta(days=40), [
+        ("Caroline", "Support groups have helped me a lot over the years."),
+        ("Caroline", "I went to an LGBTQ support group yesterday and it was powerful."),
+        ("Caroline", "The support group people are so kind."),
+    ])  # fmt: skip
+    result = retrieve(resources, "When did Caroline go to the LGBTQ support group?", top_k=3)
+    first = result["results"][0]
+    assert "yesterday" in first.content and first.explain.get("when", 0) > 0
+
+
+def test_a_question_turn_lends_relevance_to_its_answer(resources):
+    """Only a question lends to the turn after it; any hit lends `neighbour_before` to the turn before."""
+    at = NOW - timedelta(days=10)
+    before, question, answer, statement, after = (
+        Message(user_id="u1", session_id="s1", content=text, created_at=at + timedelta(minutes=n))
+        for n, text in enumerate(["Hi!", "What instrument are you learning?", "The clarinet!", "I love it.", "Bye"])
+    )
+    hits = [ScoredMessage(question, 0.0, 1, 1, 0.9), ScoredMessage(statement, 0.0, 2, 2, 0.8)]
+    neighbours = {question.id: [before, answer], statement.id: [answer, after]}
+
+    def fused(**params: float) -> dict[str, RetrievedItem]:
+        worker = FuseScores(FuseScores.Params(**params), resources)
+        ctx = Context(operation="retrieve_memory", run_id="t", values={
+            "query": "which instrument", "query_vector": [1.0], "query_time": None, "memory_hits": [],
+            "message_hits": hits, "message_neighbours": neighbours, "top_k": 10,
+        })  # fmt: skip
+        worker.run(ctx)
+        return {i.id: i for i in ctx["results"]}
+
+    lent = fused(neighbour_after=0.7, neighbour_before=0.3)
+    assert lent[answer.id].explain["neighbour"] == pytest.approx(0.7 * lent[question.id].explain["relevance"] / 0.8)
+    assert lent[before.id].explain["neighbour"] > 0 and after.id not in lent  # a statement lends nothing after
+    assert answer.id not in fused()  # weights 0 (the default): neighbours lend nothing
