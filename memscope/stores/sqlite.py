@@ -18,6 +18,7 @@ search), `changes` (what a memory write records, shared with Elasticsearch). Cho
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sqlite3
@@ -26,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -76,6 +78,8 @@ from memscope.stores.sqlite_schema import (
     memory_where,
     message_where,
 )
+from memscope.stores.vector_ann import ANN_MIN_ROWS, ann_available, build_graph
+from memscope.stores.vector_files import load_snapshot, save_snapshot, snapshot_folder
 from memscope.stores.vector_index import (
     VECTOR_COLUMNS,
     VectorIndex,
@@ -83,6 +87,8 @@ from memscope.stores.vector_index import (
     empty_index,
     memory_mask,
     message_mask,
+    needs_graph,
+    search,
     top_matches,
 )
 
@@ -122,10 +128,12 @@ def _mapped(fn: Callable[P, R]) -> Callable[P, R]:
 class SqliteStore:
     """The embedded Store: one SQLite file, safe for several threads and processes at once."""
 
-    def __init__(self, path: str | Path, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, timeout_s: float = 30.0, ann_min_rows: int = ANN_MIN_ROWS) -> None:
         if str(path) == ":memory:" or str(path).startswith("file:"):
             raise ValidationError(f"SqliteStore needs a file path, got {str(path)!r}; use a temporary file instead")
         self.path = Path(path).expanduser()
+        self._snapshots = snapshot_folder(self.path)
+        self.ann_min_rows = ann_min_rows  # from this many vectors a user's search starts with an HNSW graph
         self.timeout_s = timeout_s
         self._local = threading.local()
         self._connections: dict[threading.Thread, sqlite3.Connection] = {}
@@ -135,6 +143,8 @@ class SqliteStore:
         self._sims: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
         self._stem_cache: OrderedDict[str, str] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
+        self._graph_pool: ThreadPoolExecutor | None = None
+        self._building: set[tuple[str, str, int]] = set()
         self._store_id = ""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,8 +223,10 @@ class SqliteStore:
             self._cache.clear()
             self._sims.clear()
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
+            graphs, self._graph_pool = self._graph_pool, None
+        for executor in (pool, graphs):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             connections += self._connections.values()  # a helper thread may have opened one meanwhile
             self._connections = {}
@@ -797,14 +809,25 @@ class SqliteStore:
         index = self._vector_index(kind, user_id, int(q.shape[0]))
         if not index.ids:
             return [], lambda row_id: None
-        sims = self._similarities(kind, user_id, index, q)
-        rows, _ = top_matches(sims, mask_of(index), wanted)
+        if index.ann is None:
+            sims = self._similarities(kind, user_id, index, q)
+            rows, _ = top_matches(sims, mask_of(index), wanted)
 
-        def similarity(row_id: str) -> float | None:
+            def similarity(row_id: str) -> float | None:
+                pos = index.pos.get(row_id)
+                return None if pos is None else float(sims[pos])
+
+            return [index.ids[r] for r in rows], similarity
+        rows, scores = search(index, q, mask_of(index), wanted)
+        found = {index.ids[r]: float(s) for r, s in zip(rows, scores, strict=True)}
+
+        def exact(row_id: str) -> float | None:
+            if row_id in found:
+                return found[row_id]
             pos = index.pos.get(row_id)
-            return None if pos is None else float(sims[pos])
+            return None if pos is None else float(index.matrix[pos] @ q)
 
-        return [index.ids[r] for r in rows], similarity
+        return list(found), exact
 
     def _text_pool(self) -> ThreadPoolExecutor:
         """The helper thread(s) running text queries beside the vector search (made on first use)."""
@@ -832,7 +855,8 @@ class SqliteStore:
     def _vector_index(self, kind: str, user_id: str, dim: int) -> VectorIndex:
         """The cached matrix of one user's vectors, brought up to date with the user's version.
 
-        Rows written since the cached version are patched in; after delete_user it is rebuilt.
+        Rows written since the cached version are patched in; after delete_user it is rebuilt. With no
+        cached matrix, the newest snapshot on disk (see `vector_files`) is the starting point.
         """
         key = (kind, user_id, dim)
         with self._read() as conn:
@@ -843,18 +867,80 @@ class SqliteStore:
             with self._lock:
                 cached = self._cache.get(key)
             if cached is not None and cached.version == version:
-                index = cached
-            elif cached is not None and cached.version >= reset_at:
+                return self._keep(key, cached, changed=False)
+            if cached is None or cached.version < reset_at:
+                snapshot = load_snapshot(self._snapshots, kind, user_id, dim, self._store_id, version)
+                cached = snapshot if snapshot is not None and snapshot.version >= reset_at else None
+            if cached is not None:
                 sql = f"SELECT {VECTOR_COLUMNS[kind]} FROM {kind} WHERE user_id = ? AND row_version > ?"
                 index = apply_rows(cached, conn.execute(sql, (user_id, cached.version)).fetchall(), version)
             else:
                 sql = f"SELECT {VECTOR_COLUMNS[kind]} FROM {kind} WHERE user_id = ? AND dim = ?"
                 index = apply_rows(empty_index(dim), conn.execute(sql, (user_id, dim)).fetchall(), version)
+        return self._keep(key, index, changed=True)
+
+    def _keep(self, key: tuple[str, str, int], index: VectorIndex, *, changed: bool) -> VectorIndex:
+        """Cache `index` (evicting the least recently used past _CACHE_BYTES); start a graph build if it
+        is large and its graph is missing or lags too far behind."""
         with self._lock:
             self._cache[key] = index
             self._cache.move_to_end(key)
-            total = sum(ix.nbytes for ix in self._cache.values())
-            while total > _CACHE_BYTES and len(self._cache) > 1:
-                _, evicted = self._cache.popitem(last=False)
-                total -= evicted.nbytes
+            if changed:
+                total = sum(ix.nbytes for ix in self._cache.values())
+                while total > _CACHE_BYTES and len(self._cache) > 1:
+                    _, evicted = self._cache.popitem(last=False)
+                    total -= evicted.nbytes
+            if changed and needs_graph(index, self.ann_min_rows) and key not in self._building and not self._closed:
+                self._building.add(key)
+                self._builder().submit(self._build_graph, key, index)
         return index
+
+    def _builder(self) -> ThreadPoolExecutor:
+        """The one background thread that builds graphs (under `_lock`)."""
+        if self._graph_pool is None:
+            self._graph_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memscope-vectors")
+        return self._graph_pool
+
+    def _build_graph(self, key: tuple[str, str, int], index: VectorIndex) -> VectorIndex:
+        """Build the graph of `index`, save the snapshot, and give the graph to the cached index if that
+        still extends the same rows."""
+        try:
+            built = replace(index, ann=build_graph(index.matrix, len(index.ids), index.version))
+            with contextlib.suppress(OSError):
+                save_snapshot(self._snapshots, key[0], key[1], built, self._store_id)
+            with self._lock:
+                current = self._cache.get(key)
+                if current is not None and current.ids[: len(built.ids)] == built.ids:
+                    lagging = current.ann is None or current.ann.version < index.version
+                    if lagging:
+                        self._cache[key] = replace(current, ann=built.ann)
+            return built
+        finally:
+            with self._lock:
+                self._building.discard(key)
+
+    def build_vector_index(self, user_id: str, kind: str = "memories", dim: int | None = None) -> None:
+        """Bring one user's vector index (graph and snapshot on disk) fully up to date now, rather than in
+        the background after the next search: for bulk imports and benchmarks."""
+        check_user_id(user_id)
+        if kind not in VECTOR_COLUMNS:
+            raise ValidationError(f"kind must be one of {sorted(VECTOR_COLUMNS)}, got {kind!r}")
+        if dim is None:
+            row = self._conn().execute("SELECT value FROM meta WHERE key = 'embedding_dim'").fetchone()
+            if row is None:
+                return
+            dim = int(row[0])
+        key = (kind, user_id, dim)
+        self._vector_index(kind, user_id, dim)
+        with self._lock:
+            pool = self._builder()
+        pool.submit(lambda: None).result()  # a build already started finishes first
+        index = self._vector_index(kind, user_id, dim)
+        if len(index.ids) < self.ann_min_rows or not ann_available():
+            return
+        if index.ann is not None and index.ann.version == index.version:
+            save_snapshot(self._snapshots, kind, user_id, index, self._store_id)
+            return
+        with self._lock:
+            self._building.add(key)
+        self._build_graph(key, index)
