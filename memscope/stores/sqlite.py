@@ -919,17 +919,17 @@ class SqliteStore:
             with self._lock:
                 self._building.discard(key)
 
-    def build_vector_index(self, user_id: str, kind: str = "memories", dim: int | None = None) -> None:
+    def build_vector_index(self, user_id: str, kind: str = "memories") -> None:
         """Bring one user's vector index (graph and snapshot on disk) fully up to date now, rather than in
         the background after the next search: for bulk imports and benchmarks."""
         check_user_id(user_id)
         if kind not in VECTOR_COLUMNS:
             raise ValidationError(f"kind must be one of {sorted(VECTOR_COLUMNS)}, got {kind!r}")
-        if dim is None:
-            row = self._conn().execute("SELECT value FROM meta WHERE key = 'embedding_dim'").fetchone()
-            if row is None:
-                return
-            dim = int(row[0])
+        sql = f"SELECT DISTINCT dim FROM {kind} WHERE user_id = ? AND dim IS NOT NULL"
+        for (dim,) in self._conn().execute(sql, (user_id,)).fetchall():
+            self._build_now(kind, user_id, int(dim))
+
+    def _build_now(self, kind: str, user_id: str, dim: int) -> None:
         key = (kind, user_id, dim)
         self._vector_index(kind, user_id, dim)
         with self._lock:
