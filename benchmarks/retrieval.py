@@ -418,3 +418,22 @@ def plot(results: list[RetrievalBenchResult], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m benchmarks.retrieval OUT.png RUN.json...`: one plot of the runs saved by `bench retrieval
+    --json` (e.g. the 1M row, run apart because it fills for a long time), and their tables."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("png", type=Path)
+    parser.add_argument("runs", type=Path, nargs="+")
+    args = parser.parse_args(argv)
+    results = [RetrievalBenchResult(**row) for path in args.runs for row in json.loads(path.read_text())]
+    report(results, as_json=False)
+    plot(results, args.png)
+
+
+if __name__ == "__main__":
+    main()
