@@ -78,8 +78,8 @@ from memscope.stores.sqlite_schema import (
     memory_where,
     message_where,
 )
-from memscope.stores.vector_ann import ANN_MIN_ROWS, ann_available, build_graph
-from memscope.stores.vector_files import load_snapshot, save_snapshot, snapshot_folder
+from memscope.stores.vector_ann import ANN_MIN_ROWS, BuildStopped, ann_available, build_graph
+from memscope.stores.vector_files import load_snapshot, remove_snapshots, save_snapshot, snapshot_folder
 from memscope.stores.vector_index import (
     VECTOR_COLUMNS,
     VectorIndex,
@@ -686,6 +686,7 @@ class SqliteStore:
                 total += conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,)).rowcount
             self._bump(conn, user_id, "messages", reset=True)
             self._bump(conn, user_id, "memories", reset=True)
+        remove_snapshots(self._snapshots, user_id)
         return total
 
     @_mapped
@@ -905,9 +906,14 @@ class SqliteStore:
         """Build the graph of `index`, save the snapshot, and give the graph to the cached index if that
         still extends the same rows."""
         try:
-            built = replace(index, ann=build_graph(index.matrix, len(index.ids), index.version))
-            with contextlib.suppress(OSError):
-                save_snapshot(self._snapshots, key[0], key[1], built, self._store_id)
+            try:
+                graph = build_graph(index.matrix, len(index.ids), index.version, keep_going=lambda: not self._closed)
+            except BuildStopped:
+                return index
+            built = replace(index, ann=graph)
+            if not self._reset_since(key[0], key[1], index.version):  # a deleted user's vectors stay deleted
+                with contextlib.suppress(OSError):
+                    save_snapshot(self._snapshots, key[0], key[1], built, self._store_id)
             with self._lock:
                 current = self._cache.get(key)
                 if current is not None and current.ids[: len(built.ids)] == built.ids:
@@ -918,6 +924,14 @@ class SqliteStore:
         finally:
             with self._lock:
                 self._building.discard(key)
+
+    def _reset_since(self, kind: str, user_id: str, version: int) -> bool:
+        row = (
+            self._conn()
+            .execute("SELECT reset_at FROM versions WHERE user_id = ? AND kind = ?", (user_id, kind))
+            .fetchone()
+        )
+        return row is not None and row[0] > version
 
     def build_vector_index(self, user_id: str, kind: str = "memories") -> None:
         """Bring one user's vector index (graph and snapshot on disk) fully up to date now, rather than in

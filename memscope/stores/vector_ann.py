@@ -10,13 +10,14 @@ every search is exact.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ANN_MIN_ROWS", "AnnGraph", "ann_available", "build_graph", "load_graph"]
+__all__ = ["ANN_MIN_ROWS", "AnnGraph", "BuildStopped", "ann_available", "build_graph", "load_graph"]
 
 ANN_MIN_ROWS = 20_000  # below this an exact product over the matrix is as fast (about 2 ms at 20k x 384)
 # HNSW settings: measured on MiniLM vectors of LoCoMo turns (benchmarks/ann_recall.py); the candidate
@@ -58,16 +59,35 @@ class AnnGraph:
         self.graph.save(str(path))
 
 
-def build_graph(matrix: np.ndarray, rows: int, version: int) -> AnnGraph:
-    """A graph over the first `rows` rows of `matrix` (L2-normalised float32)."""
+class BuildStopped(Exception):
+    """`keep_going` said stop (the store is closing) before the graph was complete."""
+
+
+def build_graph(
+    matrix: np.ndarray, rows: int, version: int, keep_going: Callable[[], bool] | None = None
+) -> AnnGraph:
+    """A graph over the first `rows` rows of `matrix` (L2-normalised float32); usearch releases the GIL
+    while it builds, and asks `keep_going` now and then (BuildStopped when it says no)."""
     from usearch.index import Index
+
+    def progress(done: int, total: int) -> bool:
+        return keep_going is None or keep_going()
+
+    # usearch checks the callback's annotations as types, which this module's `annotations` import makes text
+    progress.__annotations__ = {"done": int, "total": int, "return": bool}
 
     graph = Index(
         ndim=matrix.shape[1], metric="ip", dtype=_DTYPE, connectivity=_CONNECTIVITY,
         expansion_add=_EXPANSION_ADD, expansion_search=_EXPANSION_SEARCH,
     )  # fmt: skip
     if rows:
-        graph.add(np.arange(rows, dtype=np.int64), np.ascontiguousarray(matrix[:rows]), threads=1)
+        vectors = np.ascontiguousarray(matrix[:rows])
+        try:
+            graph.add(np.arange(rows, dtype=np.int64), vectors, threads=1, progress=progress)
+        except RuntimeError as exc:
+            if keep_going is not None and not keep_going():
+                raise BuildStopped(str(exc)) from exc
+            raise
     return AnnGraph(graph, rows, version)
 
 

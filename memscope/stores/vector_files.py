@@ -24,7 +24,7 @@ import numpy as np
 from memscope.stores.vector_ann import load_graph
 from memscope.stores.vector_index import VectorIndex
 
-__all__ = ["load_snapshot", "save_snapshot", "snapshot_folder"]
+__all__ = ["load_snapshot", "remove_snapshots", "save_snapshot", "snapshot_folder"]
 
 _FORMAT = 1
 
@@ -34,8 +34,19 @@ def snapshot_folder(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + "-vectors")
 
 
+def _user_hash(user_id: str) -> str:
+    return hashlib.sha256(user_id.encode()).hexdigest()[:32]
+
+
 def _stem(kind: str, user_id: str, dim: int) -> str:
-    return f"{kind}-{dim}-{hashlib.sha256(user_id.encode()).hexdigest()[:32]}"
+    return f"{kind}-{dim}-{_user_hash(user_id)}"
+
+
+def remove_snapshots(folder: Path, user_id: str) -> None:
+    """Delete every snapshot of this user (their vectors must go with their data)."""
+    with contextlib.suppress(OSError):
+        for path in folder.glob(f"*-{_user_hash(user_id)}-v*"):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _versions(folder: Path, stem: str) -> list[tuple[int, Path]]:

@@ -143,6 +143,7 @@ def test_graph_stays_right_after_add_update_expire_delete(
         assert set(before[1:-1]) <= set(after)
         store.delete_user(USER)
         assert _search(store, q, k=10) == []
+        assert not any(snapshot_folder(path).iterdir()), "a deleted user's vectors stayed on disk"
 
 
 _WRITER = """
