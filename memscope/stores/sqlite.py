@@ -18,7 +18,6 @@ search), `changes` (what a memory write records, shared with Elasticsearch). Cho
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import sqlite3
@@ -87,9 +86,9 @@ from memscope.stores.vector_index import (
     empty_index,
     memory_mask,
     message_mask,
-    needs_graph,
     search,
     top_matches,
+    upkeep,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "fts_normalize", "fts_query"]
@@ -97,6 +96,7 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore", "fts_normalize", "fts_query"]
 _CACHE_BYTES = 512 * 1024 * 1024
 _PARALLEL_ROWS = 20_000  # from this many vectors, the text query runs beside the vector product
 _STEMS_KEPT = 10_000  # query words whose stem is cached
+SNAPSHOT_MIN_ROWS = 5_000  # below this, reading a user's rows on open takes less than ~50 ms (idle)
 _SIMS_KEPT = 4  # recent query-vector similarity arrays kept (a retrieval searches twice with one vector)
 
 P = ParamSpec("P")
@@ -128,12 +128,20 @@ def _mapped(fn: Callable[P, R]) -> Callable[P, R]:
 class SqliteStore:
     """The embedded Store: one SQLite file, safe for several threads and processes at once."""
 
-    def __init__(self, path: str | Path, *, timeout_s: float = 30.0, ann_min_rows: int = ANN_MIN_ROWS) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        timeout_s: float = 30.0,
+        ann_min_rows: int = ANN_MIN_ROWS,
+        snapshot_min_rows: int = SNAPSHOT_MIN_ROWS,
+    ) -> None:
         if str(path) == ":memory:" or str(path).startswith("file:"):
             raise ValidationError(f"SqliteStore needs a file path, got {str(path)!r}; use a temporary file instead")
         self.path = Path(path).expanduser()
         self._snapshots = snapshot_folder(self.path)
         self.ann_min_rows = ann_min_rows  # from this many vectors a user's search starts with an HNSW graph
+        self.snapshot_min_rows = snapshot_min_rows  # from this many, the user's vectors are saved for reopening
         self.timeout_s = timeout_s
         self._local = threading.local()
         self._connections: dict[threading.Thread, sqlite3.Connection] = {}
@@ -891,9 +899,10 @@ class SqliteStore:
                 while total > _CACHE_BYTES and len(self._cache) > 1:
                     _, evicted = self._cache.popitem(last=False)
                     total -= evicted.nbytes
-            if changed and needs_graph(index, self.ann_min_rows) and key not in self._building and not self._closed:
+            job = upkeep(index, self.ann_min_rows, self.snapshot_min_rows) if changed else None
+            if job is not None and key not in self._building and not self._closed:
                 self._building.add(key)
-                self._builder().submit(self._build_graph, key, index)
+                self._builder().submit(self._build_graph if job == "graph" else self._save, key, index)
         return index
 
     def _builder(self) -> ThreadPoolExecutor:
@@ -911,19 +920,41 @@ class SqliteStore:
             except BuildStopped:
                 return index
             built = replace(index, ann=graph)
-            if not self._reset_since(key[0], key[1], index.version):  # a deleted user's vectors stay deleted
-                with contextlib.suppress(OSError):
-                    save_snapshot(self._snapshots, key[0], key[1], built, self._store_id)
+            saved = self._write_snapshot(key, built)
             with self._lock:
                 current = self._cache.get(key)
                 if current is not None and current.ids[: len(built.ids)] == built.ids:
-                    lagging = current.ann is None or current.ann.version < index.version
-                    if lagging:
-                        self._cache[key] = replace(current, ann=built.ann)
+                    if current.ann is None or current.ann.version < index.version:
+                        self._cache[key] = current = replace(current, ann=built.ann)
+                    if saved and current.saved < index.version:
+                        self._cache[key] = replace(current, saved=index.version)
             return built
         finally:
             with self._lock:
                 self._building.discard(key)
+
+    def _save(self, key: tuple[str, str, int], index: VectorIndex) -> None:
+        """Save `index` as the user's snapshot and mark the cached index as extending it."""
+        try:
+            if self._write_snapshot(key, index):
+                with self._lock:
+                    current = self._cache.get(key)
+                    extends = current is not None and current.ids[: len(index.ids)] == index.ids
+                    if current is not None and extends and current.saved < index.version:
+                        self._cache[key] = replace(current, saved=index.version)
+        finally:
+            with self._lock:
+                self._building.discard(key)
+
+    def _write_snapshot(self, key: tuple[str, str, int], index: VectorIndex) -> bool:
+        """Write the snapshot unless the user was reset since `index` (a deleted user's vectors stay deleted)."""
+        if self._closed or self._reset_since(key[0], key[1], index.version):
+            return False
+        try:
+            save_snapshot(self._snapshots, key[0], key[1], index, self._store_id)
+        except OSError:
+            return False
+        return True
 
     def _reset_since(self, kind: str, user_id: str, version: int) -> bool:
         row = (
@@ -950,11 +981,12 @@ class SqliteStore:
             pool = self._builder()
         pool.submit(lambda: None).result()  # a build already started finishes first
         index = self._vector_index(kind, user_id, dim)
-        if len(index.ids) < self.ann_min_rows or not ann_available():
-            return
-        if index.ann is not None and index.ann.version == index.version:
-            save_snapshot(self._snapshots, kind, user_id, index, self._store_id)
+        graph = len(index.ids) >= self.ann_min_rows and ann_available()
+        if len(index.ids) < self.snapshot_min_rows and not graph:
             return
         with self._lock:
             self._building.add(key)
-        self._build_graph(key, index)
+        if graph and (index.ann is None or index.ann.version < index.version):
+            self._build_graph(key, index)
+        else:
+            self._save(key, index)

@@ -116,4 +116,4 @@ def _read(path: Path, kind: str, user_id: str, store_id: str) -> VectorIndex | N
     if meta["ann"] is not None:
         ann = load_graph(path / "graph.usearch", meta["ann"]["covered"], meta["ann"]["version"])
     pos = {row_id: n for n, row_id in enumerate(ids)}
-    return VectorIndex(meta["version"], ids, pos, matrix, cols, cats, ann)
+    return VectorIndex(meta["version"], ids, pos, matrix, cols, cats, ann, saved=meta["version"])

@@ -32,6 +32,7 @@ __all__ = [
     "needs_graph",
     "search",
     "top_matches",
+    "upkeep",
 ]
 
 VECTOR_COLUMNS = {
@@ -62,6 +63,7 @@ class VectorIndex:
     cols: dict[str, np.ndarray]  # numbers per row
     cats: dict[str, tuple[list[Any], np.ndarray]]  # text per row as (distinct values, code per row)
     ann: AnnGraph | None = None  # candidate generator over a prefix of the rows (large indexes only)
+    saved: int = -1  # the version of the snapshot on disk this index extends (-1: none)
 
     @property
     def nbytes(self) -> int:
@@ -152,6 +154,20 @@ def needs_graph(index: VectorIndex, min_rows: int = ANN_MIN_ROWS) -> bool:
         return True
     lag = n - index.ann.covered + int(np.count_nonzero(index.cols["stamp"][: index.ann.covered] > index.ann.version))
     return lag > max(min_rows // 4, n // 10)
+
+
+def upkeep(index: VectorIndex, graph_rows: int, snapshot_rows: int) -> str | None:
+    """What to do in the background for this index: "graph" (build one, and save it), "snapshot" (save the
+    index, so a new process loads it instead of reading every row), or None."""
+    if needs_graph(index, graph_rows):
+        return "graph"
+    n = len(index.ids)
+    if n < snapshot_rows or (index.ann is not None and n >= graph_rows):
+        return None
+    if index.saved < 0:
+        return "snapshot"
+    lag = int(np.count_nonzero(index.cols["stamp"] > index.saved))
+    return "snapshot" if lag > max(snapshot_rows // 4, n // 10) else None
 
 
 def search(index: VectorIndex, q: np.ndarray, allowed: np.ndarray, wanted: int) -> tuple[np.ndarray, np.ndarray]:
@@ -251,4 +267,4 @@ def apply_rows(base: VectorIndex, rows: Sequence[Any], version: int) -> VectorIn
             per_row = [lookup.setdefault(v, len(lookup)) for v in values]
             cats[name] = (list(lookup), grown(codes, 0))
             cats[name][1][where] = per_row
-    return VectorIndex(version, ids, pos, matrix, cols, cats, base.ann)
+    return VectorIndex(version, ids, pos, matrix, cols, cats, base.ann, base.saved)

@@ -180,3 +180,17 @@ def test_writes_from_another_process_reach_the_cached_graph_and_the_snapshot(
         assert after[0] == "mem-other" and before[0] not in after
     with SqliteStore(path, ann_min_rows=MIN_ROWS) as reopened:  # the snapshot predates those writes
         assert _search(reopened, q, k=10) == after
+
+
+def test_a_mid_sized_index_is_saved_without_a_graph_and_reopened_from_disk(tmp_path: Path) -> None:
+    stored, queries = _vectors()
+    path = tmp_path / "mid.db"
+    with SqliteStore(path, ann_min_rows=10**9, snapshot_min_rows=300) as store:
+        _fill(store, stored[:400])
+        first = [_search(store, q) for q in queries[:20]]  # the first search saves the snapshot in the background
+        store.build_vector_index(USER)  # waits for it
+        assert _graph_of(store) is None
+    assert len(list(snapshot_folder(path).iterdir())) == 1
+    with SqliteStore(path, ann_min_rows=10**9, snapshot_min_rows=300) as reopened:
+        assert [_search(reopened, q) for q in queries[:20]] == first
+        assert reopened._cache[("memories", USER, 384)].matrix.base is not None  # memory-mapped, not rebuilt
