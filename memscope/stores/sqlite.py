@@ -14,6 +14,10 @@ search), `changes` (what a memory write records, shared with Elasticsearch). Cho
   that every write bumps in the same transaction (rows carry the version that last wrote them), so
   a write from another process is seen at once: changed rows are patched in, and the matrix is
   rebuilt after `delete_user`. A query vector of another dimension than the stored ones finds nothing.
+- From `ann_min_rows` vectors (20,000) a user's search starts with an HNSW graph whose candidates are
+  rescored exactly (`vector_index.search`, `vector_ann`); from `snapshot_min_rows` (5,000) the index is
+  saved beside the database (`vector_files`) so a new process reopens it instead of reading every row.
+  Both are made on one background thread; `build_vector_index` makes them now.
 """
 
 from __future__ import annotations
