@@ -391,7 +391,7 @@ def report(results: list[RetrievalBenchResult], as_json: bool) -> None:
 
 
 def plot(results: list[RetrievalBenchResult], path: Path) -> None:
-    """A PNG of p50 and p95 against the timed user's store size (log scale), one line pair per store."""
+    """A PNG of p50 and p95 against the timed user's store size (both axes log), one line pair per store."""
     try:
         import matplotlib
 
@@ -409,6 +409,7 @@ def plot(results: list[RetrievalBenchResult], path: Path) -> None:
         if r.store.startswith("sqlite, LoCoMo"):
             ax.plot([r.user_memories], [r.latency["p95"]], "^", label=f"{r.store} p95")
     ax.set_xscale("log")
+    ax.set_yscale("log")  # 1M can be far above the rest
     ax.set_xlabel("memories of the timed user")
     ax.set_ylabel("retrieve_memory latency, ms")
     ax.set_title("memscope retrieval, query embedding (local MiniLM) included")
