@@ -2,9 +2,15 @@
 or Elasticsearch (`--store`, repeatable: both measured in one run).
 
 A fresh store (a temp file) is filled with N synthetic memories with precomputed vectors (random unit
-vectors near topic centres, so nearest neighbours mean something), then `MemoryScope.retrieve` is
-timed with a precomputed query vector: the framework is timed, not the embedding model. On
-Elasticsearch the memories go into fresh indices of a unique prefix (deleted afterwards) on the
+vectors near topic centres, so nearest neighbours mean something; 1M real embeddings would take hours
+to compute here). On SQLite the user's vector index is then built and saved (`build_vector_index`,
+timed as "index s") and the store is closed and opened again, so the first query is the first after
+opening a store. Each query is embedded by the real local all-MiniLM-L6-v2 (`--embedder local`, the
+default: its time is inside every figure and its own step, `embed_query`, is shown), but the vector
+searched is a precomputed one near the corpus' topics, since the synthetic memories are not MiniLM's.
+`--embedder precomputed` leaves the model out. `--locomo DATA` adds rows at LoCoMo size: one
+conversation's turns stored as messages with their real MiniLM vectors, its own questions asked.
+On Elasticsearch the memories go into fresh indices of a unique prefix (deleted afterwards) on the
 server at `es_url` (default MEMSCOPE_ES_URL, else http://127.0.0.1:9200).
 """
 
@@ -15,7 +21,8 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import console, emit, peak_rss_mb, progress, rss_mb, summarize
+from benchmarks._common import emit, peak_rss_mb, progress, rss_mb, summarize
 
 __all__ = ["PrecomputedEmbedder", "RetrievalBenchResult", "SyntheticCorpus", "run_retrieval_bench"]
 
@@ -119,16 +126,20 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
 
 
 class PrecomputedEmbedder:
-    """An Embedder returning vectors set beforehand (`next_vector`), so only the framework is timed."""
+    """An Embedder returning vectors set beforehand (`next_vector`). With `model`, the texts are embedded by
+    it first (the time is spent, the vectors are dropped): the model is timed, the corpus' space searched."""
 
     name = "bench-precomputed"
     dim = DIM
 
-    def __init__(self) -> None:
+    def __init__(self, model: Any = None) -> None:
         self.next_vector: np.ndarray = np.zeros(DIM, dtype=np.float32)
+        self.model = model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """`next_vector` for every text."""
+        if self.model is not None:
+            self.model.embed(texts)
         return np.tile(self.next_vector, (len(texts), 1)).astype(np.float32)
 
 
@@ -149,6 +160,9 @@ class RetrievalBenchResult:
     rss_after_fill_mb: float
     peak_rss_mb: float
     store_file_mb: float
+    embedder: str = "local"
+    index_s: float = float("nan")
+    steps_share: dict[str, float] = field(default_factory=dict)  # % of the mean retrieve time
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -210,47 +224,55 @@ def _open_store(kind: str, db: Path, es_url: str | None) -> tuple[Any, dict[str,
     raise ValueError(f"unknown store {kind!r}; choose sqlite or elasticsearch")
 
 
+def _embedder(kind: str) -> Any:
+    """The model queries are embedded with: the packaged local MiniLM, loaded now (its load is not a query's)."""
+    if kind == "precomputed":
+        return None
+    if kind != "local":
+        raise ValueError(f"unknown embedder {kind!r}; choose local or precomputed")
+    from memscope.llm.local_embedding import LocalEmbedder
+
+    model = LocalEmbedder()
+    model.warm_up()
+    model.embed(["warm up"])
+    return model
+
+
 def run_retrieval_bench(
     memories: int = 1000, users: int = 1, queries: int = 200, top_k: int = 10, show_progress: bool = True,
-    path: Path | None = None, store_kind: str = "sqlite", es_url: str | None = None,
+    path: Path | None = None, store_kind: str = "sqlite", es_url: str | None = None, embedder: str = "local",
 ) -> RetrievalBenchResult:  # fmt: skip
-    """Fill a fresh store and time `queries` retrievals for the first user (after one warm-up query)."""
-    from memscope.api import MemoryScope
-    from memscope.runtime import Runtime
-
+    """Fill a fresh store, build its index, reopen it, and time `queries` retrievals for the first user (after
+    one first query, timed apart)."""
     if memories < 1 or users < 1 or queries < 1:
         raise ValueError("memories, users and queries must be at least 1")
+    model = _embedder(embedder)
     with tempfile.TemporaryDirectory(prefix="memscope-bench-") as tmp:
         db = path or Path(tmp) / "bench.db"
         store, store_settings = _open_store(store_kind, db, es_url)
-        settings = {"store": store_settings, "llm": {"backend": "none"}, "rerank": {"backend": "none"}}
-        embedder = PrecomputedEmbedder()
-        runtime = Runtime(settings, store=store, embedder=embedder, llm=None)
         corpus = SyntheticCorpus()
         started = time.perf_counter()
         user, user_memories = fill_store(store, memories, users, corpus, show_progress=show_progress)
         fill_s = time.perf_counter() - started
         rss_fill = rss_mb()
+        index_s = float("nan")
+        if store_kind == "sqlite":  # build and save the index, then start again as a new process would
+            started = time.perf_counter()
+            store.build_vector_index(user)
+            index_s = time.perf_counter() - started
+            store.close()
+            store, store_settings = _open_store(store_kind, db, es_url)
         probes = corpus.vectors(queries + 1, spread=0.8)
         questions = [corpus.question() for _ in range(queries + 1)]
-        samples: list[float] = []
-        steps: dict[str, list[float]] = {}
         if store_kind == "elasticsearch":
             store._es().indices.refresh(index=store.alias("memories"))
-        with MemoryScope(runtime=runtime, background=False) as memory:
-            embedder.next_vector = probes[0]
+        with _scope(store, store_settings, PrecomputedEmbedder(model)) as (memory, bench_embedder):
+            bench_embedder.next_vector = probes[0]
             t0 = time.perf_counter()
             memory.retrieve(user, questions[0], top_k=top_k, now=NOW)
             first_ms = (time.perf_counter() - t0) * 1000
-            with progress("retrieving", queries, show_progress) as advance:
-                for vector, question in zip(probes[1:], questions[1:], strict=True):
-                    embedder.next_vector = vector
-                    t0 = time.perf_counter()
-                    result = memory.retrieve(user, question, top_k=top_k, now=NOW)
-                    samples.append((time.perf_counter() - t0) * 1000)
-                    for step in result.report.steps:
-                        steps.setdefault(step.worker, []).append(step.wall_ms)
-                    advance()
+            samples, steps = _timed(memory, user, questions[1:], top_k, NOW, show_progress,
+                                    probes=probes[1:], embedder=bench_embedder)  # fmt: skip
             if store_kind == "elasticsearch":  # before MemoryScope closes the store's client
                 stats = store._es().indices.stats(index=store.alias("memories"), metric="store")
                 size_mb = stats["_all"]["primaries"]["store"]["size_in_bytes"] / 2**20
@@ -262,19 +284,157 @@ def run_retrieval_bench(
         fill_s=round(fill_s, 2), first_query_ms=round(first_ms, 3), latency=summarize(samples).to_dict(),
         steps_p50_ms={k: round(float(np.median(v)), 3) for k, v in steps.items()},
         rss_after_fill_mb=round(rss_fill, 1), peak_rss_mb=round(peak_rss_mb(), 1), store_file_mb=round(size_mb, 1),
+        embedder=embedder, index_s=round(index_s, 2), steps_share=_shares(samples, steps),
     )  # fmt: skip
 
 
+@contextmanager
+def _scope(store: Any, store_settings: dict[str, Any], embedder: Any) -> Iterator[tuple[Any, Any]]:
+    from memscope.api import MemoryScope
+    from memscope.runtime import Runtime
+
+    settings = {"store": store_settings, "llm": {"backend": "none"}, "rerank": {"backend": "none"}}
+    runtime = Runtime(settings, store=store, embedder=embedder, llm=None)
+    with MemoryScope(runtime=runtime, background=False) as memory:
+        yield memory, embedder
+
+
+def _timed(
+    memory: Any, user: str, questions: Sequence[str], top_k: int, now: datetime, show_progress: bool,
+    probes: Sequence[np.ndarray] | None = None, embedder: Any = None,
+) -> tuple[list[float], dict[str, list[float]]]:  # fmt: skip
+    """Time one retrieval per question: the wall times (ms) and each step's."""
+    samples: list[float] = []
+    steps: dict[str, list[float]] = {}
+    with progress("retrieving", len(questions), show_progress) as advance:
+        for n, question in enumerate(questions):
+            if probes is not None:
+                embedder.next_vector = probes[n]
+            t0 = time.perf_counter()
+            result = memory.retrieve(user, question, top_k=top_k, now=now)
+            samples.append((time.perf_counter() - t0) * 1000)
+            for step in result.report.steps:
+                steps.setdefault(step.worker, []).append(step.wall_ms)
+            advance()
+    return samples, steps
+
+
+def _shares(samples: Sequence[float], steps: dict[str, list[float]]) -> dict[str, float]:
+    """Each step's mean time as a % of the mean retrieval, and what no step accounts for (the runner).
+    The two search steps run in parallel, so their shares overlap."""
+    if not samples:
+        return {}
+    total = float(np.mean(samples))
+    shares = {k: round(100 * float(np.mean(v)) / total, 1) for k, v in steps.items()}
+    serial = sum(float(np.mean(v)) for k, v in steps.items() if k != "search_messages")
+    shares["(outside steps)"] = round(max(0.0, 100 * (total - serial) / total), 1)
+    return shares
+
+
+def run_locomo_latency(data: Path, conversations: int = 1, top_k: int = 10,
+                       show_progress: bool = True) -> list[RetrievalBenchResult]:  # fmt: skip
+    """Rows at LoCoMo size: per conversation, its turns as messages embedded by the local MiniLM, its own
+    questions asked (embedded by the model inside each retrieval), after one first query timed apart."""
+    from benchmarks.locomo import USER, load_conversations, prepare
+
+    model = _embedder("local")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="memscope-bench-locomo-") as tmp:
+        for conv in load_conversations(data, conversations):
+            started = time.perf_counter()
+            prepared = prepare(conv, Path(tmp), model)
+            fill_s = time.perf_counter() - started
+            prepared.close()
+            cfg = {"store": {"path": str(Path(tmp) / f"{conv.name}.db")}, "llm": {"backend": "none"},
+                   "rerank": {"backend": "none"}}  # fmt: skip
+            from memscope.api import MemoryScope
+            from memscope.runtime import Runtime
+
+            questions = [q.question for q in conv.scored_questions()]
+            with MemoryScope(runtime=Runtime(cfg, embedder=model, llm=None), background=False) as memory:
+                t0 = time.perf_counter()
+                memory.retrieve(USER, questions[0], top_k=top_k, now=conv.last_date)
+                first_ms = (time.perf_counter() - t0) * 1000
+                samples, steps = _timed(memory, USER, questions[1:], top_k, conv.last_date, show_progress)
+            rows.append(RetrievalBenchResult(
+                memories=len(conv.turns), store=f"sqlite, LoCoMo {conv.name}", users=1, user_memories=len(conv.turns),
+                queries=len(samples), top_k=top_k, fill_s=round(fill_s, 2), first_query_ms=round(first_ms, 3),
+                latency=summarize(samples).to_dict(),
+                steps_p50_ms={k: round(float(np.median(v)), 3) for k, v in steps.items()},
+                rss_after_fill_mb=round(rss_mb(), 1), peak_rss_mb=round(peak_rss_mb(), 1), store_file_mb=float("nan"),
+                embedder="local", steps_share=_shares(samples, steps),
+            ))  # fmt: skip
+    return rows
+
+
 def report(results: list[RetrievalBenchResult], as_json: bool) -> None:
-    """Print one row per run (rich table) or the JSON list."""
+    """Print one row per run and each step's share (rich tables), or the JSON list."""
     rows = [
         [r.store, r.memories, r.users, r.user_memories, r.latency["p50"], r.latency["p95"], r.latency["p99"],
-         r.latency["mean"], r.first_query_ms, r.peak_rss_mb, r.store_file_mb, r.fill_s]
+         r.steps_p50_ms.get("embed_query", float("nan")), r.first_query_ms, r.index_s, r.peak_rss_mb,
+         r.store_file_mb, r.fill_s]
         for r in results
     ]  # fmt: skip
-    columns = ["store", "memories", "users", "timed user's", "p50 ms", "p95 ms", "p99 ms", "mean ms", "first (cold) ms",
-               "peak RSS MiB", "store MiB", "fill s"]  # fmt: skip
-    emit("retrieve_memory latency (embedding excluded)", columns, rows, [r.to_dict() for r in results], as_json)
-    if not as_json and results:
-        steps = ", ".join(f"{k} {v:.2f}" for k, v in results[-1].steps_p50_ms.items())
-        console().print(f"per-step p50 ms (last run): {steps}")
+    columns = ["store", "memories", "users", "timed user's", "p50 ms", "p95 ms", "p99 ms", "embed p50 ms",
+               "first query ms", "index s", "peak RSS MiB", "store MiB", "fill s"]  # fmt: skip
+    embedders = sorted({r.embedder for r in results})
+    title = f"retrieve_memory latency (query embedding: {', '.join(embedders)})"
+    emit(title, columns, rows, [r.to_dict() for r in results], as_json)
+    if as_json or not results:
+        return
+    names = list(dict.fromkeys(k for r in results for k in r.steps_share))
+    share_rows = [[name, *(f"{r.steps_p50_ms.get(name, float('nan')):.2f} ({r.steps_share.get(name, 0):.0f}%)"
+                           if name in r.steps_p50_ms else f"({r.steps_share.get(name, 0):.0f}%)" for r in results)]
+                  for name in names]  # fmt: skip
+    emit("per step: p50 ms (share of the mean retrieval; the two searches run in parallel)",
+         ["step", *(f"{r.user_memories:,} {r.store}" for r in results)], share_rows, None, False)  # fmt: skip
+
+
+def plot(results: list[RetrievalBenchResult], path: Path) -> None:
+    """A PNG of p50 and p95 against the timed user's store size (both axes log), one line pair per store."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise SystemExit("--plot needs matplotlib: pip install 'memscope-ai[bench]'") from exc
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for store in dict.fromkeys(r.store for r in results if not r.store.startswith("sqlite, LoCoMo")):
+        runs = sorted((r for r in results if r.store == store), key=lambda r: r.user_memories)
+        sizes = [r.user_memories for r in runs]
+        for key, style in (("p50", "o-"), ("p95", "s--")):
+            ax.plot(sizes, [r.latency[key] for r in runs], style, label=f"{store} {key}")
+    for r in results:
+        if r.store.startswith("sqlite, LoCoMo"):
+            ax.plot([r.user_memories], [r.latency["p95"]], "^", label=f"{r.store} p95")
+    ax.set_xscale("log")
+    ax.set_yscale("log")  # 1M can be far above the rest
+    ax.set_xlabel("memories of the timed user")
+    ax.set_ylabel("retrieve_memory latency, ms")
+    ax.set_title("memscope retrieval, query embedding (local MiniLM) included")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m benchmarks.retrieval OUT.png RUN.json...`: one plot of the runs saved by `bench retrieval
+    --json` (e.g. the 1M row, run apart because it fills for a long time), and their tables."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("png", type=Path)
+    parser.add_argument("runs", type=Path, nargs="+")
+    args = parser.parse_args(argv)
+    results = [RetrievalBenchResult(**row) for path in args.runs for row in json.loads(path.read_text())]
+    report(results, as_json=False)
+    plot(results, args.png)
+
+
+if __name__ == "__main__":
+    main()

@@ -92,15 +92,21 @@ def test_session_dates_and_turns_parse(tmp_path: Path) -> None:
     assert len(conv.scored_questions()) == 3  # the adversarial one is not scored
 
 
-def test_bench_retrieval_times_the_real_operation() -> None:
-    out = invoke("retrieval", "--memories", "120", "--memories", "300", "--users", "3", "--queries", "5")
-    assert [r["memories"] for r in out] == [120, 300]
-    assert [r["user_memories"] for r in out] == [40, 100]
+def test_bench_retrieval_times_the_real_operation(tmp_path: Path) -> None:
+    png = tmp_path / "latency.png"
+    out = invoke("retrieval", "--memories", "120", "--memories", "300", "--users", "3", "--queries", "5",
+                 "--locomo", str(write_locomo(tmp_path / "locomo")), "--plot", str(png))  # fmt: skip
+    assert [r["memories"] for r in out] == [120, 300, 6]
+    assert [r["user_memories"] for r in out] == [40, 100, 6]
+    assert out[2]["store"] == "sqlite, LoCoMo conv-01" and out[2]["latency"]["count"] == 2  # 3 questions, 1 first
     for row in out:
-        assert row["latency"]["count"] == 5
+        assert row["embedder"] == "local" and row["steps_p50_ms"]["embed_query"] > 0  # the real model ran
         assert row["latency"]["p50"] <= row["latency"]["p95"] <= row["latency"]["p99"]
         assert {"search_memories", "fuse_scores", "format_context"} <= set(row["steps_p50_ms"])
+        assert 0 < row["steps_share"]["embed_query"] <= 100
         assert row["peak_rss_mb"] > 0
+    assert out[0]["latency"]["count"] == 5
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_ingest_reports_embedded_and_celery_rows() -> None:

@@ -55,18 +55,29 @@ def bench_retrieval(
     store: Annotated[list[str] | None, typer.Option(
         "--store", help="sqlite or elasticsearch (repeatable: each measured in the same run).")] = None,
     es_url: Annotated[str | None, typer.Option(help="Elasticsearch URL (default MEMSCOPE_ES_URL).")] = None,
+    embedder: Annotated[str, typer.Option(
+        help="local: each query embedded by the packaged MiniLM (timed); precomputed: no model.")] = "local",
+    locomo: Annotated[Path | None, typer.Option(
+        help="LoCoMo data folder: add rows at LoCoMo size (real turns, real questions, local MiniLM).")] = None,
+    locomo_conversations: Annotated[int, typer.Option(help="Conversations for the --locomo rows.")] = 1,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of p50/p95 against store size here.")] = None,
     json_out: JsonOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
-    """Time the real retrieve_memory operation on fresh stores (embeddings precomputed)."""
+    """Time the real retrieve_memory operation on fresh stores (synthetic memories, precomputed vectors)."""
     bench = _bench("retrieval")
+    show = not (no_progress or json_out)
     results = [
-        bench.run_retrieval_bench(n, users, queries, top_k, show_progress=not (no_progress or json_out),
-                                  store_kind=kind, es_url=es_url)
+        bench.run_retrieval_bench(n, users, queries, top_k, show_progress=show, store_kind=kind, es_url=es_url,
+                                  embedder=embedder)
         for kind in (store or ["sqlite"])
         for n in memories
     ]  # fmt: skip
+    if locomo is not None:
+        results += bench.run_locomo_latency(locomo, locomo_conversations, top_k, show_progress=show)
     bench.report(results, json_out)
+    if plot is not None:
+        bench.plot(results, plot)
 
 
 @bench_app.command("ingest")

@@ -11,7 +11,7 @@ import numpy as np
 
 from memscope.errors import ModelError
 from memscope.extras import install_hint
-from memscope.llm.blas_threads import one_blas_thread
+from memscope.llm.blas_threads import limit_blas_to_one_thread
 from memscope.llm.cache import normalize
 from memscope.llm.model_files import find_minilm
 
@@ -47,8 +47,8 @@ class LocalEmbedder:
         tokenizer, encoder = self._load()
         encodings = tokenizer.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # batches of similar length
-        with one_blas_thread():
-            self._encode(encoder, encodings, order, out)
+        limit_blas_to_one_thread()
+        self._encode(encoder, encodings, order, out)
         return normalize(out)
 
     def _encode(self, encoder: Any, encodings: list[Any], order: list[int], out: np.ndarray) -> None:

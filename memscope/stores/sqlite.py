@@ -14,6 +14,10 @@ search), `changes` (what a memory write records, shared with Elasticsearch). Cho
   that every write bumps in the same transaction (rows carry the version that last wrote them), so
   a write from another process is seen at once: changed rows are patched in, and the matrix is
   rebuilt after `delete_user`. A query vector of another dimension than the stored ones finds nothing.
+- From `ann_min_rows` vectors (20,000) a user's search starts with an HNSW graph whose candidates are
+  rescored exactly (`vector_index.search`, `vector_ann`); from `snapshot_min_rows` (5,000) the index is
+  saved beside the database (`vector_files`) so a new process reopens it instead of reading every row.
+  Both are made on one background thread; `build_vector_index` makes them now.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -77,6 +82,8 @@ from memscope.stores.sqlite_schema import (
     message_where,
     migrate_schema,
 )
+from memscope.stores.vector_ann import ANN_MIN_ROWS, BuildStopped, ann_available, build_graph
+from memscope.stores.vector_files import load_snapshot, remove_snapshots, save_snapshot, snapshot_folder
 from memscope.stores.vector_index import (
     VECTOR_COLUMNS,
     VectorIndex,
@@ -84,7 +91,9 @@ from memscope.stores.vector_index import (
     empty_index,
     memory_mask,
     message_mask,
+    search,
     top_matches,
+    upkeep,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "fts_normalize", "fts_query"]
@@ -92,6 +101,7 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore", "fts_normalize", "fts_query"]
 _CACHE_BYTES = 512 * 1024 * 1024
 _PARALLEL_ROWS = 20_000  # from this many vectors, the text query runs beside the vector product
 _STEMS_KEPT = 10_000  # query words whose stem is cached
+SNAPSHOT_MIN_ROWS = 5_000  # below this, reading a user's rows on open takes less than ~50 ms (idle)
 _SIMS_KEPT = 4  # recent query-vector similarity arrays kept (a retrieval searches twice with one vector)
 
 P = ParamSpec("P")
@@ -123,10 +133,20 @@ def _mapped(fn: Callable[P, R]) -> Callable[P, R]:
 class SqliteStore:
     """The embedded Store: one SQLite file, safe for several threads and processes at once."""
 
-    def __init__(self, path: str | Path, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        timeout_s: float = 30.0,
+        ann_min_rows: int = ANN_MIN_ROWS,
+        snapshot_min_rows: int = SNAPSHOT_MIN_ROWS,
+    ) -> None:
         if str(path) == ":memory:" or str(path).startswith("file:"):
             raise ValidationError(f"SqliteStore needs a file path, got {str(path)!r}; use a temporary file instead")
         self.path = Path(path).expanduser()
+        self._snapshots = snapshot_folder(self.path)
+        self.ann_min_rows = ann_min_rows  # from this many vectors a user's search starts with an HNSW graph
+        self.snapshot_min_rows = snapshot_min_rows  # from this many, the user's vectors are saved for reopening
         self.timeout_s = timeout_s
         self._local = threading.local()
         self._connections: dict[threading.Thread, sqlite3.Connection] = {}
@@ -136,6 +156,8 @@ class SqliteStore:
         self._sims: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
         self._stem_cache: OrderedDict[str, str] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
+        self._graph_pool: ThreadPoolExecutor | None = None
+        self._building: set[tuple[str, str, int]] = set()
         self._store_id = ""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,8 +233,10 @@ class SqliteStore:
             self._cache.clear()
             self._sims.clear()
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
+            graphs, self._graph_pool = self._graph_pool, None
+        for executor in (pool, graphs):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             connections += self._connections.values()  # a helper thread may have opened one meanwhile
             self._connections = {}
@@ -707,6 +731,7 @@ class SqliteStore:
                 total += conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,)).rowcount
             self._bump(conn, user_id, "messages", reset=True)
             self._bump(conn, user_id, "memories", reset=True)
+        remove_snapshots(self._snapshots, user_id)
         return total
 
     @_mapped
@@ -827,14 +852,25 @@ class SqliteStore:
         index = self._vector_index(kind, user_id, int(q.shape[0]))
         if not index.ids:
             return [], lambda row_id: None
-        sims = self._similarities(kind, user_id, index, q)
-        rows, _ = top_matches(sims, mask_of(index), wanted)
+        if index.ann is None:
+            sims = self._similarities(kind, user_id, index, q)
+            rows, _ = top_matches(sims, mask_of(index), wanted)
 
-        def similarity(row_id: str) -> float | None:
+            def similarity(row_id: str) -> float | None:
+                pos = index.pos.get(row_id)
+                return None if pos is None else float(sims[pos])
+
+            return [index.ids[r] for r in rows], similarity
+        rows, scores = search(index, q, mask_of(index), wanted)
+        found = {index.ids[r]: float(s) for r, s in zip(rows, scores, strict=True)}
+
+        def exact(row_id: str) -> float | None:
+            if row_id in found:
+                return found[row_id]
             pos = index.pos.get(row_id)
-            return None if pos is None else float(sims[pos])
+            return None if pos is None else float(index.matrix[pos] @ q)
 
-        return [index.ids[r] for r in rows], similarity
+        return list(found), exact
 
     def _text_pool(self) -> ThreadPoolExecutor:
         """The helper thread(s) running text queries beside the vector search (made on first use)."""
@@ -862,7 +898,8 @@ class SqliteStore:
     def _vector_index(self, kind: str, user_id: str, dim: int) -> VectorIndex:
         """The cached matrix of one user's vectors, brought up to date with the user's version.
 
-        Rows written since the cached version are patched in; after delete_user it is rebuilt.
+        Rows written since the cached version are patched in; after delete_user it is rebuilt. With no
+        cached matrix, the newest snapshot on disk (see `vector_files`) is the starting point.
         """
         key = (kind, user_id, dim)
         with self._read() as conn:
@@ -873,18 +910,117 @@ class SqliteStore:
             with self._lock:
                 cached = self._cache.get(key)
             if cached is not None and cached.version == version:
-                index = cached
-            elif cached is not None and cached.version >= reset_at:
+                return self._keep(key, cached, changed=False)
+            if cached is None or cached.version < reset_at:
+                snapshot = load_snapshot(self._snapshots, kind, user_id, dim, self._store_id, version)
+                cached = snapshot if snapshot is not None and snapshot.version >= reset_at else None
+            if cached is not None:
                 sql = f"SELECT {VECTOR_COLUMNS[kind]} FROM {kind} WHERE user_id = ? AND row_version > ?"
                 index = apply_rows(cached, conn.execute(sql, (user_id, cached.version)).fetchall(), version)
             else:
                 sql = f"SELECT {VECTOR_COLUMNS[kind]} FROM {kind} WHERE user_id = ? AND dim = ?"
                 index = apply_rows(empty_index(dim), conn.execute(sql, (user_id, dim)).fetchall(), version)
+        return self._keep(key, index, changed=True)
+
+    def _keep(self, key: tuple[str, str, int], index: VectorIndex, *, changed: bool) -> VectorIndex:
+        """Cache `index` (evicting the least recently used past _CACHE_BYTES); start a graph build if it
+        is large and its graph is missing or lags too far behind."""
         with self._lock:
             self._cache[key] = index
             self._cache.move_to_end(key)
-            total = sum(ix.nbytes for ix in self._cache.values())
-            while total > _CACHE_BYTES and len(self._cache) > 1:
-                _, evicted = self._cache.popitem(last=False)
-                total -= evicted.nbytes
+            if changed:
+                total = sum(ix.nbytes for ix in self._cache.values())
+                while total > _CACHE_BYTES and len(self._cache) > 1:
+                    _, evicted = self._cache.popitem(last=False)
+                    total -= evicted.nbytes
+            job = upkeep(index, self.ann_min_rows, self.snapshot_min_rows) if changed else None
+            if job is not None and key not in self._building and not self._closed:
+                self._building.add(key)
+                self._builder().submit(self._build_graph if job == "graph" else self._save, key, index)
         return index
+
+    def _builder(self) -> ThreadPoolExecutor:
+        """The one background thread that builds graphs (under `_lock`)."""
+        if self._graph_pool is None:
+            self._graph_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memscope-vectors")
+        return self._graph_pool
+
+    def _build_graph(self, key: tuple[str, str, int], index: VectorIndex) -> VectorIndex:
+        """Build the graph of `index`, save the snapshot, and give the graph to the cached index if that
+        still extends the same rows."""
+        try:
+            try:
+                graph = build_graph(index.matrix, len(index.ids), index.version, keep_going=lambda: not self._closed)
+            except BuildStopped:
+                return index
+            built = replace(index, ann=graph)
+            saved = self._write_snapshot(key, built)
+            with self._lock:
+                current = self._cache.get(key)
+                if current is not None and current.ids[: len(built.ids)] == built.ids:
+                    if current.ann is None or current.ann.version < index.version:
+                        self._cache[key] = current = replace(current, ann=built.ann)
+                    if saved and current.saved < index.version:
+                        self._cache[key] = replace(current, saved=index.version)
+            return built
+        finally:
+            with self._lock:
+                self._building.discard(key)
+
+    def _save(self, key: tuple[str, str, int], index: VectorIndex) -> None:
+        """Save `index` as the user's snapshot and mark the cached index as extending it."""
+        try:
+            if self._write_snapshot(key, index):
+                with self._lock:
+                    current = self._cache.get(key)
+                    extends = current is not None and current.ids[: len(index.ids)] == index.ids
+                    if current is not None and extends and current.saved < index.version:
+                        self._cache[key] = replace(current, saved=index.version)
+        finally:
+            with self._lock:
+                self._building.discard(key)
+
+    def _write_snapshot(self, key: tuple[str, str, int], index: VectorIndex) -> bool:
+        """Write the snapshot unless the user was reset since `index` (a deleted user's vectors stay deleted)."""
+        if self._closed or self._reset_since(key[0], key[1], index.version):
+            return False
+        try:
+            save_snapshot(self._snapshots, key[0], key[1], index, self._store_id)
+        except OSError:
+            return False
+        return True
+
+    def _reset_since(self, kind: str, user_id: str, version: int) -> bool:
+        row = (
+            self._conn()
+            .execute("SELECT reset_at FROM versions WHERE user_id = ? AND kind = ?", (user_id, kind))
+            .fetchone()
+        )
+        return row is not None and row[0] > version
+
+    def build_vector_index(self, user_id: str, kind: str = "memories") -> None:
+        """Bring one user's vector index (graph and snapshot on disk) fully up to date now, rather than in
+        the background after the next search: for bulk imports and benchmarks."""
+        check_user_id(user_id)
+        if kind not in VECTOR_COLUMNS:
+            raise ValidationError(f"kind must be one of {sorted(VECTOR_COLUMNS)}, got {kind!r}")
+        sql = f"SELECT DISTINCT dim FROM {kind} WHERE user_id = ? AND dim IS NOT NULL"
+        for (dim,) in self._conn().execute(sql, (user_id,)).fetchall():
+            self._build_now(kind, user_id, int(dim))
+
+    def _build_now(self, kind: str, user_id: str, dim: int) -> None:
+        key = (kind, user_id, dim)
+        self._vector_index(kind, user_id, dim)
+        with self._lock:
+            pool = self._builder()
+        pool.submit(lambda: None).result()  # a build already started finishes first
+        index = self._vector_index(kind, user_id, dim)
+        graph = len(index.ids) >= self.ann_min_rows and ann_available()
+        if len(index.ids) < self.snapshot_min_rows and not graph:
+            return
+        with self._lock:
+            self._building.add(key)
+        if graph and (index.ann is None or index.ann.version < index.version):
+            self._build_graph(key, index)
+        else:
+            self._save(key, index)

@@ -12,7 +12,7 @@ import pytest
 
 from memscope.errors import ModelError
 from memscope.llm import model_files
-from memscope.llm.blas_threads import one_blas_thread
+from memscope.llm.blas_threads import _state as blas_state
 from memscope.llm.local_embedding import LocalEmbedder
 from memscope.llm.model_files import MODEL_SHA256, find_minilm, sha256_of
 from memscope.llm.st_embedding import SentenceTransformerEmbedder
@@ -114,16 +114,16 @@ def test_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
-def test_blas_runs_on_one_thread_while_embedding_and_is_restored_after() -> None:
+def test_blas_runs_on_one_thread_once_the_local_embedder_embeds() -> None:
     from threadpoolctl import ThreadpoolController, threadpool_limits
 
     def blas_threads() -> set[int]:
         return {info["num_threads"] for info in ThreadpoolController().info() if info["user_api"] == "blas"}
 
+    blas_state["done"] = False  # as in a fresh process
     with threadpool_limits(limits=2, user_api="blas"):
         assert blas_threads() == {2}
-        with one_blas_thread():
-            with one_blas_thread():  # a second caller at the same time: the limit is counted, not reset
-                assert blas_threads() == {1}
-            assert blas_threads() == {1}, "the inner caller restored the limit while the outer still runs"
-        assert blas_threads() == {2}
+        LocalEmbedder().embed(["hello"])
+        assert blas_threads() == {1}
+        LocalEmbedder().embed(["hello again"])  # set once, not toggled per call
+        assert blas_threads() == {1}

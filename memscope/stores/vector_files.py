@@ -1,0 +1,119 @@
+"""Snapshots of the SQLite store's large vector indexes on disk, so a new process need not rebuild them.
+
+A snapshot is a folder beside the database (`<db>-vectors/<kind>-<dim>-<user hash>-v<version>/`):
+the float32 matrix as .npy (memory-mapped on load), the filter columns as .npy, ids and text columns in
+meta.json, and the HNSW graph (memory-mapped too). It is written to a hidden temporary folder and
+renamed into place, so a reader never sees half of one. A snapshot is only a head start: the store
+patches in the rows written after its version, and ignores it when the user was reset since
+(`delete_user`, `clear_embeddings`) or when it belongs to another database file (store id).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memscope.stores.vector_ann import load_graph
+from memscope.stores.vector_index import VectorIndex
+
+__all__ = ["load_snapshot", "remove_snapshots", "save_snapshot", "snapshot_folder"]
+
+_FORMAT = 1
+
+
+def snapshot_folder(db_path: Path) -> Path:
+    """Where the snapshots of the store at `db_path` live."""
+    return db_path.with_name(db_path.name + "-vectors")
+
+
+def _user_hash(user_id: str) -> str:
+    return hashlib.sha256(user_id.encode()).hexdigest()[:32]
+
+
+def _stem(kind: str, user_id: str, dim: int) -> str:
+    return f"{kind}-{dim}-{_user_hash(user_id)}"
+
+
+def remove_snapshots(folder: Path, user_id: str) -> None:
+    """Delete every snapshot of this user (their vectors must go with their data)."""
+    with contextlib.suppress(OSError):
+        for path in folder.glob(f"*-{_user_hash(user_id)}-v*"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _versions(folder: Path, stem: str) -> list[tuple[int, Path]]:
+    """This key's snapshot folders, newest first."""
+    found = []
+    with contextlib.suppress(OSError):
+        for path in folder.glob(f"{stem}-v*"):
+            with contextlib.suppress(ValueError):
+                found.append((int(path.name.rsplit("-v", 1)[1]), path))
+    return sorted(found, reverse=True)
+
+
+def save_snapshot(folder: Path, kind: str, user_id: str, index: VectorIndex, store_id: str) -> Path:
+    """Write `index` (and its graph) as the newest snapshot of this user, then drop older ones."""
+    stem = _stem(kind, user_id, int(index.matrix.shape[1]))
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{stem}-{uuid.uuid4().hex}.tmp"
+    tmp.mkdir()
+    try:
+        np.save(tmp / "matrix.npy", np.ascontiguousarray(index.matrix))
+        for name, column in index.cols.items():
+            np.save(tmp / f"col-{name}.npy", column)
+        for name, (_, codes) in index.cats.items():
+            np.save(tmp / f"cat-{name}.npy", codes)
+        meta: dict[str, Any] = {
+            "format": _FORMAT, "store_id": store_id, "user_id": user_id, "kind": kind, "version": index.version,
+            "ids": index.ids, "cols": list(index.cols), "cats": {k: v for k, (v, _) in index.cats.items()},
+            "ann": None if index.ann is None else {"covered": index.ann.covered, "version": index.ann.version},
+        }  # fmt: skip
+        if index.ann is not None:
+            index.ann.save(tmp / "graph.usearch")
+        (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False))
+        final = folder / f"{stem}-v{index.version:012d}"
+        if final.exists():  # the same version saved by another process: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+            return final
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for _, older in _versions(folder, stem)[1:]:
+        shutil.rmtree(older, ignore_errors=True)
+    return final
+
+
+def load_snapshot(folder: Path, kind: str, user_id: str, dim: int, store_id: str, newest: int) -> VectorIndex | None:
+    """The newest readable snapshot of this user of version <= `newest` (the user's current version), or None."""
+    for version, path in _versions(folder, _stem(kind, user_id, dim)):
+        if version > newest:
+            continue
+        with contextlib.suppress(OSError, ValueError, KeyError, json.JSONDecodeError):
+            return _read(path, kind, user_id, store_id)
+    return None
+
+
+def _read(path: Path, kind: str, user_id: str, store_id: str) -> VectorIndex | None:
+    meta = json.loads((path / "meta.json").read_text())
+    if (meta["format"], meta["store_id"], meta["user_id"], meta["kind"]) != (_FORMAT, store_id, user_id, kind):
+        return None
+    ids: list[str] = meta["ids"]
+    matrix = np.load(path / "matrix.npy", mmap_mode="r")
+    cols = {name: np.load(path / f"col-{name}.npy") for name in meta["cols"]}
+    cats = {name: (values, np.load(path / f"cat-{name}.npy")) for name, values in meta["cats"].items()}
+    if matrix.shape[0] != len(ids) or any(c.shape[0] != len(ids) for c in cols.values()):
+        return None
+    ann = None
+    if meta["ann"] is not None:
+        ann = load_graph(path / "graph.usearch", meta["ann"]["covered"], meta["ann"]["version"])
+    pos = {row_id: n for n, row_id in enumerate(ids)}
+    return VectorIndex(meta["version"], ids, pos, matrix, cols, cats, ann, saved=meta["version"])

@@ -1,0 +1,196 @@
+"""The SQLite store's large-user vector search: the HNSW first pass, its snapshots on disk, and how both
+stay right under writes (this process's and another's). Graphs start at `ann_min_rows`, set low here.
+
+The vectors are all-MiniLM-L6-v2 embeddings of 1,600 LoCoMo dialogue turns (tests/fixtures/
+locomo_minilm_vectors.npy, float16): real embeddings of real text, not random vectors.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import memscope
+from memscope.models import MemoryStatus, MemoryType
+from memscope.stores.base import MemoryFilter, SearchQuery
+from memscope.stores.sqlite import SqliteStore
+from memscope.stores.testing import memory
+from memscope.stores.vector_ann import ann_available
+from memscope.stores.vector_files import snapshot_folder
+
+pytestmark = pytest.mark.skipif(not ann_available(), reason="needs usearch: pip install 'memscope-ai[ann]'")
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "locomo_minilm_vectors.npy"
+USER = "ann-user"
+ROWS = 1200  # stored rows; the fixture's other 400 vectors make the queries
+MIN_ROWS = 500
+ACTIVE = MemoryFilter(statuses=(MemoryStatus.ACTIVE,))
+
+
+def _vectors() -> tuple[np.ndarray, np.ndarray]:
+    all_vectors = np.load(FIXTURE).astype(np.float32)
+    all_vectors /= np.linalg.norm(all_vectors, axis=1, keepdims=True)
+    stored = all_vectors[:ROWS]
+    rng = np.random.default_rng(3)
+    # queries: another turn blended with a stored one, so no query is a stored row's own vector
+    queries = all_vectors[ROWS:] + 0.5 * stored[rng.integers(0, ROWS, len(all_vectors) - ROWS)]
+    return stored, queries / np.linalg.norm(queries, axis=1, keepdims=True)
+
+
+def _fill(store: SqliteStore, vectors: np.ndarray) -> list[str]:
+    types = [MemoryType.OBSERVATION, MemoryType.INSIGHT, MemoryType.CUSTOMIZED]
+    nodes = [
+        memory(USER, f"turn {i}", id=f"mem-{i:05d}", embedding=v.tolist(), memory_type=types[i % 3],
+               agent_id="helper" if i % 10 == 0 else "default")
+        for i, v in enumerate(vectors)
+    ]  # fmt: skip
+    store.write_memories(nodes)
+    return [n.id for n in nodes]
+
+
+def _search(store: SqliteStore, q: np.ndarray, f: MemoryFilter = ACTIVE, k: int = 50) -> list[str]:
+    hits = store.search_memories(USER, SearchQuery(embedding=q.tolist(), top_k=k, candidates=k), f)
+    return [h.memory.id for h in hits]
+
+
+def _exact(ids: Sequence[str], vectors: np.ndarray, q: np.ndarray, allowed: np.ndarray, k: int = 50) -> list[str]:
+    sims = np.where(allowed, vectors @ q, -np.inf)
+    order = np.argsort(-sims, kind="stable")[: min(k, int(allowed.sum()))]
+    return [ids[i] for i in order]
+
+
+def _graph_of(store: SqliteStore) -> object:
+    index = store._vector_index("memories", USER, 384)  # the cached index the searches use
+    return index.ann
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> tuple[Path, list[str], np.ndarray, np.ndarray]:
+    """A store file with the stored rows, its graph built and its snapshot saved."""
+    stored, queries = _vectors()
+    path = tmp_path / "vectors.db"
+    with SqliteStore(path, ann_min_rows=MIN_ROWS) as store:
+        ids = _fill(store, stored)
+        store.build_vector_index(USER)
+        assert _graph_of(store) is not None
+    return path, ids, stored, queries
+
+
+def test_first_pass_recall_on_real_minilm_embeddings(built: tuple[Path, list[str], np.ndarray, np.ndarray]) -> None:
+    path, ids, stored, queries = built
+    everything = np.ones(len(ids), dtype=bool)
+    with SqliteStore(path, ann_min_rows=MIN_ROWS) as store:
+        assert _graph_of(store) is not None
+        recalls = [
+            len(set(_search(store, q)) & set(_exact(ids, stored, q, everything))) / 50 for q in queries
+        ]  # fmt: skip
+    assert np.mean(recalls) >= 0.99, f"mean recall@50 {np.mean(recalls):.4f}, worst {min(recalls):.2f}"
+
+
+def test_filters_hold_exactly_with_the_graph(built: tuple[Path, list[str], np.ndarray, np.ndarray]) -> None:
+    path, ids, stored, queries = built
+    helper = np.array([i % 10 == 0 for i in range(len(ids))])  # 10%: searched exactly over its rows
+    insights = np.array([i % 3 == 1 for i in range(len(ids))])  # a third: the graph's pool, filtered
+    with SqliteStore(path, ann_min_rows=MIN_ROWS) as store:
+        for q in queries[:40]:
+            found = _search(store, q, MemoryFilter(statuses=(MemoryStatus.ACTIVE,), agent_id="helper"))
+            assert found == _exact(ids, stored, q, helper)
+            found = _search(store, q, MemoryFilter(statuses=(MemoryStatus.ACTIVE,), memory_types=[MemoryType.INSIGHT]))
+            assert all(ids.index(i) % 3 == 1 for i in found)
+            assert len(set(found) & set(_exact(ids, stored, q, insights))) >= 48
+
+
+def test_reopened_snapshot_gives_the_results_of_a_fresh_build(
+    built: tuple[Path, list[str], np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    path, _ids, stored, queries = built
+    assert any(snapshot_folder(path).iterdir())
+    with SqliteStore(path, ann_min_rows=MIN_ROWS) as reopened:
+        from_disk = [_search(reopened, q) for q in queries[:50]]
+        assert reopened._cache[("memories", USER, 384)].matrix.base is not None  # memory-mapped, not rebuilt
+    fresh_path = tmp_path / "fresh.db"
+    with SqliteStore(fresh_path, ann_min_rows=MIN_ROWS) as fresh:
+        _fill(fresh, stored)
+        fresh.build_vector_index(USER)
+        assert [_search(fresh, q) for q in queries[:50]] == from_disk
+
+
+def test_graph_stays_right_after_add_update_expire_delete(
+    built: tuple[Path, list[str], np.ndarray, np.ndarray],
+) -> None:
+    path, _ids, _stored, queries = built
+    q = queries[0]
+    with SqliteStore(path, ann_min_rows=MIN_ROWS) as store:
+        before = _search(store, q, k=10)
+        graph = _graph_of(store)
+        store.write_memories([memory(USER, "new, right on the query", id="mem-new", embedding=q.tolist())])
+        moved = store.get_memory(USER, before[-1])
+        assert moved is not None
+        store.write_memories([moved.model_copy(update={"embedding": (-q).tolist()})])  # now the farthest row
+        gone = store.get_memory(USER, before[0])
+        assert gone is not None
+        store.write_memories([gone.model_copy(update={"status": MemoryStatus.EXPIRED})])
+        after = _search(store, q, k=10)
+        assert _graph_of(store) is graph  # still the old graph: the changed rows were scored exactly
+        assert after[0] == "mem-new"
+        assert before[0] not in after and before[-1] not in after
+        assert set(before[1:-1]) <= set(after)
+        store.delete_user(USER)
+        assert _search(store, q, k=10) == []
+        assert not any(snapshot_folder(path).iterdir()), "a deleted user's vectors stayed on disk"
+
+
+_WRITER = """
+import sys
+import numpy as np
+from memscope.models import MemoryNode, MemoryStatus
+from memscope.stores.sqlite import SqliteStore
+
+path, user = sys.argv[1], sys.argv[2]
+q = np.array([float(x) for x in sys.argv[3].split(",")], dtype=np.float32)
+with SqliteStore(path) as store:
+    store.write_memories([MemoryNode(user_id=user, content="from another process", id="mem-other",
+                                     embedding=q.tolist())])
+    old = store.get_memory(user, sys.argv[4])
+    store.write_memories([old.model_copy(update={"status": MemoryStatus.DELETED})])
+"""
+
+
+def test_writes_from_another_process_reach_the_cached_graph_and_the_snapshot(
+    built: tuple[Path, list[str], np.ndarray, np.ndarray],
+) -> None:
+    path, _ids, _stored, queries = built
+    q = queries[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(memscope.__file__).resolve().parents[1])}
+    with SqliteStore(path, ann_min_rows=MIN_ROWS) as store:
+        before = _search(store, q, k=10)
+        assert _graph_of(store) is not None
+        done = subprocess.run(
+            [sys.executable, "-c", _WRITER, str(path), USER, ",".join(map(str, q.tolist())), before[0]],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        after = _search(store, q, k=10)
+        assert after[0] == "mem-other" and before[0] not in after
+    with SqliteStore(path, ann_min_rows=MIN_ROWS) as reopened:  # the snapshot predates those writes
+        assert _search(reopened, q, k=10) == after
+
+
+def test_a_mid_sized_index_is_saved_without_a_graph_and_reopened_from_disk(tmp_path: Path) -> None:
+    stored, queries = _vectors()
+    path = tmp_path / "mid.db"
+    with SqliteStore(path, ann_min_rows=10**9, snapshot_min_rows=300) as store:
+        _fill(store, stored[:400])
+        first = [_search(store, q) for q in queries[:20]]  # the first search saves the snapshot in the background
+        store.build_vector_index(USER)  # waits for it
+        assert _graph_of(store) is None
+    assert len(list(snapshot_folder(path).iterdir())) == 1
+    with SqliteStore(path, ann_min_rows=10**9, snapshot_min_rows=300) as reopened:
+        assert [_search(reopened, q) for q in queries[:20]] == first
+        assert reopened._cache[("memories", USER, 384)].matrix.base is not None  # memory-mapped, not rebuilt
