@@ -16,6 +16,7 @@ from memscope.stores.base import ScoredMemory, ScoredMessage
 __all__ = [
     "MAX_QUERY_CHARS",
     "RetrievedItem",
+    "candidates_of",
     "clean_query",
     "memory_types_of",
     "merge_time_hits",
@@ -229,3 +230,9 @@ def message_embedding_text(message: Message, zone: Any = None) -> str:
     when = message.created_at.astimezone(zone) if zone is not None else message.created_at
     return f"{who} ({when.day} {when:%B %Y}): {message.content}"
 
+
+
+def candidates_of(ctx: Context, default: int) -> int:
+    """Candidates per search channel: the run's `candidates` input (retrieval.candidates), else `default`."""
+    value = ctx.get("candidates")
+    return int(value) if value else default

@@ -14,6 +14,7 @@ from memscope.stores.base import Fence, MemoryFilter, MessageFilter
 __all__ = ["run_job", "unreflected_count"]
 
 log = logging.getLogger("memscope.jobs")
+REFRESH_PROFILE = "refresh_profile"
 MAX_BATCHES = 1000  # a safety stop: 1000 batches of 50 is a very long backlog
 
 
@@ -48,6 +49,9 @@ def run_job(
         threshold = runtime.settings.jobs.reflect_min_observations
         if unreflected_count(runtime, user_id, agent_id) >= threshold:
             reports.append(runtime.run(REFLECT, fence=fence, user_id=user_id, agent_id=agent_id).report)
+        elif any(step.written.get("hot_segments", 0) for r in reports for step in r.steps):
+            # a segment crossed the heat threshold: update the profile and beliefs now, not at the next reflection
+            reports.append(runtime.run(REFRESH_PROFILE, fence=fence, user_id=user_id, agent_id=agent_id).report)
     return reports
 
 

@@ -39,6 +39,13 @@ LINE = re.compile(r"^\[(?P<ref>[EN]?\d+)\] (?P<head>[^|]*)\| (?P<body>.*)$", re.
 # -- a scripted model that reads its prompt -------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _assistant_says_nothing_to_keep(request: pytest.FixtureRequest) -> None:
+    """extract_assistant_knowledge (tested in test_profile_and_tiers.py) finds nothing in these chats."""
+    if "model_server" in request.fixturenames:
+        request.getfixturevalue("model_server").default("extract_assistant_knowledge", {"statements": []})
+
+
 def prompt(body: dict[str, Any]) -> str:
     """The user part of the first request (the repair turn, if any, comes later)."""
     return next(m["content"] for m in body["messages"] if m["role"] == "user")
@@ -413,6 +420,7 @@ def test_without_an_llm_messages_are_embedded_and_stay_pending(tmp_path: Path, m
         "filter_informative",
         "extract_observations",
         "extract_timed_observations",
+        "extract_assistant_knowledge",
         "resolve_contradictions",
     }
     assert result["consolidated_ids"] == [] and len(pending(res.store)) == 1
