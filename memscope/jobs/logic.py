@@ -63,6 +63,7 @@ def summarize(reports: list[RunReport]) -> dict[str, Any]:
     """A short summary of a job's runs for its record."""
     return {
         "runs": len(reports),
+        "operations": [r.operation for r in reports],
         "llm_calls": sum(r.llm_calls for r in reports),
         "prompt_tokens": sum(r.prompt_tokens for r in reports),
         "completion_tokens": sum(r.completion_tokens for r in reports),
