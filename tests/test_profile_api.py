@@ -5,14 +5,17 @@ tiers and heat, assistant knowledge, chat's window, and the retrieval settings t
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from memscope import MemoryScope
+from memscope.demo import run_demo
 from memscope.heat import TURNS
 from memscope.models import EventKind, MemoryStatus, MemoryType
 from memscope.sessions import estimate_tokens
@@ -308,3 +311,18 @@ def test_a_configured_reranker_reranks(model_server: ScriptedServer) -> None:
         found = memory.retrieve("kim", "which tea do I like")
         assert model_server.requests_to("/text-rerank/text-rerank")
         assert found.items[0].content == "I like oolong tea"
+
+
+@pytest.mark.embedded_only
+def test_demo_with_a_model_shows_the_profile_and_beliefs(model_server: ScriptedServer) -> None:
+    model_server.default(None, BUILTIN_MODES["consolidation"])
+    model_server.script("update_profile", profile_answer(("facts", "employer", "ML engineer at Apple", "Apple")))
+    model_server.script("derive_beliefs", lambda body: {
+        "beliefs": [{"belief": "Suggest ML meetups when planning trips.", "evidence": numbers_of(body, "Apple")}]})
+    out = io.StringIO()
+    outcome = run_demo(config(model_server), console=Console(file=out, width=200))
+    assert [e.text for e in outcome["profile"].facts] == ["ML engineer at Apple"]
+    assert [b.content for b in outcome["beliefs"]] == ["Suggest ML meetups when planning trips."]
+    printed = out.getvalue()
+    assert "profile of demo-tom" in printed and "ML engineer at Apple" in printed
+    assert "Suggest ML meetups when planning trips." in printed
