@@ -3,9 +3,10 @@ what was learnt in it, and its heat. Turns with no session_id belong to the shor
 
 The summary is extractive, no model call: the observations this batch drew from the segment's turns
 (or, when none, its user turns, clipped), newest kept. The turn count is read from the message log,
-so re-running a batch never counts twice. A segment whose heat reaches `tiers.heat.threshold` (and
-was not promoted since its last turn) is written to `hot_segments`: the job then updates the profile
-and beliefs, and the RunReport of the consolidation counts it.
+so re-running a batch never counts twice; with no model configured (a degraded run) it writes
+nothing. A segment whose heat reaches `tiers.heat.threshold` (and was not promoted since its last
+turn) is written to `hot_segments`: the job then updates the profile and beliefs, and the
+consolidation's RunReport counts it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class UpdateSegments(Worker):
     params: Params
 
     def run(self, ctx: Context) -> None:
+        if ctx.degraded:  # no model: nothing was learnt, the turns stay pending (and searchable as messages)
+            ctx["segment_updates"], ctx["hot_segments"] = [], []
+            return
         batch: list[Message] = ctx["messages"]
         groups: dict[tuple[str, str], list[Message]] = defaultdict(list)
         for m in batch:
