@@ -13,6 +13,7 @@ __all__ = [
     "MemoryNode",
     "MemoryScope",
     "Message",
+    "Profile",
     "RetrievalResult",
     "RetrievedItem",
     "Session",
@@ -27,6 +28,7 @@ _LAZY = {
     "RetrievedItem": "memscope.retrieval",
     "Message": "memscope.models",
     "MemoryNode": "memscope.models",
+    "Profile": "memscope.profile",
     "Session": "memscope.sessions",
     "load_settings": "memscope.config",
 }
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from memscope.api import AsyncMemoryScope, MemoryScope, RetrievalResult
     from memscope.config import load_settings
     from memscope.models import MemoryNode, Message
+    from memscope.profile import Profile
     from memscope.retrieval import RetrievedItem
     from memscope.sessions import Session
 
