@@ -298,6 +298,7 @@ def test_retrieval_settings_reach_the_retrieval() -> None:
         found = memory.retrieve("kim", "museum in Paris")
         written = {s.worker: s.written for s in found.report.steps}
         assert written["search_messages"] == {"message_hits": 3}  # retrieval.candidates
+        assert written["rerank"] == {"rerank_scores": 0}  # rerank.backend: none keeps the fused ranking
         assert len(found.pending_messages) == 2  # retrieval.pending_limit
     with MemoryScope(config(None, retrieval={"include_pending": False}), background=False) as memory:
         found = memory.retrieve("kim", "museum in Paris")

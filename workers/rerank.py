@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.llm.noop import NoopReranker
 from memscope.retrieval import clean_query
 
 
@@ -36,10 +37,10 @@ class Rerank(Worker):
         if self.params.enabled is False:
             return
         reranker = self.resources.reranker
+        if self.params.enabled is None and (reranker is None or isinstance(reranker, NoopReranker)):
+            ctx["rerank_scores"] = {}  # rerank.backend: none; keep the fused ranking, nothing to say
+            return
         if reranker is None:
-            if self.params.enabled is None:  # none configured: nothing to do, and nothing to say
-                ctx["rerank_scores"] = {}
-                return
             ctx.notice("rerank is enabled but no reranker is configured; results use fused search scores")
             ctx["rerank_scores"] = {}
             return
