@@ -15,6 +15,7 @@ __all__ = [
     "MemoryNode",
     "MemoryScope",
     "Message",
+    "Profile",
     "RetrievalResult",
     "RetrievedItem",
     "RunReport",
@@ -33,6 +34,7 @@ _LAZY = {
     "MemoryEvent": "memscope.models",
     "JobRecord": "memscope.jobs.base",
     "RunReport": "memscope.engine.report",
+    "Profile": "memscope.profile",
     "Session": "memscope.sessions",
     "load_settings": "memscope.config",
 }
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from memscope.engine.report import RunReport
     from memscope.jobs.base import JobRecord
     from memscope.models import MemoryEvent, MemoryNode, Message
+    from memscope.profile import Profile
     from memscope.retrieval import RetrievedItem
     from memscope.sessions import Session
 

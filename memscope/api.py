@@ -18,6 +18,7 @@ from memscope.jobs.base import CONSOLIDATE, REFLECT, Dispatcher, JobRecord
 from memscope.limits import check_metadata, check_text
 from memscope.messages import EXTERNAL_ID, to_messages
 from memscope.models import MemoryEvent, MemoryNode, MemoryStatus, Message, check_user_id
+from memscope.profile import Profile
 from memscope.retrieval import RetrievedItem
 from memscope.runtime import Runtime
 from memscope.stores.base import MessageFilter
@@ -42,6 +43,9 @@ class RetrievalResult:
     report: RunReport
     query_time: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    profile: Profile | None = None  # with no query: the user's profile
+    segments: list[MemoryNode] = field(default_factory=list)  # with no query: the hottest mid-term segments
+    beliefs: list[MemoryNode] = field(default_factory=list)  # when retrieval.include_beliefs is on
 
     def __iter__(self) -> Iterator[RetrievedItem]:
         return iter(self.items)
@@ -137,27 +141,52 @@ class MemoryScope:
     def retrieve(
         self,
         user_id: str,
-        query: str,
+        query: str | None = None,
         top_k: int | None = None,
         *,
         agent_id: str | None = None,
         memory_types: Sequence[str] | None = None,
         timezone: str | None = None,
         now: datetime | None = None,
+        max_tokens: int | None = None,
     ) -> RetrievalResult:
-        """What memscope knows about the user that matters for `query` (inline, no LLM call)."""
+        """What memscope knows about the user that matters for `query` (inline, no LLM call).
+
+        With no query (None or blank): the general context, the profile, the hottest segments and
+        the recent pending turns. `max_tokens` (default retrieval.max_tokens) bounds the context block.
+        """
         user_id = check_user_id(user_id)
+        _count(max_tokens, "max_tokens", allow_none=True, most=10**7)
+        r = self.settings.retrieval
+        common: dict[str, Any] = {
+            "user_id": user_id,
+            "agent_id": agent_id,
+            "timezone": timezone,
+            "pending_limit": r.pending_limit if r.include_pending else 0,
+            "max_tokens": max_tokens or r.max_tokens,
+            "include_beliefs": r.include_beliefs,
+        }
+        if query is None or (isinstance(query, str) and not query.strip()):
+            general = self.runtime.run("general_context", hot_segments=r.hot_segments, **common)
+            return RetrievalResult(
+                items=[],
+                pending_messages=list(general["pending_messages"]),
+                context=str(general["context_text"]),
+                report=general.report,
+                profile=general["profile"],
+                segments=list(general["segments"]),
+                beliefs=list(general["beliefs"]),
+            )
         check_text(query, "query")
         _count(top_k, "top_k", allow_none=True)
         result = self.runtime.run(
             "retrieve_memory",
-            user_id=user_id,
             query=query,
-            top_k=top_k or self.settings.retrieval.top_k,
-            agent_id=agent_id,
+            top_k=top_k or r.top_k,
             memory_types=list(memory_types) if memory_types else None,
-            timezone=timezone,
             now=now,
+            candidates=r.candidates,
+            **common,
         )
         return RetrievalResult(
             items=list(result["results"]),
@@ -165,11 +194,24 @@ class MemoryScope:
             context=str(result["context_text"] or ""),
             report=result.report,
             query_time=result["query_time"],
+            beliefs=list(result.outputs.get("beliefs") or []),  # an override may leave beliefs out
         )
 
-    def context(self, user_id: str, query: str, **kwargs: Any) -> str:
-        """A block of relevant memories and recent messages, ready for a system prompt."""
+    def context(self, user_id: str, query: str | None = None, **kwargs: Any) -> str:
+        """A block for a system prompt: memories relevant to `query`, or with no query the general
+        context (profile, beliefs when enabled, hottest segments, pending turns)."""
         return self.retrieve(user_id, query, **kwargs).context
+
+    def profile(self, user_id: str, agent_id: str | None = None) -> Profile:
+        """The user's profile (one agent's; default agent when None): preferences, facts, traits, goals."""
+        user_id = check_user_id(user_id)
+        profile: Profile = self.runtime.run("get_profile", user_id=user_id, agent_id=agent_id)["profile"]
+        return profile
+
+    def beliefs(self, user_id: str, agent_id: str | None = None) -> list[MemoryNode]:
+        """The user's active beliefs for the configured business_description, each citing its memories."""
+        user_id = check_user_id(user_id)
+        return list(self.runtime.run("get_beliefs", user_id=user_id, agent_id=agent_id)["beliefs"])
 
     def chat(self, user_id: str, message: str, session_id: str | None = None, agent_id: str | None = None) -> str:
         """Answer `message` with memory, then remember both turns."""
@@ -180,16 +222,18 @@ class MemoryScope:
                 "chat needs an LLM: set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server) "
                 "or DASHSCOPE_API_KEY, or llm.backend in the config"
             )
+        from memscope.sessions import Session
+
+        general = self.context(user_id, agent_id=agent_id)
         memory = self.context(user_id, message, agent_id=agent_id)
+        window = self.settings.tiers.short_term_turns  # the short-term tier: the last N turns
         recent = MessageFilter(agent_id=agent_id, session_id=session_id)
-        history = (
-            self.runtime.store.list_messages(user_id, recent, limit=20, newest_first=True)[::-1] if session_id else []
-        )
-        system = "You are a helpful assistant with long-term memory of this user.\n" + memory
-        prompt = [{"role": "system", "content": system}]
-        prompt += [
-            {"role": m.role.value, "content": m.content} for m in history if m.role.value in ("user", "assistant")
-        ]
+        history = self.runtime.store.list_messages(user_id, recent, limit=window, newest_first=True) if window else []
+        history.reverse()
+        turns = Session.from_messages([m for m in history if m.role.value in ("user", "assistant")])
+        system = "You are a helpful assistant with long-term memory of this user."
+        system = "\n".join(part for part in (system, general, memory) if part)
+        prompt: list[dict[str, Any]] = [{"role": "system", "content": system}, *turns.render("openai")]
         prompt.append({"role": "user", "content": message})
         answer = llm.chat(prompt, tag="chat", temperature=0.7).text
         self.add_messages(
@@ -441,23 +485,37 @@ class AsyncMemoryScope:
     async def retrieve(
         self,
         user_id: str,
-        query: str,
+        query: str | None = None,
         top_k: int | None = None,
         *,
         agent_id: str | None = None,
         memory_types: Sequence[str] | None = None,
         timezone: str | None = None,
         now: datetime | None = None,
+        max_tokens: int | None = None,
     ) -> RetrievalResult:
         """See MemoryScope.retrieve."""
         call = functools.partial(
-            self.sync.retrieve, agent_id=agent_id, memory_types=memory_types, timezone=timezone, now=now
+            self.sync.retrieve,
+            agent_id=agent_id,
+            memory_types=memory_types,
+            timezone=timezone,
+            now=now,
+            max_tokens=max_tokens,
         )
         return await asyncio.to_thread(call, user_id, query, top_k)
 
-    async def context(self, user_id: str, query: str, **kwargs: Any) -> str:
+    async def context(self, user_id: str, query: str | None = None, **kwargs: Any) -> str:
         """See MemoryScope.context."""
         return await asyncio.to_thread(functools.partial(self.sync.context, **kwargs), user_id, query)
+
+    async def profile(self, user_id: str, agent_id: str | None = None) -> Profile:
+        """See MemoryScope.profile."""
+        return await asyncio.to_thread(self.sync.profile, user_id, agent_id)
+
+    async def beliefs(self, user_id: str, agent_id: str | None = None) -> list[MemoryNode]:
+        """See MemoryScope.beliefs."""
+        return await asyncio.to_thread(self.sync.beliefs, user_id, agent_id)
 
     async def chat(
         self, user_id: str, message: str, session_id: str | None = None, agent_id: str | None = None

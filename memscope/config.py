@@ -37,6 +37,7 @@ __all__ = [
     "ConfigError",
     "ElasticsearchSettings",
     "EmbeddingSettings",
+    "HeatSettings",
     "JobsSettings",
     "LLMSettings",
     "LocalJobsSettings",
@@ -47,6 +48,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "StoreSettings",
+    "TiersSettings",
     "WorkersSettings",
     "check_config",
     "config_line",
@@ -243,6 +245,9 @@ class RetrievalSettings(_Section):
     candidates: int = Field(default=50, ge=1)
     include_pending: bool = True
     pending_limit: int = Field(default=20, ge=0)
+    max_tokens: int | None = Field(default=None, ge=1)  # the context block's budget (estimated tokens)
+    include_beliefs: bool = False  # add the user's beliefs (see business_description) to the context
+    hot_segments: int = Field(default=3, ge=0)  # segments in the general context (no query)
 
     @field_validator("candidates")
     @classmethod
@@ -251,6 +256,24 @@ class RetrievalSettings(_Section):
         if top_k is not None and value < top_k:
             raise ValueError(f"must be at least top_k ({top_k}), got {value}")
         return value
+
+
+class HeatSettings(_Section):
+    """A mid-term segment's heat, H = a*visits + b*turns + c*recency, fading with a half-life."""
+
+    visit_weight: float = Field(default=1.0, ge=0)  # a: times retrieval returned the segment
+    interaction_weight: float = Field(default=1.0, ge=0)  # b: turns in the segment
+    recency_weight: float = Field(default=1.0, ge=0)  # c: exp(-hours since last activity / recency_tau_h)
+    recency_tau_h: Seconds = 24
+    half_life_days: Seconds = 7  # visits and turns count half as much this long after the last activity
+    threshold: float = Field(default=10.0, gt=0)  # a segment this hot triggers the profile and beliefs update
+
+
+class TiersSettings(_Section):
+    """Memory tiers: the short-term window of turns, mid-term segments with heat."""
+
+    short_term_turns: int = Field(default=20, ge=0)  # the last N turns chat() sends the model
+    heat: HeatSettings = Field(default_factory=HeatSettings)
 
 
 class OperationsSettings(_Section):
@@ -332,6 +355,8 @@ class Settings(_Section):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     rerank: RerankSettings = Field(default_factory=RerankSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    tiers: TiersSettings = Field(default_factory=TiersSettings)
+    business_description: OptionalText = None  # what the assistant is for; derive_beliefs needs it
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
     workers: WorkersSettings = Field(default_factory=WorkersSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)

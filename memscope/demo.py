@@ -53,6 +53,7 @@ SESSIONS: list[tuple[datetime, list[tuple[str, str]]]] = [
 QUESTIONS = ["Where do I work now?", "What am I doing next week?", "What do I do for fun?"]  # as Tom asks them
 NOW = datetime(2023, 6, 5, 12, 0, tzinfo=UTC)
 CELERY_WAIT_S = 120.0
+BUSINESS = "a personal assistant that plans trips and suggests weekend activities"  # unless configured
 
 
 def _report_table(title: str, report: RunReport) -> Table:
@@ -78,6 +79,8 @@ def run_demo(
         store_path = Path(tmp.name) / "demo.db"
     settings = _jobs_for_store(settings, store_path, console)
     settings = settings.model_copy(update={"store": settings.store.model_copy(update={"path": store_path})})
+    if not settings.business_description:  # so that reflection derives beliefs too
+        settings = settings.model_copy(update={"business_description": BUSINESS})
     outcome: dict[str, Any] = {"reports": [], "skipped": False}
     try:
         with MemoryScope(settings, background=False) as memory:
@@ -115,6 +118,7 @@ def run_demo(
             for notice in notices:
                 console.print("  notice: " + escape(notice))
             outcome["memories"] = _print_memories(memory, console)
+            outcome["profile"], outcome["beliefs"] = _print_profile(memory, console)
             outcome["answers"] = _print_retrieval(memory, console)
             stats = memory.stats(USER)
             console.print(f"pending messages: {stats['pending_messages']} of {stats['total_messages']}")
@@ -181,3 +185,21 @@ def _print_retrieval(memory: MemoryScope, console: Console) -> dict[str, list[st
         for item in result.items:
             console.print(f"  {item.score:.3f}  " + escape(f"[{item.kind}] {item.content}"))
     return answers
+
+
+def _print_profile(memory: MemoryScope, console: Console) -> tuple[Any, list[Any]]:
+    """The profile reflection built, and the beliefs derived for the demo's business."""
+    profile = memory.profile(USER)
+    table = Table(title=f"profile of {USER}", title_justify="left")
+    for column in ("section", "slot", "value", "cites"):
+        table.add_column(column)
+    for e in profile.entries():
+        table.add_row(e.section, escape(e.slot), escape(e.text), str(len(e.source_memory_ids)))
+    console.print(table if profile else "no profile yet (reflection builds it; it needs an LLM)")
+    beliefs = memory.beliefs(USER)
+    console.print(f"\n[bold]beliefs[/] for {escape(memory.settings.business_description or BUSINESS)}:")
+    for b in beliefs:
+        console.print("  - " + escape(b.content))
+    if not beliefs:
+        console.print("  none yet (derived during reflection; needs an LLM and business_description)")
+    return profile, beliefs

@@ -80,8 +80,10 @@ class MemoryType(StrEnum):
     OBSERVATION = "observation"
     INSIGHT = "insight"
     CUSTOMIZED = "customized"
-    PROFILE = "profile"
-    BELIEF = "belief"
+    PROFILE = "profile"  # one entry of the user's profile (preference, fact, trait, goal)
+    BELIEF = "belief"  # an actionable belief for the business (see business_description)
+    SEGMENT = "segment"  # a mid-term segment: one session (or day) of conversation, summarised, with heat
+    ASSISTANT = "assistant"  # what the assistant said about itself, promised, or taught: kept off the profile
 
 
 class MemoryStatus(StrEnum):

@@ -16,6 +16,7 @@ from memscope.stores.base import ScoredMemory, ScoredMessage
 __all__ = [
     "MAX_QUERY_CHARS",
     "RetrievedItem",
+    "candidates_of",
     "clean_query",
     "memory_types_of",
     "merge_time_hits",
@@ -245,3 +246,8 @@ def message_embedding_texts(store: Any, user_id: str, messages: Sequence[Message
     """`message_embedding_text` of each message, with the turn it replies to read from the store."""
     previous = store.message_neighbours(user_id, [m.id for m in messages], before=1, after=0)
     return [message_embedding_text(m, zone, (previous.get(m.id) or [None])[0]) for m in messages]
+
+def candidates_of(ctx: Context, default: int) -> int:
+    """Candidates per search channel: the run's `candidates` input (retrieval.candidates), else `default`."""
+    value = ctx.get("candidates")
+    return int(value) if value else default

@@ -111,7 +111,7 @@ def test_many_kinds_of_problem_are_all_reported(tmp_path: Path) -> None:
         f"{path}:8: rerank: expected a mapping with keys: backend, model, api_key, base_url, timeout_s, "
         "max_retries; got 'none'",
         f"{path}:9: stroe: unknown key; did you mean 'store'? (allowed: language, timezone, store, jobs, "
-        "embedding, llm, rerank, retrieval, operations, workers, server)",
+        "embedding, llm, rerank, retrieval, tiers, business_description, operations, workers, server)",
         f"{path}:11: llm: duplicate key (first given on line 10); give each key once",
         f"{path}:12: workers.modules: expected dotted module names such as my_app.workers, "
         "got ['not a module']",

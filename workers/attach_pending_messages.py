@@ -12,20 +12,22 @@ class AttachPendingMessages(Worker):
     """Attach the user's most recent pending messages, oldest first, so what was just said is known."""
 
     reads = ("user_id",)
-    optional_reads = ("agent_id",)
+    optional_reads = ("agent_id", "pending_limit")
     writes = ("pending_messages",)
 
     class Params(WorkerParams):
-        limit: int = 20
+        limit: int = 20  # the run's `pending_limit` input (retrieval.pending_limit) wins when given
 
     params: Params
 
     def run(self, ctx: Context) -> None:
         user_id, agent_id = scope(ctx)
-        if self.params.limit <= 0:
+        given = ctx.get("pending_limit")
+        limit = self.params.limit if given is None else int(given)
+        if limit <= 0:
             ctx["pending_messages"] = []
             return
         newest = self.resources.store.list_messages(
-            user_id, MessageFilter(agent_id=agent_id, pending=True), limit=self.params.limit, newest_first=True
+            user_id, MessageFilter(agent_id=agent_id, pending=True), limit=limit, newest_first=True
         )
         ctx["pending_messages"] = newest[::-1]

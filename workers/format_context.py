@@ -8,7 +8,8 @@
 
 Dates are shown in the user's zone, as precisely as the memory's event time is known (2023,
 2023-05, 2023-05-08). Pending messages already listed as results are not repeated. No results
-and no pending messages give "".
+and no pending messages give "". Beliefs (when the run loaded them) come first; with a `max_tokens`
+input, lines are kept in that order until the budget is spent.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from memscope.context_text import fit_sections
 from memscope.engine import Context, Worker, WorkerParams, worker
 from memscope.engine.worker import user_zone
 from memscope.models import Granularity, Message
@@ -26,6 +28,7 @@ HEADINGS = {
     "en": ("Relevant memories:", "Recent messages not yet consolidated:"),
     "zh": ("相关记忆：", "尚未整理的最近消息："),  # noqa: RUF001 (Chinese punctuation)
 }
+BELIEFS_HEADING = {"en": "What to keep in mind for this user:", "zh": "对该用户应注意："}  # noqa: RUF001
 _DATE_FORMATS = {Granularity.YEAR: "%Y", Granularity.MONTH: "%Y-%m", Granularity.INSTANT: "%Y-%m-%d %H:%M"}
 
 
@@ -34,7 +37,7 @@ class FormatContext(Worker):
     """Render results and pending messages as dated lines under headings, for a system prompt."""
 
     reads = ("results", "pending_messages")
-    optional_reads = ("timezone",)
+    optional_reads = ("timezone", "beliefs", "max_tokens")
     writes = ("context_text",)
 
     class Params(WorkerParams):
@@ -47,15 +50,15 @@ class FormatContext(Worker):
         results: Sequence[RetrievedItem] = ctx["results"]
         shown = {i.id for i in results if i.kind == "message"}
         pending = [m for m in ctx["pending_messages"] if m.id not in shown]
-        memories_heading, pending_heading = HEADINGS.get(self.resources.language, HEADINGS["en"])
-        lines: list[str] = []
-        if results:
-            lines.append(memories_heading)
-            lines += [self._item_line(i, zone) for i in results]
-        if pending:
-            lines.append(pending_heading)
-            lines += [self._message_line(m, zone) for m in pending]
-        ctx["context_text"] = "\n".join(lines)
+        language = self.resources.language
+        memories_heading, pending_heading = HEADINGS.get(language, HEADINGS["en"])
+        beliefs = [f"- {b.content}" for b in ctx.get("beliefs") or []]
+        sections = [
+            (BELIEFS_HEADING.get(language, BELIEFS_HEADING["en"]), beliefs),
+            (memories_heading, [self._item_line(i, zone) for i in results]),
+            (pending_heading, [self._message_line(m, zone) for m in pending]),
+        ]
+        ctx["context_text"] = fit_sections(sections, ctx.get("max_tokens"))
 
     def _item_line(self, item: RetrievedItem, zone: ZoneInfo) -> str:
         if item.kind == "message":

@@ -1,7 +1,8 @@
 """rerank: optional cross-encoder reranking of the candidates (resources.reranker, e.g. gte-rerank).
 
 Writes `rerank_scores` ({item id: relevance in [0, 1]}); fuse_scores then uses them as the relevance
-instead of the normalised RRF score. Disabled (the default) it writes nothing and costs nothing.
+instead of the normalised RRF score. By default it runs exactly when `rerank.backend` configures a
+reranker; with none it writes {} and costs nothing; `enabled: false` turns it off.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 
 from memscope.engine import Context, Worker, WorkerParams, worker
+from memscope.llm.noop import NoopReranker
 from memscope.retrieval import clean_query
 
 
@@ -20,7 +22,7 @@ class Rerank(Worker):
     writes = ("rerank_scores",)
 
     class Params(WorkerParams):
-        enabled: bool = False
+        enabled: bool | None = None  # None: rerank whenever a reranker is configured (rerank.backend)
         max_candidates: int = 50  # the best-fused candidates sent to the reranker; the rest keep RRF
 
     params: Params
@@ -29,12 +31,15 @@ class Rerank(Worker):
     def declared_writes(cls, params: WorkerParams) -> tuple[str, ...]:
         """Nothing when disabled."""
         assert isinstance(params, Rerank.Params)
-        return cls.writes if params.enabled else ()
+        return () if params.enabled is False else cls.writes
 
     def run(self, ctx: Context) -> None:
-        if not self.params.enabled:
+        if self.params.enabled is False:
             return
         reranker = self.resources.reranker
+        if self.params.enabled is None and (reranker is None or isinstance(reranker, NoopReranker)):
+            ctx["rerank_scores"] = {}  # rerank.backend: none; keep the fused ranking, nothing to say
+            return
         if reranker is None:
             ctx.notice("rerank is enabled but no reranker is configured; results use fused search scores")
             ctx["rerank_scores"] = {}

@@ -13,7 +13,7 @@ from dataclasses import replace
 from memscope.engine import Context, Worker, WorkerParams, worker
 from memscope.engine.worker import scope
 from memscope.models import MemoryStatus
-from memscope.retrieval import clean_query, memory_types_of, merge_time_hits, search_text, top_k_of
+from memscope.retrieval import candidates_of, clean_query, memory_types_of, merge_time_hits, search_text, top_k_of
 from memscope.stores.base import MemoryFilter, SearchQuery
 
 
@@ -22,7 +22,7 @@ class SearchMemories(Worker):
     """Find the user's active memories matching the query by text and vector (plus its time period)."""
 
     reads = ("user_id", "query", "query_vector")
-    optional_reads = ("agent_id", "memory_types", "query_time", "top_k")
+    optional_reads = ("agent_id", "memory_types", "query_time", "top_k", "candidates")
     writes = ("memory_hits",)
 
     class Params(WorkerParams):
@@ -38,7 +38,7 @@ class SearchMemories(Worker):
         if not text and vector is None:
             ctx["memory_hits"] = []
             return
-        wanted = max(self.params.candidates, top_k_of(ctx))
+        wanted = max(candidates_of(ctx, self.params.candidates), top_k_of(ctx))
         query = SearchQuery(text=text or None, embedding=vector, top_k=wanted, candidates=wanted)
         types = memory_types_of(ctx.get("memory_types"))
         if types == []:  # only "message" was asked for

@@ -13,7 +13,7 @@ from dataclasses import replace
 from memscope.engine import Context, Worker, WorkerParams, worker
 from memscope.engine.worker import scope
 from memscope.models import Role
-from memscope.retrieval import clean_query, merge_time_hits, search_text, top_k_of, wants_messages
+from memscope.retrieval import candidates_of, clean_query, merge_time_hits, search_text, top_k_of, wants_messages
 from memscope.stores.base import MessageFilter, SearchQuery
 
 
@@ -22,7 +22,7 @@ class SearchMessages(Worker):
     """Find the user's messages matching the query by text and vector (plus its time period)."""
 
     reads = ("user_id", "query", "query_vector")
-    optional_reads = ("agent_id", "memory_types", "query_time", "top_k")
+    optional_reads = ("agent_id", "memory_types", "query_time", "top_k", "candidates")
     writes = ("message_hits",)
 
     class Params(WorkerParams):
@@ -39,7 +39,7 @@ class SearchMessages(Worker):
         if (not text and vector is None) or not wants_messages(ctx.get("memory_types")):
             ctx["message_hits"] = []
             return
-        wanted = max(self.params.candidates, top_k_of(ctx))
+        wanted = max(candidates_of(ctx, self.params.candidates), top_k_of(ctx))
         query = SearchQuery(text=text or None, embedding=vector, top_k=wanted, candidates=wanted)
         where = MessageFilter(agent_id=agent_id)
         store = self.resources.store

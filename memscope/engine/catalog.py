@@ -18,8 +18,11 @@ log = logging.getLogger("memscope.engine")
 # The outputs memscope's own API (MemoryScope) and jobs layer read from the operations they run: an
 # operation of one of these names, built-in or a user's override, must declare them.
 API_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "retrieve_memory": ("results", "pending_messages", "context_text", "query_time"),
-    "consolidate_memory": ("consolidated_ids", "more_pending"),
+    "retrieve_memory": ("results", "pending_messages", "context_text", "query_time"),  # and beliefs, when declared
+    "general_context": ("profile", "beliefs", "segments", "pending_messages", "context_text"),
+    "get_profile": ("profile",),
+    "get_beliefs": ("beliefs",),
+    "consolidate_memory": ("consolidated_ids", "more_pending", "hot_segments"),
     "reflect_and_reconsolidate": (),
     "list_memory": ("memories",),
     "add_memory": ("stored_memories",),

@@ -17,6 +17,7 @@ __all__ = ["queue_pending", "queue_reflections", "run_job", "unreflected_waiting
 Submit = Callable[[str, str, str | None], object]  # (operation, user_id, agent_id): a dispatcher's submit
 
 log = logging.getLogger("memscope.jobs")
+REFRESH_PROFILE = "refresh_profile"
 MAX_BATCHES = 1000  # a safety stop: 1000 batches of 50 is a very long backlog
 
 
@@ -59,15 +60,20 @@ def run_job(
     if operation != CONSOLIDATE:
         return [runtime.run(operation, fence=fence, user_id=user_id, agent_id=agent_id).report]
     reports: list[RunReport] = []
+    hot = False  # a segment crossed the heat threshold in some batch
     for _ in range(MAX_BATCHES):
         result = runtime.run(CONSOLIDATE, fence=fence, user_id=user_id, agent_id=agent_id)
         reports.append(result.report)
+        hot = hot or bool(result["hot_segments"])
         if result.report.degraded or not result["consolidated_ids"] or not result["more_pending"]:
             break  # no LLM, or nothing left: messages stay pending until the next job
     if runtime.has_llm and reports and not reports[-1].degraded:
         threshold = runtime.settings.jobs.reflect_min_observations
         if unreflected_waiting(runtime, user_id, agent_id, at_least=threshold):
             reports.append(runtime.run(REFLECT, fence=fence, user_id=user_id, agent_id=agent_id).report)
+        elif hot:
+            # a segment crossed the heat threshold: update the profile and beliefs now, not at the next reflection
+            reports.append(runtime.run(REFRESH_PROFILE, fence=fence, user_id=user_id, agent_id=agent_id).report)
     return reports
 
 
@@ -75,6 +81,7 @@ def summarize(reports: list[RunReport]) -> dict[str, Any]:
     """A short summary of a job's runs for its record."""
     return {
         "runs": len(reports),
+        "operations": [r.operation for r in reports],
         "llm_calls": sum(r.llm_calls for r in reports),
         "prompt_tokens": sum(r.prompt_tokens for r in reports),
         "completion_tokens": sum(r.completion_tokens for r in reports),

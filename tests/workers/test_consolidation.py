@@ -39,6 +39,13 @@ LINE = re.compile(r"^\[(?P<ref>[EN]?\d+)\] (?P<head>[^|]*)\| (?P<body>.*)$", re.
 # -- a scripted model that reads its prompt -------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _assistant_says_nothing_to_keep(request: pytest.FixtureRequest) -> None:
+    """extract_assistant_knowledge (tested in test_profile_and_tiers.py) finds nothing in these chats."""
+    if "model_server" in request.fixturenames:
+        request.getfixturevalue("model_server").default("extract_assistant_knowledge", {"statements": []})
+
+
 def prompt(body: dict[str, Any]) -> str:
     """The user part of the first request (the repair turn, if any, comes later)."""
     return next(m["content"] for m in body["messages"] if m["role"] == "user")
@@ -347,7 +354,7 @@ def test_memories_and_marks_commit_together(tmp_path: Path, model_server: Any, m
     )
     [path] = [p for p in builtin_operation_files() if p.stem == "consolidate_memory"]
     text = "".join(line for line in path.read_text().splitlines(True) if "mark_messages_consolidated" not in line)
-    text = text.replace("outputs: [consolidated_ids, more_pending]", "outputs: [more_pending]")
+    text = text.replace("outputs: [consolidated_ids, more_pending, hot_segments]", "outputs: [more_pending, hot_segments]")
     spec = parse_operation(text, "consolidate_without_the_mark_step.yaml")  # a crash right after store_memories
     _script_batch(model_server, "Tom's sister Anna lives in Lisbon")
     model_server.script(
@@ -370,7 +377,7 @@ def test_rerun_after_a_crash_before_marking_duplicates_nothing(tmp_path: Path, m
     # a pipeline that writes memories and marks messages in two commits (the built-in one uses one, but a
     # custom operation or a store without transactions may not), crashed between them
     text = "".join(line for line in path.read_text().splitlines(True) if "mark_messages_consolidated" not in line)
-    text = text.replace("outputs: [consolidated_ids, more_pending]", "outputs: [more_pending]")
+    text = text.replace("outputs: [consolidated_ids, more_pending, hot_segments]", "outputs: [more_pending, hot_segments]")
     text = text.replace(", consolidates: messages", "")
     crashed = parse_operation(text, "consolidate_without_marking.yaml")
     _script_batch(model_server, "Tom's sister Anna lives in Lisbon")
@@ -416,6 +423,7 @@ def test_without_an_llm_messages_are_embedded_and_stay_pending(tmp_path: Path, m
         "filter_informative",
         "extract_observations",
         "extract_timed_observations",
+        "extract_assistant_knowledge",
         "resolve_contradictions",
     }
     assert result["consolidated_ids"] == [] and len(pending(res.store)) == 1

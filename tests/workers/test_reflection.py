@@ -45,6 +45,7 @@ LATER_CAREER = [
 
 @pytest.fixture
 def resources(tmp_path, model_server: ScriptedServer, make_resources) -> Resources:
+    model_server.default("update_profile", {"entries": []})  # the profile is tested in test_profile_and_tiers.py
     return make_resources(tmp_path, model_server, NOW)
 
 
@@ -223,7 +224,8 @@ def test_long_range_contradiction_and_repeat(resources, model_server, store):
     result = reflect(resources)
 
     assert problems == []
-    assert [t for t in chat_calls(model_server)] == ["choose_reflection_subjects", "long_range_contradictions"]
+    calls = [t for t in chat_calls(model_server) if t != "update_profile"]
+    assert calls == ["choose_reflection_subjects", "long_range_contradictions"]
     got = {n.id: n for n in observations(store)}
     assert got[boston.id].status is MemoryStatus.EXPIRED and got[boston.id].superseded_by == seattle.id
     assert got[seattle.id].status is MemoryStatus.ACTIVE
@@ -284,6 +286,7 @@ def test_invalid_model_output_fails_the_run_and_writes_nothing(resources, model_
 
 def test_chinese_prompts_and_keys(tmp_path, model_server, make_resources):
     resources = make_resources(tmp_path, model_server, NOW, language="zh")
+    model_server.default("update_profile", {"entries": []})
     texts = [
         "小王每周六去攀岩。",
         "小王买了新的攀岩鞋。",
@@ -300,7 +303,7 @@ def test_chinese_prompts_and_keys(tmp_path, model_server, make_resources):
 
     assert result.context["subjects"] == ["爱好: 攀岩"]
     systems = [chat_messages(r.json)[0]["content"] for r in model_server.requests_to("/chat/completions")]
-    assert len(systems) == 3 and all("只用 JSON 回答" in s for s in systems)
+    assert len(systems) == 4 and all("只用 JSON 回答" in s for s in systems)
     [insight] = insights(resources.store)
     assert insight.key == "爱好: 攀岩" and sorted(insight.source_memory_ids) == sorted(n.id for n in seeded)
 
