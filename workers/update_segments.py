@@ -5,9 +5,9 @@ The summary is extractive, no model call: the observations this batch drew from 
 (or, when none, its user turns, clipped), newest kept. A line whose observation a later batch expires
 (a superseded fact) leaves every segment that carries it, so a segment never restates an old fact.
 The turn count is read from the message log, so re-running a batch never counts twice; with no model
-configured (a degraded run) it writes nothing. A segment whose heat reaches `tiers.heat.threshold` (and was not promoted since its last
-turn) is written to `hot_segments`: the job then updates the profile and beliefs, and the
-consolidation's RunReport counts it.
+configured (a degraded run) it writes nothing. A segment whose heat reaches `tiers.heat.threshold`
+(and was not promoted since its last turn) is written to `hot_segments`: the job then updates the
+profile and beliefs, and the consolidation's RunReport counts it.
 """
 
 from __future__ import annotations
