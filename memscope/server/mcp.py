@@ -99,10 +99,8 @@ def build_mcp(
 
     @server.tool()
     async def profile(user_id: str, ctx: Context | None = None) -> Any:
-        """The user's profile (not available in this version: use list_memories with memory_type=insight)."""
-        await call(ctx, lambda m: m.inside(user_id))
-        raise ToolError("profiles are not available in this version of memscope; use list_memories(memory_type="
-                        "'insight') for what is known about the user")  # fmt: skip
+        """The user's profile: preferences, facts, traits and goals, each entry citing its memories."""
+        return await call(ctx, lambda m: m.profile(user_id))
 
     @server.resource("memscope://users/{user_id}/memories", mime_type="application/json")
     async def user_memories(user_id: str, ctx: Context | None = None) -> str:

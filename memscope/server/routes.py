@@ -26,6 +26,7 @@ from memscope.server.schemas import (
     MemoriesOut,
     MemoryOut,
     MessagesOut,
+    ProfileOut,
     RetrieveIn,
     RetrieveOut,
     StatsOut,
@@ -168,20 +169,16 @@ def memory_history(memory_id: str, memory: Scoped, user_id: UserQuery) -> list[E
     return memory.history(user_id, memory_id)
 
 
-@router.get("/profile", tags=["memories"], status_code=200, responses={404: {"model": ErrorOut}})
-def profile(memory: Scoped, user_id: UserQuery) -> dict[str, Any]:
-    """The user's profile: not available in this version of memscope."""
-    memory.inside(user_id)
-    raise ApiError(404, "not_available", "profiles are not available in this version of memscope",
-                   "use GET /v1/memories?memory_type=insight for what is known about the user")  # fmt: skip
+@router.get("/profile", tags=["memories"])
+def profile(memory: Scoped, user_id: UserQuery, agent_id: str | None = None) -> ProfileOut:
+    """The user's profile (preferences, facts, traits, goals), each entry citing its memories."""
+    return memory.profile(user_id, agent_id)
 
 
-@router.get("/beliefs", tags=["memories"], status_code=200, responses={404: {"model": ErrorOut}})
-def beliefs(memory: Scoped, user_id: UserQuery) -> dict[str, Any]:
-    """The user's beliefs: not available in this version of memscope."""
-    memory.inside(user_id)
-    raise ApiError(404, "not_available", "beliefs are not available in this version of memscope",
-                   "use GET /v1/memories for what is known about the user")  # fmt: skip
+@router.get("/beliefs", tags=["memories"])
+def beliefs(memory: Scoped, user_id: UserQuery, agent_id: str | None = None) -> list[MemoryOut]:
+    """The user's actionable beliefs for the configured business_description, each citing its memories."""
+    return memory.beliefs(user_id, agent_id)
 
 
 # -- users ---------------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ class AddMemoryIn(_In):
 
     user_id: str = UserId
     content: str = Field(min_length=1)
-    memory_type: Literal["customized", "observation", "insight"] = "customized"
+    memory_type: Literal["customized", "observation", "insight", "profile"] = "customized"  # profile: key "facts: job"
     key: str | None = Field(default=None, max_length=256)
     importance: float = Field(default=0.5, ge=0.0, le=1.0)
     metadata: dict[str, Any] | None = None
@@ -269,3 +269,25 @@ class HealthOut(BaseModel):
 
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class ProfileEntryOut(BaseModel):
+    """One profile entry: its section and slot, the text, and the memories it cites."""
+
+    id: str
+    section: str
+    slot: str
+    text: str
+    source_memory_ids: list[str]
+    updated_at: datetime
+
+
+class ProfileOut(BaseModel):
+    """A user's profile for one agent (built by reflection), entries grouped by section."""
+
+    user_id: str
+    agent_id: str
+    preferences: list[ProfileEntryOut]
+    facts: list[ProfileEntryOut]
+    traits: list[ProfileEntryOut]
+    goals: list[ProfileEntryOut]

@@ -22,6 +22,7 @@ from memscope.server.schemas import (
     JobOut,
     MemoryOut,
     MessageOut,
+    ProfileOut,
     RetrievedItemOut,
     RetrieveOut,
     StatsOut,
@@ -170,6 +171,16 @@ class ScopedMemory:
     def delete_user(self, user_id: str) -> int:
         """Erase the user; returns how many records went."""
         return self.memory.delete_user(self.inside(user_id))
+
+    def profile(self, user_id: str, agent_id: str | None = None) -> ProfileOut:
+        """The user's profile (one agent's; the default agent when None)."""
+        data = self.memory.profile(self.inside(user_id), agent_id).to_dict()
+        data["user_id"] = self.outside(data["user_id"])
+        return ProfileOut.model_validate(data)
+
+    def beliefs(self, user_id: str, agent_id: str | None = None) -> list[MemoryOut]:
+        """The user's active beliefs for the configured business_description."""
+        return [self._memory(n) for n in self.memory.beliefs(self.inside(user_id), agent_id)]
 
     # -- jobs ------------------------------------------------------------------------------------
     def queue(self, operation: str, user_id: str, agent_id: str | None, wait: bool, timeout_s: float) -> JobOut | str:

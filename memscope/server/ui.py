@@ -98,6 +98,8 @@ def install_ui(app: FastAPI) -> None:
                 "stats": view.stats(user_id),
                 "pending": view.list_messages(user_id, pending=True, limit=50),
                 "jobs": view.jobs(user_id)[:20],
+                "profile": view.profile(user_id),
+                "beliefs": view.beliefs(user_id),
             }
         except Exception as exc:
             return _render("home.html", to_api_error(exc).status, error=view.clean(to_api_error(exc).message),

@@ -39,7 +39,7 @@ def test_messages_retrieve_memories_history_and_delete(server: ServerProcess, mo
         memories = consolidated(c, "tom")
         assert any("Miso" in m["content"] for m in memories)
         assert c.get("/v1/messages/pending", params={"user_id": "tom"}).json()["messages"] == []
-        node = next(m for m in memories if "Miso" in m["content"])
+        node = next(m for m in memories if "Miso" in m["content"] and m["memory_type"] == "observation")
         assert node["source_message_ids"] and node["user_id"] == "tom"
 
         changed = c.patch(f"/v1/memories/{node['id']}", json={"user_id": "tom", "content": "Tom's cat is Miso"})
@@ -79,7 +79,12 @@ def test_errors_are_json_with_code_message_fix(server: ServerProcess):
         big = c.post("/v1/messages", json={"user_id": "tom", "messages": ["x" * 70_000]})
         assert big.status_code == 413 and big.json()["code"] == "too_large"
         assert c.get("/v1/messages", params={"user_id": "tom"}).json()["messages"] == []  # nothing stored
-        assert c.get("/v1/profile", params={"user_id": "tom"}).json()["code"] == "not_available"
+        assert c.get("/v1/profile", params={"user_id": "tom"}).json()["facts"] == []  # none until reflection
+        entry = {"user_id": "tom", "content": "Works as a nurse", "memory_type": "profile", "key": "facts: job"}
+        assert c.post("/v1/memories", json=entry).status_code == 201
+        profile = c.get("/v1/profile", params={"user_id": "tom"}).json()
+        assert profile["user_id"] == "tom" and [e["text"] for e in profile["facts"]] == ["Works as a nurse"]
+        assert c.get("/v1/beliefs", params={"user_id": "tom"}).json() == []
         assert c.get("/nowhere").json()["code"] == "not_found"
     assert "Traceback" not in server.output()
     assert ACME not in server.output()

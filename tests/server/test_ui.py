@@ -55,7 +55,7 @@ def test_click_a_memory_see_its_source_and_history_then_delete_it(
         memories = consolidated(api, "tom")
         model_server.default(None, BUILTIN_MODES["error"])  # the next message stays pending: the model fails
         api.post("/v1/messages", json={"user_id": "tom", "messages": ["Tomorrow I start a pottery class"]})
-    target = next(m for m in memories if "Miso" in m["content"])
+    target = next(m for m in memories if "Miso" in m["content"] and m["memory_type"] == "observation")
     wait = WebDriverWait(browser, 20)
 
     browser.get(f"{server.url}/ui")
