@@ -57,7 +57,7 @@ def test_close_stops_a_job_waiting_for_another_process_lease(tmp_path: Path, pro
         assert memory.runtime.store.acquire_lease("wes", "another-process", 60) is not None
         memory.add_messages("wes", ["I grow bonsai"])
         job_id = memory.jobs.submit(CONSOLIDATE, "wes")
-        wait_for(lambda: memory.jobs.wait(job_id, timeout=0.1).state is JobState.RUNNING, 10, "the job to wait")
+        wait_for(lambda: memory.jobs.wait(job_id, timeout=0.1).state is JobState.RUNNING, 60, "the job to wait")
         started = time.monotonic()
         memory.jobs.close(wait=True)
         assert time.monotonic() - started < 10  # it stopped waiting for the lease
