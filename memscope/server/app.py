@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from memscope import __version__
 from memscope.api import MemoryScope
 from memscope.config import Settings
+from memscope.server.docs_page import install_docs
 from memscope.server.errors import install_error_handlers
 from memscope.server.keys import KeyRing
 from memscope.server.limits import BodyLimit
@@ -68,7 +69,10 @@ def create_app(
         version=__version__,
         description="Long-term memory for LLM chatbots. Send your API key as `Authorization: Bearer KEY`.",
         lifespan=lifespan,
+        docs_url=None,  # /docs is served from the installed swagger-ui-bundle below (FastAPI's loads a CDN)
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.memory, app.state.keys = memory, keys
     install_error_handlers(app)
     app.include_router(router)

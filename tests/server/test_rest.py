@@ -100,7 +100,10 @@ def test_health_readiness_and_openapi(server: ServerProcess):
         assert {"/v1/messages", "/v1/retrieve", "/v1/memories/{memory_id}/history", "/v1/jobs/{job_id}/retry"} <= set(
             spec["paths"]
         )
-        assert c.get("/docs").status_code == 200
+        docs = c.get("/docs")
+        assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text
+        assert "cdn" not in docs.text.lower()  # works offline: Swagger UI comes from this install
+        assert c.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
 
 
 def test_admin_key_sees_tenant_users_under_their_stored_ids(server: ServerProcess):
