@@ -35,7 +35,7 @@ HARMLESS = [
     "上周三", "\uff43\uff4c\uff49\uff4d\uff42\uff49\uff4e\uff47", "Où est Miso? 猫はどこ?",
     "\u200b", "x" * 3, "When?", "now now now",
 ]  # fmt: skip
-NOT_TEXT = [None, 42, b"climbing", ["climbing"], "climbing \ud800"]
+NOT_TEXT = [42, b"climbing", ["climbing"], "climbing \ud800"]  # None asks for the general context (issue 17)
 
 
 @pytest.fixture(params=["sqlite", "elasticsearch"])

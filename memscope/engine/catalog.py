@@ -22,7 +22,7 @@ API_OUTPUTS: dict[str, tuple[str, ...]] = {
     "general_context": ("profile", "beliefs", "segments", "pending_messages", "context_text"),
     "get_profile": ("profile",),
     "get_beliefs": ("beliefs",),
-    "consolidate_memory": ("consolidated_ids", "more_pending", "hot_segments"),
+    "consolidate_memory": ("consolidated_ids", "more_pending"),  # and hot_segments, when declared
     "reflect_and_reconsolidate": (),
     "list_memory": ("memories",),
     "add_memory": ("stored_memories",),

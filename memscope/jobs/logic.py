@@ -64,7 +64,7 @@ def run_job(
     for _ in range(MAX_BATCHES):
         result = runtime.run(CONSOLIDATE, fence=fence, user_id=user_id, agent_id=agent_id)
         reports.append(result.report)
-        hot = hot or bool(result["hot_segments"])
+        hot = hot or bool(result.outputs.get("hot_segments"))  # an override may have no segments step
         if result.report.degraded or not result["consolidated_ids"] or not result["more_pending"]:
             break  # no LLM, or nothing left: messages stay pending until the next job
     if runtime.has_llm and reports and not reports[-1].degraded:

@@ -354,7 +354,7 @@ def test_memories_and_marks_commit_together(tmp_path: Path, model_server: Any, m
     )
     [path] = [p for p in builtin_operation_files() if p.stem == "consolidate_memory"]
     text = "".join(line for line in path.read_text().splitlines(True) if "mark_messages_consolidated" not in line)
-    text = text.replace("[consolidated_ids, more_pending, hot_segments]", "[more_pending, hot_segments]")
+    text = text.replace("[consolidated_ids, more_pending, hot_segments]", "[more_pending]")
     spec = parse_operation(text, "consolidate_without_the_mark_step.yaml")  # a crash right after store_memories
     _script_batch(model_server, "Tom's sister Anna lives in Lisbon")
     model_server.script(
@@ -377,7 +377,7 @@ def test_rerun_after_a_crash_before_marking_duplicates_nothing(tmp_path: Path, m
     # a pipeline that writes memories and marks messages in two commits (the built-in one uses one, but a
     # custom operation or a store without transactions may not), crashed between them
     text = "".join(line for line in path.read_text().splitlines(True) if "mark_messages_consolidated" not in line)
-    text = text.replace("[consolidated_ids, more_pending, hot_segments]", "[more_pending, hot_segments]")
+    text = text.replace("[consolidated_ids, more_pending, hot_segments]", "[more_pending]")
     text = text.replace(", consolidates: messages", "")
     crashed = parse_operation(text, "consolidate_without_marking.yaml")
     _script_batch(model_server, "Tom's sister Anna lives in Lisbon")
