@@ -20,7 +20,7 @@ from memscope import AsyncMemoryScope, MemoryScope
 from memscope.demo import run_demo
 from memscope.errors import NoModelConfigured, ValidationError
 from memscope.messages import to_messages
-from tests.support.es import es_prefix
+from tests.support.es import store_section
 from tests.support.scripted_server import BUILTIN_MODES, ScriptedServer
 
 pytestmark = pytest.mark.integration
@@ -38,13 +38,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def _store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The store `config` uses: a SQLite file in tmp_path, or fresh indices on the live Elasticsearch."""
     backend = getattr(request, "param", "sqlite")
-    _STORE.clear()
-    if backend == "sqlite":
-        _STORE.update(path=str(tmp_path / "memscope.db"))
-        yield backend
-        return
-    with es_prefix("api") as (url, prefix):
-        _STORE.update(backend="elasticsearch", elasticsearch={"url": url, "index_prefix": prefix, "refresh": "true"})
+    with store_section(backend, tmp_path, "api") as section:
+        _STORE.clear()
+        _STORE.update(section)
         yield backend
 
 

@@ -5,16 +5,14 @@ ValidationError; nothing crashes and nothing stored changes."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from memscope import MemoryScope
 from memscope.errors import ValidationError
-from tests.support.es import es_prefix
+from tests.support.es import store_section
 from tests.support.scripted_server import ScriptedServer
 
 pytestmark = pytest.mark.integration
@@ -41,12 +39,7 @@ NOT_TEXT = [42, b"climbing", ["climbing"], "climbing \ud800"]  # None asks for t
 @pytest.fixture(params=["sqlite", "elasticsearch"])
 def memory(request: pytest.FixtureRequest, tmp_path: Path, model_server: ScriptedServer) -> Iterator[MemoryScope]:
     """A MemoryScope on this store with the turns above, embedded by the scripted server; no LLM."""
-    store: dict[str, Any] = {"path": str(tmp_path / "memscope.db")}
-    with es_prefix("badq") if request.param == "elasticsearch" else nullcontext() as es:
-        if es is not None:
-            url, prefix = es
-            es_cfg = {"url": url, "index_prefix": prefix, "refresh": "true"}
-            store = {"backend": "elasticsearch", "elasticsearch": es_cfg}
+    with store_section(request.param, tmp_path, "badq") as store:
         cfg = {
             "store": store,
             "llm": {"backend": "none"},

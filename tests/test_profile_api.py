@@ -19,7 +19,7 @@ from memscope.demo import run_demo
 from memscope.heat import TURNS
 from memscope.models import EventKind, MemoryStatus, MemoryType
 from memscope.sessions import estimate_tokens
-from tests.support.es import es_prefix
+from tests.support.es import store_section
 from tests.support.scripted_server import BUILTIN_MODES, ScriptedServer, chat_messages
 
 pytestmark = pytest.mark.integration
@@ -43,13 +43,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(autouse=True)
 def _store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     backend = getattr(request, "param", "sqlite")
-    _STORE.clear()
-    if backend == "sqlite":
-        _STORE.update(path=str(tmp_path / "memscope.db"))
-        yield backend
-        return
-    with es_prefix("profile") as (url, prefix):
-        _STORE.update(backend="elasticsearch", elasticsearch={"url": url, "index_prefix": prefix, "refresh": "true"})
+    with store_section(backend, tmp_path, "profile") as section:
+        _STORE.clear()
+        _STORE.update(section)
         yield backend
 
 

@@ -11,7 +11,7 @@ from openai import OpenAI
 
 from memscope import MemoryScope
 from memscope.sessions import Session
-from tests.support.es import es_prefix
+from tests.support.es import store_section
 from tests.support.scripted_server import ScriptedServer
 
 pytestmark = pytest.mark.integration
@@ -19,11 +19,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(params=["sqlite", "elasticsearch"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    if request.param == "sqlite":
-        yield {"path": str(tmp_path / "m.db")}
-        return
-    with es_prefix("writeback") as (url, prefix):
-        yield {"backend": "elasticsearch", "elasticsearch": {"url": url, "index_prefix": prefix, "refresh": "true"}}
+    with store_section(request.param, tmp_path, "writeback") as section:
+        yield section
 
 
 def recorded(server: ScriptedServer) -> Session:

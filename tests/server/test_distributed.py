@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.jobs.conftest import Processes, namespace, procs, start_model_server, start_worker, write_config  # noqa: F401
-from tests.support.es import es_prefix
+from tests.support.es import store_section
 from tests.support.memscope_server import KEYS, ServerProcess, server_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -15,9 +15,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.mark.timeout(240)
 def test_serve_with_elasticsearch_and_a_celery_worker(tmp_path: Path, procs: Processes, namespace: str) -> None:  # noqa: F811
-    with es_prefix("server") as (url, prefix):
+    with store_section("elasticsearch", tmp_path, "server") as store:
         model = start_model_server(procs)
-        store = {"backend": "elasticsearch", "elasticsearch": {"url": url, "index_prefix": prefix, "refresh": "true"}}
         config = write_config(tmp_path, namespace, model.url, store=store, server={"keys": server_keys()})
         start_worker(procs, "w1", config, namespace)
         server = ServerProcess(config, tmp_path / "server.log").wait_ready()

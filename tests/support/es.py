@@ -51,6 +51,17 @@ def es_prefix(what: str = "test") -> Iterator[tuple[str, str]]:
             store.delete_indices()
 
 
+@contextmanager
+def store_section(backend: str, folder: Path, what: str = "test") -> Iterator[dict[str, object]]:
+    """A test config's `store:` section: a SQLite file in `folder`, or fresh indices on the live
+    Elasticsearch ("elasticsearch"), deleted afterwards."""
+    if backend == "sqlite":
+        yield {"path": str(folder / "memscope.db")}
+        return
+    with es_prefix(what) as (url, prefix):
+        yield {"backend": "elasticsearch", "elasticsearch": {"url": url, "index_prefix": prefix, "refresh": "true"}}
+
+
 class EsNode:
     """A private Elasticsearch node on its own port, started and stopped with scripts/elasticsearch.sh.
 
