@@ -44,6 +44,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 
 from pydantic import Field
 
@@ -56,6 +57,7 @@ from memscope.timerules.mentions import asks_when, mentioned_times, mentions_tim
 from memscope.turn_signals import asks_now, overridden_turns
 
 _WORDS = re.compile(r"[^\W_]+")
+_TEXTS_KEPT = 20_000  # per-text signals cached: the same turns come back query after query
 _QUESTION = re.compile("[?\uff1f]|[\u5417\u5462]\\s*$")  # ?, the full-width ?, or a closing 吗/呢
 DEFAULT_TYPE_WEIGHTS = {
     "insight": 1.1, "observation": 1.0, "customized": 1.2, "profile": 1.2, "belief": 1.0, "message": 0.8,
@@ -239,6 +241,7 @@ def _named_speakers(query: str, items: Iterable[RetrievedItem]) -> set[str]:
     return {n for n in names if n in words}
 
 
+@lru_cache(maxsize=_TEXTS_KEPT)
 def _content_words(text: str) -> int:
     """How many words of `text` carry content (function words and question scaffolding left out)."""
     return sum(1 for w in _WORDS.findall(text) if w.lower() not in STOPWORDS)
@@ -276,7 +279,12 @@ def _says_when(item: RetrievedItem) -> bool:
     """A raw turn that mentions a time, or a memory with an event time (or a time in its text)."""
     if item.kind == "memory" and item.event_time is not None:
         return True
-    return mentions_time(item.content)
+    return _mentions_time(item.content)
+
+
+@lru_cache(maxsize=_TEXTS_KEPT)
+def _mentions_time(text: str) -> bool:
+    return mentions_time(text)
 
 
 def _time_share(item: RetrievedItem, span: TimeRange, query: TimeRange, zone: str) -> float:

@@ -54,11 +54,11 @@ from memscope.stores.base import (
 from memscope.stores.changes import change_kind, kept_access
 from memscope.stores.fusion import FusedHit, fuse_channels
 from memscope.stores.sqlite_fts import (
-    COMMON_MIN_ROWS,
-    common_terms,
+    UNSELECTIVE_ROWS,
     fts_normalize,
     fts_query,
     message_body,
+    plan_text_query,
     query_terms,
 )
 from memscope.stores.sqlite_rows import (
@@ -78,6 +78,7 @@ from memscope.stores.sqlite_schema import (
     MEMORY_COLUMNS,
     MESSAGE_COLUMNS,
     SCHEMA_VERSION,
+    ensure_late_indexes,
     memory_where,
     message_where,
     migrate_schema,
@@ -97,6 +98,31 @@ from memscope.stores.vector_index import (
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "fts_normalize", "fts_query"]
+
+_MESSAGE_SELECT = ", ".join(MESSAGE_COLUMNS)
+_NEIGHBOUR_ANCHORS_PER_QUERY = 100  # two SELECTs each: under SQLite's 500 terms of a compound SELECT
+
+
+def _neighbour_query(
+    user_id: str, anchors: Sequence[sqlite3.Row], first: int, before: int, after: int
+) -> tuple[str, list[Any]]:
+    """One UNION ALL statement for anchors[first:first + 100]: per anchor and side, a LIMITed seek on the
+    messages_conversation index; each row carries its anchor's position."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for side, limit in (("<", before), (">", after)):
+        if limit <= 0:
+            continue
+        order = "DESC" if side == "<" else "ASC"
+        for n in range(first, min(first + _NEIGHBOUR_ANCHORS_PER_QUERY, len(anchors))):
+            mid, agent, session, at = anchors[n]
+            parts.append(
+                f"SELECT * FROM (SELECT {n} AS anchor, {_MESSAGE_SELECT} FROM messages"
+                f" WHERE user_id = ? AND agent_id = ? AND session_id IS ? AND (created_at {side} ?"
+                f" OR (created_at = ? AND id {side} ?)) ORDER BY created_at {order}, id {order} LIMIT ?)"
+            )
+            params += [user_id, agent, session, at, at, mid, limit]
+    return " UNION ALL ".join(parts), params
 
 _CACHE_BYTES = 512 * 1024 * 1024
 _PARALLEL_ROWS = 20_000  # from this many vectors, the text query runs beside the vector product
@@ -223,6 +249,8 @@ class SqliteStore:
                 )
             if version < SCHEMA_VERSION:
                 migrate_schema(conn, version)
+            else:
+                ensure_late_indexes(conn)
             self._store_id = leases.ensure_store_id(conn)
 
     def close(self) -> None:
@@ -335,9 +363,9 @@ class SqliteStore:
         check_user_id(user_id)
         where, params = message_where(user_id, filter or MessageFilter())
         order = "m.created_at DESC, m.id DESC" if newest_first else "m.created_at, m.id"
-        sql = f"SELECT * FROM messages m WHERE {where} ORDER BY {order} LIMIT ?"
+        sql = f"SELECT {_MESSAGE_SELECT} FROM messages m WHERE {where} ORDER BY {order} LIMIT ?"
         rows = self._conn().execute(sql, [*params, -1 if limit is None else limit]).fetchall()
-        return [message_from_row(r) for r in rows]
+        return [message_from_stored(r) for r in rows]
 
     @_mapped
     def mark_consolidated(
@@ -439,7 +467,7 @@ class SqliteStore:
         f = filter or MessageFilter()
         where, params = message_where(user_id, f)
         hits = self._hybrid("messages", user_id, query, where, params, lambda ix: message_mask(ix, f))
-        found = self._rows_by_id("messages", user_id, [h.id for h in hits], message_from_stored)
+        found = self._rows_by_id("messages", user_id, [h.id for h in hits], message_from_stored, _MESSAGE_SELECT)
         return [ScoredMessage.of(found[h.id], h) for h in hits if h.id in found]
 
     @_mapped
@@ -463,28 +491,22 @@ class SqliteStore:
         out: dict[str, list[Message]] = {}
         if not ids:
             return out
-        columns = "m.id, m.user_id, m.agent_id, m.session_id, m.role, m.content, m.name, m.created_at," \
-            " m.metadata, m.consolidated_at"
-        same = "m.user_id = ? AND m.agent_id = ? AND m.session_id IS ?"
         with self._read() as conn:
             anchors = conn.execute(
                 "SELECT id, agent_id, session_id, created_at FROM messages"
                 " WHERE +user_id = ? AND id IN (SELECT value FROM json_each(?))",
                 (user_id, to_json(ids)),
             ).fetchall()
-            for mid, agent, session, at in anchors:
-                scope = (user_id, agent, session, at, at, mid)
-                earlier = conn.execute(
-                    f"SELECT {columns} FROM messages m WHERE {same} AND (m.created_at < ? OR"
-                    " (m.created_at = ? AND m.id < ?)) ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
-                    (*scope, before),
-                ).fetchall() if before else []
-                later = conn.execute(
-                    f"SELECT {columns} FROM messages m WHERE {same} AND (m.created_at > ? OR"
-                    " (m.created_at = ? AND m.id > ?)) ORDER BY m.created_at, m.id LIMIT ?",
-                    (*scope, after),
-                ).fetchall() if after else []
-                out[mid] = [message_from_stored(r) for r in [*earlier[::-1], *later]]
+            if not anchors:
+                return out
+            found: list[list[sqlite3.Row]] = [[] for _ in anchors]
+            for first in range(0, len(anchors) if before or after else 0, _NEIGHBOUR_ANCHORS_PER_QUERY):
+                sql, params = _neighbour_query(user_id, anchors, first, before, after)
+                for row in conn.execute(sql, params).fetchall():
+                    found[row["anchor"]].append(row)
+        for n, (mid, *_rest) in enumerate(anchors):
+            rows = sorted(found[n], key=lambda r: (r["created_at"], r["id"]))
+            out[mid] = [message_from_stored(r) for r in rows]
         return out
 
     # -- identity and per-user leases ----------------------------------------------------------------
@@ -657,12 +679,14 @@ class SqliteStore:
         found = self._rows_by_id("memories", user_id, [h.id for h in hits], memory_from_stored)
         return [ScoredMemory.of(found[h.id], h) for h in hits if h.id in found]
 
-    def _rows_by_id(self, kind: str, user_id: str, ids: list[str], convert: Callable[[Any], T]) -> dict[str, T]:
-        """This user's rows of `kind` with these ids, converted, by id."""
+    def _rows_by_id(
+        self, kind: str, user_id: str, ids: list[str], convert: Callable[[Any], T], columns: str = "*"
+    ) -> dict[str, T]:
+        """This user's rows of `kind` with these ids (these columns), converted, by id."""
         if not ids:
             return {}
         rows = self._conn().execute(
-            f"SELECT * FROM {kind} WHERE +user_id = ? AND id IN (SELECT value FROM json_each(?))",
+            f"SELECT {columns} FROM {kind} WHERE +user_id = ? AND id IN (SELECT value FROM json_each(?))",
             (user_id, to_json(ids)),
         )
         return {r["id"]: convert(r) for r in rows.fetchall()}
@@ -768,7 +792,9 @@ class SqliteStore:
         vector_ids: list[str] = []
         text_ids: list[str] = []
         similarity: Callable[[str], float | None] = lambda _: None  # noqa: E731
-        match = self._text_match(kind, query.text)
+        match, vector_suffices = self._text_match(kind, query.text)
+        if vector_suffices and query.embedding is not None:
+            match = None  # one term in thousands of rows: BM25 cannot rank them, the vector channel does
         text_sql = (
             f"SELECT m.id FROM {kind}_fts JOIN {kind} m ON m.pk = {kind}_fts.rowid"
             f" WHERE {kind}_fts MATCH ? AND {where} ORDER BY rank LIMIT ?"  # rank = bm25, sorted inside FTS5
@@ -794,18 +820,23 @@ class SqliteStore:
             return []
         return fuse_channels(vector_ids, text_ids, k=query.rrf_k, top_k=query.top_k, similarity=similarity)
 
-    def _text_match(self, kind: str, text: str | None) -> str | None:
-        """The MATCH expression of a query; in a large index, common terms are left out (see
-        `sqlite_fts.common_terms`): FTS5 scores every row a term matches, for little ranking value."""
+    def _text_match(self, kind: str, text: str | None) -> tuple[str | None, bool]:
+        """The MATCH expression of a query, and whether a vector search can stand in for it; in a large
+        index, unselective terms are left out (see `sqlite_fts.plan_text_query`)."""
         terms = query_terms(text)
-        if len(terms) < 2:
-            return fts_query(None, terms=terms)
+        if not terms:
+            return None, False
         conn = self._conn()
         total = conn.execute(f"SELECT max(pk) FROM {kind}").fetchone()[0] or 0  # rows ever written: a bound
-        if total <= COMMON_MIN_ROWS:
-            return fts_query(None, terms=terms)
-        dropped = common_terms(self._doc_freq(conn, kind, terms), total)
-        return fts_query(None, terms=[t for t in terms if t not in dropped])
+        if total <= UNSELECTIVE_ROWS:
+            return fts_query(None, terms=terms), False
+        plan = plan_text_query(terms, self._doc_freq(conn, kind, terms))
+        match = fts_query(None, terms=plan.terms, all_required=plan.all_required)
+        if plan.all_required:  # the terms may still occur together in thousands of rows: count, unranked
+            probe = f"SELECT count(*) FROM (SELECT rowid FROM {kind}_fts WHERE {kind}_fts MATCH ? LIMIT ?)"
+            together = conn.execute(probe, (match, UNSELECTIVE_ROWS + 1)).fetchone()[0]
+            return match, together > UNSELECTIVE_ROWS
+        return match, plan.vector_suffices
 
     def _doc_freq(self, conn: sqlite3.Connection, kind: str, terms: list[str]) -> dict[str, int | None]:
         """How many indexed rows contain each term (None for a CJK phrase, which is not one token)."""

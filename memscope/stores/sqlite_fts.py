@@ -12,17 +12,19 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["common_terms", "fts_normalize", "fts_query", "message_body", "query_terms"]
+__all__ = ["TextPlan", "fts_normalize", "fts_query", "message_body", "plan_text_query", "query_terms"]
 
 MAX_QUERY_TERMS = 64
-# In a large index, a query term in more than this share of the rows (and more than COMMON_MIN_ROWS
-# rows) is "common": it adds little to BM25 (low IDF) but FTS5 scores every row it matches, so it is
-# left out while a rarer term remains (the idea of Elasticsearch's former common-terms query). The
-# vector channel still carries its meaning.
-COMMON_SHARE = 0.05
-COMMON_MIN_ROWS = 5_000
+# A query term matching more than UNSELECTIVE_ROWS rows of the index (all users') is "unselective":
+# FTS5 computes BM25 for every row a MATCH finds (a few microseconds each: 10 ms for 2,500 rows), and
+# among thousands of one-line rows that all contain the term once, BM25 cannot choose 50 anyway. Such
+# terms are left out while a selective one remains; several of them alone are required together (AND);
+# a lone one is left to the vector channel when there is one (the idea of Elasticsearch's former
+# common-terms query and its cutoff_frequency). The bound is absolute because so is the cost.
+UNSELECTIVE_ROWS = 1_000
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002ebef]")
 _CJK_RUN = re.compile(f"{_CJK.pattern}+")
 _WORD = re.compile(r"[^\W_]+")
@@ -66,15 +68,16 @@ def query_terms(text: str | None) -> list[str]:
     return ([t for t in unique if t not in STOP_WORDS] or unique)[:MAX_QUERY_TERMS]
 
 
-def fts_query(text: str | None, terms: list[str] | None = None) -> str | None:
-    """An FTS5 MATCH expression OR-ing quoted terms of `text` (CJK as character pairs); None if empty.
+def fts_query(text: str | None, terms: list[str] | None = None, *, all_required: bool = False) -> str | None:
+    """An FTS5 MATCH expression OR-ing (AND-ing with `all_required`) quoted terms of `text` (CJK as
+    character pairs); None if empty.
 
-    `terms`, when given, replaces the terms taken from `text` (e.g. after pruning very common ones).
+    `terms`, when given, replaces the terms taken from `text` (e.g. after leaving out unselective ones).
     """
     unique = query_terms(text) if terms is None else terms
     if not unique:
         return None
-    return " OR ".join(_quoted(term) for term in unique)
+    return (" AND " if all_required else " OR ").join(_quoted(term) for term in unique)
 
 
 def _quoted(term: str) -> str:
@@ -92,13 +95,23 @@ def _cjk_terms(word: str) -> list[str]:
     return terms
 
 
-def common_terms(doc_freq: Mapping[str, int | None], total_rows: int) -> set[str]:
-    """The terms to leave out of a BM25 query over `total_rows` rows: those matching more than
-    COMMON_SHARE of them (and COMMON_MIN_ROWS), keeping at least the rarest term that matches
-    anything. Unknown counts (None: CJK phrases) are never left out."""
-    limit = max(COMMON_MIN_ROWS, COMMON_SHARE * total_rows)
-    present = {t: n for t, n in doc_freq.items() if n}
-    common = {t for t, n in present.items() if n > limit}
-    if common and common == set(present):
-        common.discard(min(common, key=lambda t: present[t]))
-    return common
+@dataclass(frozen=True)
+class TextPlan:
+    """The terms a BM25 query keeps, whether all must match, and whether a vector search can stand in."""
+
+    terms: list[str]
+    all_required: bool = False
+    vector_suffices: bool = False  # only one unselective term: BM25 cannot rank its rows, vectors can
+
+
+def plan_text_query(terms: list[str], doc_freq: Mapping[str, int | None], limit: int = UNSELECTIVE_ROWS) -> TextPlan:
+    """Which of `terms` a BM25 query keeps, given each term's row count (None: unknown, a CJK phrase,
+    never left out): the selective ones OR'ed; with none, the unselective ones AND'ed, or a lone
+    unselective term flagged as one the vector channel can replace."""
+    present = [t for t in terms if doc_freq.get(t, 0) != 0]
+    selective = [t for t in present if (n := doc_freq.get(t)) is None or n <= limit]
+    if selective or not present:
+        return TextPlan(selective or terms)
+    if len(present) > 1:
+        return TextPlan(present, all_required=True)
+    return TextPlan(present, vector_suffices=True)

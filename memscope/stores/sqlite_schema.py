@@ -18,8 +18,8 @@ from memscope.stores.sqlite_leases import LEASES_TABLE
 from memscope.stores.sqlite_rows import span_bounds, to_json, to_us
 
 __all__ = [
-    "FTS_TOKENIZER", "MEMORY_COLUMNS", "MESSAGE_COLUMNS", "SCHEMA", "SCHEMA_VERSION", "memory_where", "message_where",
-    "migrate_schema",
+    "FTS_TOKENIZER", "MEMORY_COLUMNS", "MESSAGE_COLUMNS", "SCHEMA", "SCHEMA_VERSION", "ensure_late_indexes",
+    "memory_where", "message_where", "migrate_schema",
 ]  # fmt: skip
 
 SCHEMA_VERSION = 3  # 2: the `leases` table and the store id; 3: memories.reflected_at (see MIGRATIONS)
@@ -113,10 +113,14 @@ MESSAGE_COLUMNS = (
     "consolidated_at",
 )  # fmt: skip
 
-# Created after the migrations, so that an upgraded file has the columns they index.
-LATE_INDEXES = """
-CREATE INDEX IF NOT EXISTS memories_user_unreflected ON memories (user_id, memory_type) WHERE reflected_at IS NULL
-"""
+# Created after the migrations, so that an upgraded file has the columns they index; ensured at every
+# open (IF NOT EXISTS), so an index added later reaches files of the current schema version too.
+LATE_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS memories_user_unreflected ON memories (user_id, memory_type)"
+    " WHERE reflected_at IS NULL",
+    # a turn's neighbours in its conversation: a seek, not a walk over the user's earlier turns
+    "CREATE INDEX IF NOT EXISTS messages_conversation ON messages (user_id, agent_id, session_id, created_at, id)",
+)
 
 
 def migrate_v3_reflected_at(conn: sqlite3.Connection) -> None:
@@ -150,8 +154,14 @@ def migrate_schema(conn: sqlite3.Connection, version: int) -> None:
     for target, step in MIGRATIONS:
         if 0 < version < target:
             step(conn)
-    conn.execute(LATE_INDEXES)
+    ensure_late_indexes(conn)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def ensure_late_indexes(conn: sqlite3.Connection) -> None:
+    """Create the LATE_INDEXES a file lacks (a no-op once they exist)."""
+    for statement in LATE_INDEXES:
+        conn.execute(statement)
 
 
 def memory_where(user_id: str, f: MemoryFilter) -> tuple[str, list[Any]]:

@@ -415,26 +415,41 @@ class _Row(dict):  # type: ignore[type-arg]
 
 
 @pytest.mark.unit
-def test_common_terms_leave_out_the_frequent_and_keep_the_rarest() -> None:
-    from memscope.stores.sqlite_fts import common_terms
+def test_text_plan_leaves_out_unselective_terms() -> None:
+    from memscope.stores.sqlite_fts import TextPlan, plan_text_query
 
-    assert common_terms({"alice": 40, "work": 25_000}, 100_000) == {"work"}
-    assert common_terms({"work": 25_000, "live": 8_000}, 100_000) == {"work"}  # both common: keep the rarer
-    assert common_terms({"work": 25_000, "nowhere": 0}, 100_000) == set()  # a term matching nothing is no keeper
-    assert common_terms({"work": 4_000, "alice": 3}, 10_000) == set()  # below COMMON_MIN_ROWS: nothing left out
-    assert common_terms({"老 师": None, "work": 25_000}, 100_000) == set()  # a CJK phrase's count is unknown
+    def plan(freq: dict[str, int | None]) -> TextPlan:
+        return plan_text_query(list(freq), freq)
+
+    assert plan({"alice": 40, "work": 25_000}) == TextPlan(["alice"])
+    assert plan({"neighbour": 2_470, "live": 8_341}) == TextPlan(["neighbour", "live"], all_required=True)
+    assert plan({"brother": 2_393}) == TextPlan(["brother"], vector_suffices=True)
+    assert plan({"work": 25_000, "nowhere": 0}) == TextPlan(["work"], vector_suffices=True)  # 0 rows: no keeper
+    assert plan({"nowhere": 0}) == TextPlan(["nowhere"])  # matches nothing: nothing to save
+    assert plan({"work": 900, "alice": 3}) == TextPlan(["work", "alice"])  # up to 1,000 rows: kept
+    assert plan({"老 师": None, "work": 25_000}) == TextPlan(["老 师"])  # a CJK phrase's count is unknown
 
 
 @pytest.mark.unit
-def test_large_index_searches_without_common_terms(sqlite_store: SqliteStore) -> None:
-    nodes = [memory("u", f"I work on project {i}") for i in range(5_200)]
-    nodes.append(memory("u", "Alice works at the bakery"))
+def test_large_index_searches_without_unselective_terms(sqlite_store: SqliteStore) -> None:
+    nodes = [memory("u", f"I work on project {i}", embedding=[0.0, 1.0]) for i in range(1_100)]
+    nodes.append(memory("u", "Alice works at the bakery", embedding=[1.0, 0.0]))
     sqlite_store.write_memories(nodes)
-    assert sqlite_store._text_match("memories", "Where does Alice work?") == '"alice"'
+    assert sqlite_store._text_match("memories", "Where does Alice work?") == ('"alice"', False)
     hits = sqlite_store.search_memories("u", SearchQuery(text="Where does Alice work?", top_k=3))
     assert hits[0].memory.content == "Alice works at the bakery"
+    # both unselective: required together; here they are still together in 1,100 rows, so the vector can stand in
+    assert sqlite_store._text_match("memories", "which project at work?") == ('"project" AND "work"', True)
+    assert sqlite_store._text_match("memories", "Alice at work?") == ('"alice"', False)
+    # one unselective term: with a vector the text channel is left out (no text rank); without one it runs
+    assert sqlite_store._text_match("memories", "work?") == ('"work"', True)
+    with_vector = sqlite_store.search_memories("u", SearchQuery(text="work", embedding=[1.0, 0.0], top_k=3))
+    assert with_vector[0].memory.content == "Alice works at the bakery"
+    assert all(h.text_rank is None for h in with_vector)
+    text_only = sqlite_store.search_memories("u", SearchQuery(text="work", top_k=3))
+    assert len(text_only) == 3 and all(h.text_rank is not None for h in text_only)
     small = sqlite_store._text_match("messages", "Where does Alice work?")  # a small index keeps every term
-    assert small == '"alice" OR "work"'
+    assert small == ('"alice" OR "work"', False)
 
 
 # -- re-embedding -----------------------------------------------------------------------------------------
