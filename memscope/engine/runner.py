@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from memscope.engine.operation import REQUIRED, OperationSpec, ParallelGroup, Step
@@ -49,6 +49,19 @@ class RunResult:
             ) from None
 
 
+@dataclass
+class _StepWatch:
+    """Which step a run handed to a run thread is in, and since when: the caller times each step."""
+
+    state: tuple[int, str, float] = field(default_factory=lambda: (0, "", time.monotonic()))  # one atomic write
+    abandoned: bool = False  # set by the caller on timeout: the run thread starts no further step
+
+    def enter(self, index: int, item: Step | ParallelGroup) -> None:
+        """Record that step `index` starts now."""
+        name = item.worker if isinstance(item, Step) else "+".join(b.worker for b in item.branches)
+        self.state = (index, name, time.monotonic())
+
+
 class OperationRunner:
     """Executes operations against one set of resources; worker instances are reused across runs."""
 
@@ -61,14 +74,24 @@ class OperationRunner:
         self._lock = threading.Lock()
         self._threads = threads
         self._pool: ThreadPoolExecutor | None = None
-        self._on_pool = threading.local()
+        self._run_threads: ThreadPoolExecutor | None = None
+        self._on_pool = threading.local()  # .active: this thread runs a branch or a whole timed run
+        self._on_branch = threading.local()  # .active: this thread runs a branch (it must not wait on branches)
 
     def close(self) -> None:
-        """Stop the runner's branch threads; an abandoned (hung) step is not waited for."""
+        """Stop the runner's threads; an abandoned (hung) step is not waited for."""
         with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pools, self._pool, self._run_threads = (self._pool, self._run_threads), None, None
+        for pool in pools:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run_pool(self) -> ThreadPoolExecutor:
+        """The threads timed inline runs execute on (one hand-off per run, not per step)."""
+        with self._lock:
+            if self._run_threads is None:
+                self._run_threads = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="memscope-run")
+            return self._run_threads
 
     def _branch_pool(self) -> ThreadPoolExecutor:
         """One bounded pool for every run's parallel branches: threads (and their connections) are reused."""
@@ -89,17 +112,56 @@ class OperationRunner:
         ctx = Context(operation=spec.name, run_id=run_id, values=values, fence=fence, report=report)
         started = time.perf_counter()
         limit = self.step_timeout_s if spec.mode == "inline" and not getattr(self._on_pool, "active", False) else None
-        for index, item in enumerate(spec.steps, start=1):
-            if isinstance(item, ParallelGroup):
-                report.steps.extend(self._parallel(spec, index, item, ctx, limit))
-            elif limit is None:
-                report.steps.append(self._step(spec, index, item, ctx))
-            else:  # on a branch thread, so a hung worker fails the call instead of blocking it
-                future = self._branch_pool().submit(self._branch, spec, index, item, ctx, None)
-                report.steps.append(self._within(future, limit, spec, index, item))
+        if limit is None:
+            self._steps(spec, ctx, report, None)
+        else:  # on a run thread, so a hung worker fails the call instead of blocking it
+            watch = _StepWatch()
+            self._await_run(self._run_pool().submit(self._timed_run, spec, ctx, report, watch), watch, limit, spec)
         report.wall_ms = (time.perf_counter() - started) * 1000
         report.notices = list(ctx.notices)
         return RunResult({name: ctx[name] for name in spec.outputs}, report, ctx)
+
+    def _steps(self, spec: OperationSpec, ctx: Context, report: RunReport, watch: _StepWatch | None) -> None:
+        for index, item in enumerate(spec.steps, start=1):
+            if watch is not None:
+                if watch.abandoned:
+                    return
+                watch.enter(index, item)
+            if isinstance(item, ParallelGroup):
+                report.steps.extend(self._parallel(spec, index, item, ctx))
+            else:
+                report.steps.append(self._step(spec, index, item, ctx))
+
+    def _timed_run(self, spec: OperationSpec, ctx: Context, report: RunReport, watch: _StepWatch) -> None:
+        self._on_pool.active = True  # a run nested in one of its steps runs inline, untimed
+        try:
+            self._steps(spec, ctx, report, watch)
+        finally:
+            self._on_pool.active = False
+
+    @staticmethod
+    def _await_run(future: Future[None], watch: _StepWatch, limit: float, spec: OperationSpec) -> None:
+        """Wait for a run thread's run; OperationRunError once one step runs past `limit` seconds (the
+        run is abandoned: the step is left to end, no later step starts)."""
+        while True:
+            index, worker, since = watch.state
+            try:
+                future.exception(timeout=max(0.0, limit - (time.monotonic() - since)))
+                break
+            except FutureTimeout:
+                if watch.state[2] != since:
+                    continue  # the next step started meanwhile: time that one
+                watch.abandoned = True
+                if future.cancel() or index == 0:
+                    cause = TimeoutError(f"no run thread was free for {limit:g}s (operations.inline_step_timeout_s)")
+                    first = spec.steps[0]
+                    name = first.worker if isinstance(first, Step) else first.branches[0].worker
+                    raise OperationRunError(spec.name, 1, name, cause) from None
+                cause = TimeoutError(
+                    f"the step ran longer than {limit:g}s (operations.inline_step_timeout_s); it was abandoned"
+                )
+                raise OperationRunError(spec.name, index, worker, cause) from None
+        future.result()
 
     def _inputs(self, spec: OperationSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:
         unknown = set(inputs) - set(spec.inputs)
@@ -119,46 +181,26 @@ class OperationRunner:
                 values[name] = default
         return values
 
-    def _parallel(
-        self, spec: OperationSpec, index: int, group: ParallelGroup, ctx: Context, limit: float | None = None
-    ) -> list[StepReport]:
+    def _parallel(self, spec: OperationSpec, index: int, group: ParallelGroup, ctx: Context) -> list[StepReport]:
         branches = list(enumerate(group.branches, start=1))
-        if getattr(self._on_pool, "active", False):  # a run nested inside a branch: waiting on the pool could deadlock
+        if getattr(self._on_branch, "active", False):  # nested in a branch: waiting on the pool could deadlock
             return [self._step(spec, index, step, ctx, branch) for branch, step in branches]
         pool = self._branch_pool()
         futures = [pool.submit(self._branch, spec, index, step, ctx, branch) for branch, step in branches]
-        if limit is not None:
-            for future, (_, step) in zip(futures, branches, strict=True):
-                self._within(future, limit, spec, index, step, result=False)
         errors = [f.exception() for f in futures]
         for error in errors:
             if error is not None:
                 raise error
         return [f.result() for f in futures]
 
-    @staticmethod
-    def _within(
-        future: Future[StepReport], limit: float, spec: OperationSpec, index: int, step: Step, *, result: bool = True
-    ) -> StepReport:
-        """The step's report once it ends; OperationRunError if it runs past `limit` seconds (it is abandoned)."""
-        try:
-            future.exception(timeout=limit)
-        except FutureTimeout:
-            future.cancel()
-            cause = TimeoutError(
-                f"the step ran longer than {limit:g}s (operations.inline_step_timeout_s); it was abandoned"
-            )
-            raise OperationRunError(spec.name, index, step.worker, cause) from None
-        return future.result() if result else StepReport(index=index, worker=step.worker)
-
     def _branch(
         self, spec: OperationSpec, index: int, step: Step, ctx: Context, branch: int | None
     ) -> StepReport:
-        self._on_pool.active = True
+        self._on_pool.active = self._on_branch.active = True
         try:
             return self._step(spec, index, step, ctx, branch)
         finally:
-            self._on_pool.active = False
+            self._on_pool.active = self._on_branch.active = False
 
     def _worker(self, spec: OperationSpec, index: int, step: Step, branch: int | None) -> Worker:
         key = (id(spec), index * 100 + (branch or 0), step.worker)

@@ -120,3 +120,22 @@ class Commit(Worker):
 
     def run(self, ctx: Context) -> None:
         ctx["committed"] = not ctx.report.degraded
+
+
+@worker("t_thread")
+class ThreadName(Worker):
+    """Write the name of the thread the step runs on to the field named by `into`."""
+
+    class Params(WorkerParams):
+        into: str = "thread_a"
+
+    @classmethod
+    def declared_writes(cls, params: WorkerParams) -> tuple[str, ...]:
+        """The field `into` names."""
+        assert isinstance(params, cls.Params)
+        return (params.into,)
+
+    def run(self, ctx: Context) -> None:
+        import threading
+
+        ctx[self.params.into] = threading.current_thread().name

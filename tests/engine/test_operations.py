@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -277,3 +278,49 @@ def test_overriding_a_builtin_without_the_outputs_the_api_reads_fails_at_load(tm
     [problem] = info.value.problems
     assert problem.startswith(f"{tmp_path / 'retrieve_memory.yaml'}:3:1: operation 'retrieve_memory' must declare")
     assert "['results', 'pending_messages', 'context_text', 'query_time']" in problem
+
+
+def test_a_timed_inline_run_is_handed_to_one_thread_and_times_each_step():
+    spec = load(
+        """
+        name: timed
+        mode: inline
+        steps:
+          - t_thread: {into: thread_a}
+          - t_sleep_a: {seconds: 0.3}
+          - t_sleep_b: {seconds: 0.3}
+          - t_thread: {into: thread_b}
+        """
+    )
+    timed = OperationRunner(Resources(store=None, meter=UsageMeter()), step_timeout_s=0.5)  # type: ignore[arg-type]
+    result = timed.run(spec, {})
+    timed.close()
+    # every step on the same run thread (one hand-off), not the caller's; 0.6 s in all, each step under 0.5 s
+    assert result.context["thread_a"] == result.context["thread_b"] != threading.current_thread().name
+    assert result.context["thread_a"].startswith("memscope-run")
+
+
+def test_a_timed_inline_run_fails_at_the_step_that_hangs():
+    spec = load(
+        """
+        name: hangs
+        mode: inline
+        steps:
+          - t_emit: {}
+          - parallel:
+              - t_sleep_a: {seconds: 0.1}
+              - t_sleep_b: {seconds: 3}
+          - t_double: {}
+        """
+    )
+    timed = OperationRunner(Resources(store=None, meter=UsageMeter()), step_timeout_s=0.5)  # type: ignore[arg-type]
+    started = time.monotonic()
+    with pytest.raises(OperationRunError, match=r"step 2 \(worker 't_sleep_a\+t_sleep_b'\).*longer than 0.5s"):
+        timed.run(spec, {})
+    assert time.monotonic() - started < 2.5  # the hang is 3 s: the call did not wait for it
+    failing = load("name: failing\nmode: inline\nsteps:\n  - t_emit: {}\n  - t_fail: {}\n")
+    with pytest.raises(OperationRunError) as info:
+        timed.run(failing, {})
+    assert (info.value.step, info.value.worker) == (2, "t_fail")
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+    timed.close()
