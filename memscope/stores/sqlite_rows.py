@@ -154,14 +154,21 @@ def _trusted(cls: type[M], values: dict[str, Any]) -> M:
 
     What `model_construct` does, without its per-field default and alias handling, which costs most of
     a search's time when it returns 50 rows."""
-    if len(values) != len(cls.model_fields) or cls.__pydantic_post_init__:
+    fields = _FIELD_COUNTS.get(cls)
+    if fields is None:  # pydantic builds model_fields on each access: counted once per class
+        fields = _FIELD_COUNTS[cls] = -1 if cls.__pydantic_post_init__ else len(cls.model_fields)
+    if len(values) != fields:
         return cls.model_construct(**values)
     model = cls.__new__(cls)
-    object.__setattr__(model, "__dict__", values)
-    object.__setattr__(model, "__pydantic_fields_set__", set(values))
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", None)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", set(values))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
     return model
+
+
+_FIELD_COUNTS: dict[type[BaseModel], int] = {}
+_set = object.__setattr__
 
 
 def _json(text: str) -> Any:
