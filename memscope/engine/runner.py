@@ -186,21 +186,26 @@ class OperationRunner:
         if getattr(self._on_branch, "active", False):  # nested in a branch: waiting on the pool could deadlock
             return [self._step(spec, index, step, ctx, branch) for branch, step in branches]
         pool = self._branch_pool()
-        futures = [pool.submit(self._branch, spec, index, step, ctx, branch) for branch, step in branches]
-        errors = [f.exception() for f in futures]
+        (first, step), rest = branches[0], branches[1:]
+        futures = [pool.submit(self._branch, spec, index, s, ctx, b) for b, s in rest]
+        try:  # the first branch runs here: one hand-off fewer
+            reports = [self._branch(spec, index, step, ctx, first)]
+        finally:  # the others end (or fail) before this step does
+            errors = [f.exception() for f in futures]
         for error in errors:
             if error is not None:
                 raise error
-        return [f.result() for f in futures]
+        return reports + [f.result() for f in futures]
 
     def _branch(
         self, spec: OperationSpec, index: int, step: Step, ctx: Context, branch: int | None
     ) -> StepReport:
+        was = getattr(self._on_pool, "active", False), getattr(self._on_branch, "active", False)
         self._on_pool.active = self._on_branch.active = True
         try:
             return self._step(spec, index, step, ctx, branch)
         finally:
-            self._on_pool.active = self._on_branch.active = False
+            self._on_pool.active, self._on_branch.active = was
 
     def _worker(self, spec: OperationSpec, index: int, step: Step, branch: int | None) -> Worker:
         key = (id(spec), index * 100 + (branch or 0), step.worker)
