@@ -16,6 +16,7 @@ server at `es_url` (default MEMSCOPE_ES_URL, else http://127.0.0.1:9200).
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import tempfile
@@ -120,6 +121,13 @@ class SyntheticCorpus:
         topic = self.np_rng.integers(0, self.topics, size=n)
         noise = self.np_rng.standard_normal((n, DIM)).astype(np.float32) * (spread / np.sqrt(DIM))
         return _unit(self.centres[topic] + noise)
+
+
+def _query_source(corpus: SyntheticCorpus) -> SyntheticCorpus:
+    """A corpus with the same topic centres but its own random streams, for the timed questions."""
+    source = SyntheticCorpus(seed=corpus.seed, topics=corpus.topics)
+    source.rng, source.np_rng = random.Random(corpus.seed + 1), np.random.default_rng(corpus.seed + 1)
+    return source
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
@@ -242,29 +250,48 @@ def _embedder(kind: str) -> Any:
 def run_retrieval_bench(
     memories: int = 1000, users: int = 1, queries: int = 200, top_k: int = 10, show_progress: bool = True,
     path: Path | None = None, store_kind: str = "sqlite", es_url: str | None = None, embedder: str = "local",
+    keep: Path | None = None,
 ) -> RetrievalBenchResult:  # fmt: skip
     """Fill a fresh store, build its index, reopen it, and time `queries` retrievals for the first user (after
-    one first query, timed apart)."""
+    one first query, timed apart). With `keep` (SQLite), the filled store stays in that folder and a later
+    run with the same size reuses it (its fill and index times are those of the run that built it)."""
     if memories < 1 or users < 1 or queries < 1:
         raise ValueError("memories, users and queries must be at least 1")
+    if keep is not None and store_kind != "sqlite":
+        raise ValueError("--keep keeps SQLite stores only")
     model = _embedder(embedder)
     with tempfile.TemporaryDirectory(prefix="memscope-bench-") as tmp:
-        db = path or Path(tmp) / "bench.db"
-        store, store_settings = _open_store(store_kind, db, es_url)
+        db = path or (keep / f"bench-{memories}-{users}.db" if keep else Path(tmp) / "bench.db")
+        built = db.with_suffix(".json")
         corpus = SyntheticCorpus()
-        started = time.perf_counter()
-        user, user_memories = fill_store(store, memories, users, corpus, show_progress=show_progress)
-        fill_s = time.perf_counter() - started
-        rss_fill = rss_mb()
-        index_s = float("nan")
-        if store_kind == "sqlite":  # build and save the index, then start again as a new process would
-            started = time.perf_counter()
-            store.build_vector_index(user)
-            index_s = time.perf_counter() - started
-            store.close()
+        if keep is not None and db.exists() and built.exists():
+            saved = json.loads(built.read_text(encoding="utf-8"))
+            user, user_memories, fill_s, index_s, rss_fill = (saved[k] for k in ("user", "user_memories", "fill_s",
+                                                                                 "index_s", "rss_fill"))  # fmt: skip
             store, store_settings = _open_store(store_kind, db, es_url)
-        probes = corpus.vectors(queries + 1, spread=0.8)
-        questions = [corpus.question() for _ in range(queries + 1)]
+        else:
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
+                for stale in (db, built):
+                    stale.unlink(missing_ok=True)
+            store, store_settings = _open_store(store_kind, db, es_url)
+            started = time.perf_counter()
+            user, user_memories = fill_store(store, memories, users, corpus, show_progress=show_progress)
+            fill_s = time.perf_counter() - started
+            rss_fill = rss_mb()
+            index_s = float("nan")
+            if store_kind == "sqlite":  # build and save the index, then start again as a new process would
+                started = time.perf_counter()
+                store.build_vector_index(user)
+                index_s = time.perf_counter() - started
+                store.close()
+                store, store_settings = _open_store(store_kind, db, es_url)
+            if keep is not None:
+                built.write_text(json.dumps({"user": user, "user_memories": user_memories, "fill_s": fill_s,
+                                             "index_s": index_s, "rss_fill": rss_fill}), encoding="utf-8")  # fmt: skip
+        asked = _query_source(corpus)  # the same probes and questions whether the store was built now or kept
+        probes = asked.vectors(queries + 1, spread=0.8)
+        questions = [asked.question() for _ in range(queries + 1)]
         if store_kind == "elasticsearch":
             store._es().indices.refresh(index=store.alias("memories"))
         with _scope(store, store_settings, PrecomputedEmbedder(model)) as (memory, bench_embedder):

@@ -109,6 +109,20 @@ def test_bench_retrieval_times_the_real_operation(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bench_retrieval_keeps_and_reuses_a_filled_store(tmp_path: Path) -> None:
+    kept = tmp_path / "kept"
+    first = invoke("retrieval", "--memories", "150", "--queries", "3", "--keep", str(kept))
+    db = kept / "bench-150-1.db"
+    assert db.exists() and (kept / "bench-150-1.json").exists()
+    again = invoke("retrieval", "--memories", "150", "--queries", "3", "--keep", str(kept))
+    assert again[0]["fill_s"] == first[0]["fill_s"] and again[0]["latency"]["count"] == 3  # not filled again
+    assert again[0]["user_memories"] == 150
+    with pytest.raises(Exception, match="SQLite stores only"):
+        from benchmarks.retrieval import run_retrieval_bench
+
+        run_retrieval_bench(10, queries=1, store_kind="elasticsearch", keep=kept, show_progress=False)
+
+
 def test_bench_ingest_reports_embedded_and_celery_rows() -> None:
     out = invoke("ingest", "--messages", "15")
     embedded, celery = out["rows"]
