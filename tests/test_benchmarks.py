@@ -189,3 +189,21 @@ def test_bench_embed_measures_the_builtin_embedder_in_a_fresh_process() -> None:
     # sentence-transformers is an extra: measured when installed, else the row says what is missing
     other = rows["sentence-transformers"]
     assert (other["batch1_per_s"] or 0) > 0 or "not installed" in other["unavailable"]
+
+
+def test_leave_one_out_scores_each_conversation_with_the_setting_picked_on_the_others() -> None:
+    from benchmarks.locomo import QuestionResult
+    from benchmarks.locomo_loo import leave_one_out
+
+    def result(conv: str, recall: float) -> QuestionResult:
+        return QuestionResult(conv, 4, "q?", ["D1:1"], [], recall, 1.0)
+
+    # "fits-a" wins in-sample (0.65 against 0.5) on the strength of conversation a alone: held out, a is
+    # scored with "plain" (picked on b and c), b and c with "fits-a" (picked with a's help), below 0.5.
+    by_setting = {
+        "plain": [result("a", 0.5), result("b", 0.5), result("c", 0.5)],
+        "fits-a": [result("a", 1.0), result("b", 0.4), result("c", 0.55)],
+    }
+    held, picks = leave_one_out(by_setting)
+    assert picks == {"a": "plain", "b": "fits-a", "c": "fits-a"}
+    assert held == pytest.approx((0.5 + 0.4 + 0.55) / 3)
