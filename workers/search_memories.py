@@ -39,7 +39,7 @@ class SearchMemories(Worker):
             ctx["memory_hits"] = []
             return
         wanted = max(candidates_of(ctx, self.params.candidates), top_k_of(ctx))
-        query = SearchQuery(text=text or None, embedding=vector, top_k=wanted, candidates=wanted)
+        query = SearchQuery(text=text or None, embedding=vector, top_k=wanted, candidates=wanted, with_vectors=False)
         types = memory_types_of(ctx.get("memory_types"))
         if types == []:  # only "message" was asked for
             ctx["memory_hits"] = []

@@ -107,6 +107,7 @@ class SearchQuery:
     top_k: int = 10
     candidates: int = 50
     rrf_k: int = 60
+    with_vectors: bool = True  # False: hits' memories come without their embedding (retrieval reads none)
 
 
 @dataclass

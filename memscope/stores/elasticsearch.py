@@ -827,10 +827,14 @@ class ElasticsearchStore:
                     f"query embedding has {len(query.embedding)} dimensions; this store's vectors have {dims}"
                 )
             if dims is not None:
-                searches += [{}, q.knn_body(filter_query, query.embedding, k, messages=messages)]
+                searches += [{}, q.knn_body(
+                    filter_query, query.embedding, k, messages=messages, with_vectors=query.with_vectors
+                )]
                 channels.append("vector")
         if query.text is not None and query.text.strip():
-            searches += [{}, q.text_body(filter_query, query.text, k, messages=messages)]
+            searches += [{}, q.text_body(
+                filter_query, query.text, k, messages=messages, with_vectors=query.with_vectors
+            )]
             channels.append("text")
         if not channels:
             return [], {}

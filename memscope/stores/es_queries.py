@@ -41,7 +41,7 @@ MESSAGE_TEXT_FIELDS = ("content", "name.text")  # searched together (BM25F) for 
 MAX_WINDOW = 10_000  # index.max_result_window and the kNN num_candidates ceiling
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-_MESSAGE_SOURCE = {"excludes": ["embedding"]}  # Message has no embedding field
+_NO_VECTOR_SOURCE = {"excludes": ["embedding"]}  # Message has no embedding field; a search may not want it
 
 # -- times ---------------------------------------------------------------------------------------------
 
@@ -199,7 +199,9 @@ def num_candidates(k: int) -> int:
     return min(MAX_WINDOW, max(100, 2 * k))
 
 
-def knn_body(filter_query: dict[str, Any], vector: Sequence[float], k: int, *, messages: bool) -> dict[str, Any]:
+def knn_body(
+    filter_query: dict[str, Any], vector: Sequence[float], k: int, *, messages: bool, with_vectors: bool = True
+) -> dict[str, Any]:
     """A top-level `knn` search of `k` nearest vectors among the documents `filter_query` selects."""
     body: dict[str, Any] = {
         "size": k,
@@ -212,12 +214,14 @@ def knn_body(filter_query: dict[str, Any], vector: Sequence[float], k: int, *, m
         },
         "track_total_hits": False,
     }
-    if messages:
-        body["_source"] = _MESSAGE_SOURCE
+    if messages or not with_vectors:
+        body["_source"] = _NO_VECTOR_SOURCE
     return body
 
 
-def text_body(filter_query: dict[str, Any], text: str, size: int, *, messages: bool) -> dict[str, Any]:
+def text_body(
+    filter_query: dict[str, Any], text: str, size: int, *, messages: bool, with_vectors: bool = True
+) -> dict[str, Any]:
     """A BM25 search of `text` (its words OR'ed) among the documents `filter_query` selects.
 
     Memories match on `content`; messages on `content` and the speaker's `name` as one field
@@ -233,8 +237,8 @@ def text_body(filter_query: dict[str, Any], text: str, size: int, *, messages: b
         "query": {"bool": {"must": [match], "filter": [filter_query]}},
         "track_total_hits": False,
     }
-    if messages:
-        body["_source"] = _MESSAGE_SOURCE
+    if messages or not with_vectors:
+        body["_source"] = _NO_VECTOR_SOURCE
     return body
 
 
@@ -254,7 +258,7 @@ def list_body(
     if search_after is not None:
         body["search_after"] = search_after
     if messages:
-        body["_source"] = _MESSAGE_SOURCE
+        body["_source"] = _NO_VECTOR_SOURCE
     return body
 
 
@@ -275,7 +279,7 @@ def neighbour_body(anchor: dict[str, Any], size: int, *, later: bool) -> dict[st
         "search_after": [anchor["created_us"], anchor["id"]],
         "size": size,
         "track_total_hits": False,
-        "_source": _MESSAGE_SOURCE,
+        "_source": _NO_VECTOR_SOURCE,
     }
 
 

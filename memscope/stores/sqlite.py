@@ -100,6 +100,7 @@ from memscope.stores.vector_index import (
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "fts_normalize", "fts_query"]
 
 _MESSAGE_SELECT = ", ".join(MESSAGE_COLUMNS)
+_MEMORY_SELECT_NO_VECTOR = ", ".join("NULL AS embedding" if c == "embedding" else c for c in MEMORY_COLUMNS)
 _NEIGHBOUR_ANCHORS_PER_QUERY = 100  # two SELECTs each: under SQLite's 500 terms of a compound SELECT
 
 
@@ -676,7 +677,8 @@ class SqliteStore:
         f = filter or MemoryFilter()
         where, params = memory_where(user_id, f)
         hits = self._hybrid("memories", user_id, query, where, params, lambda ix: memory_mask(ix, f))
-        found = self._rows_by_id("memories", user_id, [h.id for h in hits], memory_from_stored)
+        columns = "*" if query.with_vectors else _MEMORY_SELECT_NO_VECTOR
+        found = self._rows_by_id("memories", user_id, [h.id for h in hits], memory_from_stored, columns)
         return [ScoredMemory.of(found[h.id], h) for h in hits if h.id in found]
 
     def _rows_by_id(

@@ -496,6 +496,12 @@ class StoreContractSuite:
         hits = store.search_memories(user, SearchQuery(text="whiskers", embedding=vec(1, 0, 0, 0, 0, 0, 0, 0.2)))
         assert {h.memory.id for h in hits[:2]} == {nodes["keyword"].id, nodes["vector"].id}
         assert hits[0].score >= hits[1].score >= hits[-1].score
+        assert all(h.memory.embedding is not None for h in hits)  # hits carry their vectors by default
+        lean = SearchQuery(text="whiskers", embedding=vec(1, 0, 0, 0, 0, 0, 0, 0.2), with_vectors=False)
+        lean_hits = store.search_memories(user, lean)
+        assert [h.memory.id for h in lean_hits] == [h.memory.id for h in hits]  # same hits, same order
+        assert [h.memory.content for h in lean_hits] == [h.memory.content for h in hits]
+        assert all(h.memory.embedding is None for h in lean_hits)  # ... without the vectors read
 
     def test_text_only_and_vector_only_queries(self, store: Store) -> None:
         user = uid()
