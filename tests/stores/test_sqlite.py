@@ -528,3 +528,28 @@ def test_a_schema_2_file_migrates_reflected_at_out_of_metadata(tmp_path: Path) -
         assert "memories_user_unreflected" in indexes
     finally:
         raw.close()
+
+
+# -- conversation neighbours: one statement per 100 anchors, on an index every file gets --------------------
+
+
+@pytest.mark.unit
+def test_neighbours_of_more_anchors_than_one_statement_holds(sqlite_store: SqliteStore) -> None:
+    turns = [message("u", f"turn {i}", session_id="s", created_at=T0 + timedelta(seconds=i)) for i in range(260)]
+    sqlite_store.add_messages(turns)
+    got = sqlite_store.message_neighbours("u", [t.id for t in turns[1:-1]], before=1, after=1)  # 258 anchors: 3 chunks
+    assert len(got) == 258
+    for i in range(1, 259):
+        assert [m.content for m in got[turns[i].id]] == [f"turn {i - 1}", f"turn {i + 1}"]
+
+
+@pytest.mark.unit
+def test_a_file_without_the_conversation_index_gets_it_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    SqliteStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP INDEX messages_conversation")
+    store = SqliteStore(path)
+    names = {r[0] for r in store._conn().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    store.close()
+    assert "messages_conversation" in names
