@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 from memscope.engine.worker import Context, Worker
 from memscope.errors import ValidationError
-from memscope.models import EventTime, MemoryNode, MemoryType, Message
-from memscope.stores.base import ScoredMemory, ScoredMessage
+from memscope.models import EventTime, MemoryNode, MemoryStatus, MemoryType, Message
+from memscope.stores.base import MemoryFilter, MessageFilter, ScoredMemory, ScoredMessage, SearchQuery
 
 __all__ = [
     "MAX_QUERY_CHARS",
@@ -251,3 +251,26 @@ def candidates_of(ctx: Context, default: int) -> int:
     """Candidates per search channel: the run's `candidates` input (retrieval.candidates), else `default`."""
     value = ctx.get("candidates")
     return int(value) if value else default
+
+
+def memory_search(ctx: Context, candidates: int, vector: Any) -> tuple[SearchQuery, MemoryFilter] | None:
+    """The search of the user's active memories a retrieval runs, and its filter; None: nothing to search
+    (no words and no vector, or only "message" asked for). The same for the text channel run ahead."""
+    text = search_text(clean_query(ctx["query"]))
+    types = memory_types_of(ctx.get("memory_types"))
+    if (not text and vector is None) or types == []:
+        return None
+    wanted = max(candidates_of(ctx, candidates), top_k_of(ctx))
+    query = SearchQuery(text=text or None, embedding=vector, top_k=wanted, candidates=wanted, with_vectors=False)
+    return query, MemoryFilter(agent_id=ctx.get("agent_id"), memory_types=types, statuses=(MemoryStatus.ACTIVE,))
+
+
+def message_search(ctx: Context, candidates: int, vector: Any) -> tuple[SearchQuery, MessageFilter] | None:
+    """The search of the user's raw turns a retrieval runs, and its filter; None: nothing to search."""
+    text = search_text(clean_query(ctx["query"]))
+    if (not text and vector is None) or not wants_messages(ctx.get("memory_types")):
+        return None
+    wanted = max(candidates_of(ctx, candidates), top_k_of(ctx))
+    return SearchQuery(text=text or None, embedding=vector, top_k=wanted, candidates=wanted), MessageFilter(
+        agent_id=ctx.get("agent_id")
+    )

@@ -11,18 +11,18 @@ from __future__ import annotations
 from dataclasses import replace
 
 from memscope.engine import Context, Worker, WorkerParams, worker
-from memscope.engine.worker import scope
-from memscope.models import MemoryStatus
-from memscope.retrieval import candidates_of, clean_query, memory_types_of, merge_time_hits, search_text, top_k_of
-from memscope.stores.base import MemoryFilter, SearchQuery
+from memscope.retrieval import memory_search, merge_time_hits
 
 
 @worker("search_memories")
 class SearchMemories(Worker):
-    """Find the user's active memories matching the query by text and vector (plus its time period)."""
+    """Find the user's active memories matching the query by text and vector (plus its time period).
+
+    With `memory_text_ranking` (from rank_by_text, run while the query was embedded) the text channel
+    is not run again: the store fuses that ranking with its vector search."""
 
     reads = ("user_id", "query", "query_vector")
-    optional_reads = ("agent_id", "memory_types", "query_time", "top_k", "candidates")
+    optional_reads = ("agent_id", "memory_types", "query_time", "top_k", "candidates", "memory_text_ranking")
     writes = ("memory_hits",)
 
     class Params(WorkerParams):
@@ -32,21 +32,14 @@ class SearchMemories(Worker):
     params: Params
 
     def run(self, ctx: Context) -> None:
-        user_id, agent_id = scope(ctx)
-        text = search_text(clean_query(ctx["query"]))
-        vector = ctx["query_vector"]
-        if not text and vector is None:
+        planned = memory_search(ctx, self.params.candidates, ctx["query_vector"])
+        if planned is None:
             ctx["memory_hits"] = []
             return
-        wanted = max(candidates_of(ctx, self.params.candidates), top_k_of(ctx))
-        query = SearchQuery(text=text or None, embedding=vector, top_k=wanted, candidates=wanted, with_vectors=False)
-        types = memory_types_of(ctx.get("memory_types"))
-        if types == []:  # only "message" was asked for
-            ctx["memory_hits"] = []
-            return
-        where = MemoryFilter(agent_id=agent_id, memory_types=types, statuses=(MemoryStatus.ACTIVE,))
-        store = self.resources.store
-        hits = store.search_memories(user_id, query, where)
+        query, where = planned
+        user_id, store = ctx["user_id"], self.resources.store
+        ranking = ctx.get("memory_text_ranking")
+        hits = store.search_memories(user_id, replace(query, text_ranking=ranking) if query.text else query, where)
         query_time = ctx.get("query_time")
         if query_time is not None and self.params.time_candidates > 0:
             n = self.params.time_candidates

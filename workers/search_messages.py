@@ -11,18 +11,18 @@ from __future__ import annotations
 from dataclasses import replace
 
 from memscope.engine import Context, Worker, WorkerParams, worker
-from memscope.engine.worker import scope
 from memscope.models import Role
-from memscope.retrieval import candidates_of, clean_query, merge_time_hits, search_text, top_k_of, wants_messages
-from memscope.stores.base import MessageFilter, SearchQuery
+from memscope.retrieval import merge_time_hits, message_search
 
 
 @worker("search_messages")
 class SearchMessages(Worker):
-    """Find the user's messages matching the query by text and vector (plus its time period)."""
+    """Find the user's messages matching the query by text and vector (plus its time period).
+
+    With `message_text_ranking` (from rank_by_text) the text channel is not run again."""
 
     reads = ("user_id", "query", "query_vector")
-    optional_reads = ("agent_id", "memory_types", "query_time", "top_k", "candidates")
+    optional_reads = ("agent_id", "memory_types", "query_time", "top_k", "candidates", "message_text_ranking")
     writes = ("message_hits",)
 
     class Params(WorkerParams):
@@ -33,17 +33,14 @@ class SearchMessages(Worker):
     params: Params
 
     def run(self, ctx: Context) -> None:
-        user_id, agent_id = scope(ctx)
-        text = search_text(clean_query(ctx["query"]))
-        vector = ctx["query_vector"]
-        if (not text and vector is None) or not wants_messages(ctx.get("memory_types")):
+        planned = message_search(ctx, self.params.candidates, ctx["query_vector"])
+        if planned is None:
             ctx["message_hits"] = []
             return
-        wanted = max(candidates_of(ctx, self.params.candidates), top_k_of(ctx))
-        query = SearchQuery(text=text or None, embedding=vector, top_k=wanted, candidates=wanted)
-        where = MessageFilter(agent_id=agent_id)
-        store = self.resources.store
-        hits = store.search_messages(user_id, query, where)
+        query, where = planned
+        user_id, store = ctx["user_id"], self.resources.store
+        ranking = ctx.get("message_text_ranking")
+        hits = store.search_messages(user_id, replace(query, text_ranking=ranking) if query.text else query, where)
         query_time = ctx.get("query_time")
         if query_time is not None and self.params.time_candidates > 0:
             n = self.params.time_candidates

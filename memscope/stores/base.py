@@ -99,7 +99,10 @@ class SearchQuery:
     """A hybrid search: BM25 on `text` and kNN on `embedding`, fused by reciprocal rank.
 
     Either part may be None (then only the other channel runs). `candidates` is how many each
-    channel fetches before fusion; `top_k` how many fused results come back.
+    channel fetches before fusion; `top_k` how many fused results come back. `text_ranking`: the
+    text channel already run (the ids `memory_text_ranking` / `message_text_ranking` returned for
+    this text and filter, best first): the store fuses it instead of running BM25 again, so the text
+    channel can run while the query is being embedded.
     """
 
     text: str | None = None
@@ -108,6 +111,7 @@ class SearchQuery:
     candidates: int = 50
     rrf_k: int = 60
     with_vectors: bool = True  # False: hits' memories come without their embedding (retrieval reads none)
+    text_ranking: Sequence[str] | None = None
 
 
 @dataclass
@@ -199,6 +203,13 @@ class Store(Protocol):
         """Hybrid search over one user's messages."""
         ...
 
+    def message_text_ranking(
+        self, user_id: str, query: SearchQuery, filter: MessageFilter | None = None
+    ) -> list[str] | None:
+        """The text channel of `search_messages` alone: message ids best first (`query.embedding` is not
+        used). None: leave the text channel to the search itself (it may drop it for the vector)."""
+        ...
+
     def users_with_pending(self, limit: int = 1000) -> list[tuple[str, str]]:
         """(user_id, agent_id) pairs that have pending messages: the sweep's source of truth."""
         ...
@@ -252,6 +263,13 @@ class Store(Protocol):
         self, user_id: str, query: SearchQuery, filter: MemoryFilter | None = None
     ) -> list[ScoredMemory]:
         """Hybrid search over one user's memories, best first."""
+        ...
+
+    def memory_text_ranking(
+        self, user_id: str, query: SearchQuery, filter: MemoryFilter | None = None
+    ) -> list[str] | None:
+        """The text channel of `search_memories` alone: memory ids best first (`query.embedding` is not
+        used). None: leave the text channel to the search itself (it may drop it for the vector)."""
         ...
 
     def touch_memories(self, user_id: str, memory_ids: Sequence[str], at: datetime) -> None:

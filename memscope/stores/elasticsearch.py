@@ -540,6 +540,14 @@ class ElasticsearchStore:
         return [ScoredMessage.of(q.doc_to_message(sources[h.id]), h) for h in hits]
 
     @mapped
+    def message_text_ranking(
+        self, user_id: str, query: SearchQuery, filter: MessageFilter | None = None
+    ) -> list[str] | None:
+        """The text channel of `search_messages` alone (see `SearchQuery.text_ranking`)."""
+        check_user_id(user_id)
+        return self._text_ranking("messages", user_id, q.message_filter(user_id, filter or MessageFilter()), query)
+
+    @mapped
     def message_neighbours(
         self, user_id: str, message_ids: Sequence[str], before: int = 1, after: int = 1
     ) -> dict[str, list[Message]]:
@@ -782,6 +790,14 @@ class ElasticsearchStore:
         return [ScoredMemory.of(q.doc_to_memory(sources[h.id]), h) for h in hits]
 
     @mapped
+    def memory_text_ranking(
+        self, user_id: str, query: SearchQuery, filter: MemoryFilter | None = None
+    ) -> list[str] | None:
+        """The text channel of `search_memories` alone (see `SearchQuery.text_ranking`)."""
+        check_user_id(user_id)
+        return self._text_ranking("memories", user_id, q.memory_filter(user_id, filter or MemoryFilter()), query)
+
+    @mapped
     def touch_memories(self, user_id: str, memory_ids: Sequence[str], at: datetime) -> None:
         """Count an access (access_count + 1, last_accessed_at) without writing an event."""
         check_user_id(user_id)
@@ -831,20 +847,21 @@ class ElasticsearchStore:
                     filter_query, query.embedding, k, messages=messages, with_vectors=query.with_vectors
                 )]
                 channels.append("vector")
-        if query.text is not None and query.text.strip():
+        ahead = None if query.text_ranking is None else list(query.text_ranking)[:k]
+        if ahead:  # the text channel ran ahead (SearchQuery.text_ranking): fetch those documents only
+            searches += [{}, q.ids_body(filter_query, ahead, messages=messages, with_vectors=query.with_vectors)]
+            channels.append("text")
+        elif ahead is None and query.text is not None and query.text.strip():
             searches += [{}, q.text_body(
                 filter_query, query.text, k, messages=messages, with_vectors=query.with_vectors
             )]
             channels.append("text")
         if not channels:
             return [], {}
-        resp = self._es().msearch(index=self.alias(kind), searches=searches)
-        hits: dict[str, list[dict[str, Any]]] = {}
-        for channel, answer in zip(channels, resp["responses"], strict=True):
-            if "error" in answer:
-                cls = StoreUnavailable if answer.get("status") in RETRYABLE else StoreError
-                raise cls(f"Elasticsearch {channel} search of {kind} failed: {answer['error']}")
-            hits[channel] = [h for h in answer["hits"]["hits"] if h["_source"].get("user_id") == user_id]
+        hits = self._msearch(kind, user_id, searches, channels)
+        if ahead:
+            order = {doc_id: n for n, doc_id in enumerate(ahead)}
+            hits["text"].sort(key=lambda h: order.get(h["_id"], len(order)))
         sources = {h["_id"]: h["_source"] for ch in reversed(channels) for h in hits[ch]}
         similarity = {h["_id"]: 2.0 * float(h["_score"]) - 1.0 for h in hits.get("vector", [])}
         ranked = {ch: [h["_id"] for h in hits.get(ch, [])] for ch in ("vector", "text")}
@@ -852,6 +869,28 @@ class ElasticsearchStore:
             ranked["vector"], ranked["text"], k=query.rrf_k, top_k=query.top_k, similarity=similarity.get
         )
         return fused, sources
+
+    def _msearch(
+        self, kind: str, user_id: str, searches: list[dict[str, Any]], channels: list[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Run one `_msearch` of (header, body) pairs: each channel's hits of this user, in ES's order."""
+        resp = self._es().msearch(index=self.alias(kind), searches=searches)
+        hits: dict[str, list[dict[str, Any]]] = {}
+        for channel, answer in zip(channels, resp["responses"], strict=True):
+            if "error" in answer:
+                cls = StoreUnavailable if answer.get("status") in RETRYABLE else StoreError
+                raise cls(f"Elasticsearch {channel} search of {kind} failed: {answer['error']}")
+            hits[channel] = [h for h in answer["hits"]["hits"] if h["_source"].get("user_id") == user_id]
+        return hits
+
+    def _text_ranking(self, kind: str, user_id: str, filter_query: dict[str, Any], query: SearchQuery) -> list[str]:
+        """The BM25 channel of `_hybrid` alone: ids best first."""
+        if query.top_k <= 0 or query.text is None or not query.text.strip():
+            return []
+        k = min(q.MAX_WINDOW, max(query.candidates, query.top_k))
+        body = q.text_body(filter_query, query.text, k, messages=kind == "messages", with_vectors=False)
+        body["_source"] = ["user_id"]
+        return [h["_id"] for h in self._msearch(kind, user_id, [{}, body], ["text"])["text"]]
 
     # -- users ---------------------------------------------------------------------------------------
 

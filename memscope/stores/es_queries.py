@@ -242,6 +242,20 @@ def text_body(
     return body
 
 
+def ids_body(
+    filter_query: dict[str, Any], ids: Sequence[str], *, messages: bool, with_vectors: bool = True
+) -> dict[str, Any]:
+    """The documents with these ids among those `filter_query` selects (a text ranking run ahead)."""
+    body: dict[str, Any] = {
+        "size": len(ids),
+        "query": {"bool": {"filter": [filter_query, {"ids": {"values": list(ids)}}]}},
+        "track_total_hits": False,
+    }
+    if messages or not with_vectors:
+        body["_source"] = _NO_VECTOR_SOURCE
+    return body
+
+
 def list_body(
     filter_query: dict[str, Any],
     sort: list[dict[str, str]],

@@ -472,6 +472,15 @@ class SqliteStore:
         return [ScoredMessage.of(found[h.id], h) for h in hits if h.id in found]
 
     @_mapped
+    def message_text_ranking(
+        self, user_id: str, query: SearchQuery, filter: MessageFilter | None = None
+    ) -> list[str] | None:
+        """The text channel of `search_messages` alone (see `SearchQuery.text_ranking`)."""
+        check_user_id(user_id)
+        where, params = message_where(user_id, filter or MessageFilter())
+        return self._text_ranking("messages", query, where, params)
+
+    @_mapped
     def users_with_pending(self, limit: int = 1000) -> list[tuple[str, str]]:
         """(user_id, agent_id) pairs that have pending messages: the sweep's source of truth."""
         rows = self._conn().execute(
@@ -681,6 +690,15 @@ class SqliteStore:
         found = self._rows_by_id("memories", user_id, [h.id for h in hits], memory_from_stored, columns)
         return [ScoredMemory.of(found[h.id], h) for h in hits if h.id in found]
 
+    @_mapped
+    def memory_text_ranking(
+        self, user_id: str, query: SearchQuery, filter: MemoryFilter | None = None
+    ) -> list[str] | None:
+        """The text channel of `search_memories` alone (see `SearchQuery.text_ranking`)."""
+        check_user_id(user_id)
+        where, params = memory_where(user_id, filter or MemoryFilter())
+        return self._text_ranking("memories", query, where, params)
+
     def _rows_by_id(
         self, kind: str, user_id: str, ids: list[str], convert: Callable[[Any], T], columns: str = "*"
     ) -> dict[str, T]:
@@ -794,16 +812,17 @@ class SqliteStore:
         vector_ids: list[str] = []
         text_ids: list[str] = []
         similarity: Callable[[str], float | None] = lambda _: None  # noqa: E731
-        match, vector_suffices = self._text_match(kind, query.text)
-        if vector_suffices and query.embedding is not None:
-            match = None  # one term in thousands of rows: BM25 cannot rank them, the vector channel does
-        text_sql = (
-            f"SELECT m.id FROM {kind}_fts JOIN {kind} m ON m.pk = {kind}_fts.rowid"
-            f" WHERE {kind}_fts MATCH ? AND {where} ORDER BY rank LIMIT ?"  # rank = bm25, sorted inside FTS5
-        )
+        match: str | None = None
+        if query.text_ranking is not None:  # the text channel ran ahead (see SearchQuery.text_ranking)
+            text_ids = list(query.text_ranking)[:wanted]
+            rankings.append(text_ids)
+        else:
+            match, vector_suffices = self._text_match(kind, query.text)
+            if vector_suffices and query.embedding is not None:
+                match = None  # one term in thousands of rows: BM25 cannot rank them, the vector channel does
 
         def text_channel() -> list[str]:
-            return [r[0] for r in self._conn().execute(text_sql, [match, *params, wanted]).fetchall()]
+            return self._text_ids(kind, match or "", where, params, wanted)
 
         # Both channels release the GIL (SQLite, BLAS): over a large matrix the text query runs on a helper
         # thread (its own connection) while the vector product runs here; small ones are not worth the hop.
@@ -821,6 +840,23 @@ class SqliteStore:
         if not rankings:
             return []
         return fuse_channels(vector_ids, text_ids, k=query.rrf_k, top_k=query.top_k, similarity=similarity)
+
+    def _text_ids(self, kind: str, match: str, where: str, params: list[Any], wanted: int) -> list[str]:
+        """The ids BM25 ranks first for a MATCH expression among the rows `where` selects."""
+        sql = (
+            f"SELECT m.id FROM {kind}_fts JOIN {kind} m ON m.pk = {kind}_fts.rowid"
+            f" WHERE {kind}_fts MATCH ? AND {where} ORDER BY rank LIMIT ?"  # rank = bm25, sorted inside FTS5
+        )
+        return [r[0] for r in self._conn().execute(sql, [match, *params, wanted]).fetchall()]
+
+    def _text_ranking(self, kind: str, query: SearchQuery, where: str, params: list[Any]) -> list[str] | None:
+        """The text channel of `_hybrid` alone; None when a vector search may stand in for it."""
+        match, vector_suffices = self._text_match(kind, query.text)
+        if match is None:
+            return []
+        if vector_suffices:
+            return None  # whether it does depends on the query vector: the search decides
+        return self._text_ids(kind, match, where, params, max(query.candidates, query.top_k))
 
     def _text_match(self, kind: str, text: str | None) -> tuple[str | None, bool]:
         """The MATCH expression of a query, and whether a vector search can stand in for it; in a large

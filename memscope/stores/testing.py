@@ -43,7 +43,15 @@ from memscope.models import (
     Role,
     TimeRange,
 )
-from memscope.stores.base import ConsolidationMark, Fence, MemoryFilter, MessageFilter, SearchQuery, Store
+from memscope.stores.base import (
+    ConsolidationMark,
+    Fence,
+    MemoryFilter,
+    MessageFilter,
+    ScoredMemory,
+    SearchQuery,
+    Store,
+)
 
 __all__ = ["DIM", "StoreContractSuite", "basis", "memory", "message", "uid", "vec"]
 
@@ -89,6 +97,10 @@ def message(user_id: str, content: str, **fields: object) -> Message:
     """A message with a fixed creation time unless given."""
     fields.setdefault("created_at", T0)
     return Message(user_id=user_id, content=content, **fields)  # type: ignore[arg-type]
+
+
+def _ids_in_order(hits: list[ScoredMemory]) -> list[str]:
+    return [h.memory.id for h in hits]
 
 
 def _ids(items: Sequence[object]) -> set[str]:
@@ -522,6 +534,47 @@ class StoreContractSuite:
         assert (best.vector_rank, best.text_rank) == (1, 1)
         assert best.vector_similarity == pytest.approx(1.0, abs=1e-4)
         assert best.score == pytest.approx(2 / 61)
+
+    def test_a_text_ranking_run_ahead_gives_the_hybrid_search_its_own_result(self, store: Store) -> None:
+        user = uid()
+        nodes = self._ranking_corpus(store, user)
+        for text, vector, f in [
+            ("hiking Alps whiskers", vec(1, 0, 0, 0, 0, 0.3), MemoryFilter()),
+            ("invoice Friday", basis(2), MemoryFilter(memory_types=[MemoryType.OBSERVATION])),
+            ("nothing matches this", basis(4), MemoryFilter()),
+        ]:
+            ranking = store.memory_text_ranking(user, SearchQuery(text=text, embedding=vector), f)
+            assert ranking == _ids_in_order(store.search_memories(user, SearchQuery(text=text), f))
+            inline = store.search_memories(user, SearchQuery(text=text, embedding=vector), f)
+            ahead = store.search_memories(user, SearchQuery(text=text, embedding=vector, text_ranking=ranking), f)
+            assert [(h.memory.id, h.text_rank, h.vector_rank) for h in ahead] == [
+                (h.memory.id, h.text_rank, h.vector_rank) for h in inline
+            ]
+            assert [h.score for h in ahead] == pytest.approx([h.score for h in inline])
+        text_only = store.search_memories(user, SearchQuery(text_ranking=[nodes["u2"].id, nodes["u1"].id]))
+        assert [h.memory.id for h in text_only] == [nodes["u2"].id, nodes["u1"].id]  # the ranking's order
+        assert store.memory_text_ranking(user, SearchQuery(text="  ")) == []
+        assert store.memory_text_ranking(uid("other"), SearchQuery(text="whiskers")) == []
+
+    def test_a_message_text_ranking_run_ahead_gives_the_hybrid_search_its_own_result(self, store: Store) -> None:
+        user = uid()
+        turns = [
+            message(user, "My flight to Lisbon leaves on Tuesday"),
+            message(user, "I had pasta for dinner", created_at=T0 + timedelta(seconds=1)),
+            message(user, "Lisbon has great pasta", created_at=T0 + timedelta(seconds=2), agent_id="helper"),
+        ]
+        store.add_messages(turns)
+        store.set_message_embeddings(user, {m.id: basis(n) for n, m in enumerate(turns)})
+        for f in (MessageFilter(), MessageFilter(agent_id="helper")):
+            ranking = store.message_text_ranking(user, SearchQuery(text="Lisbon pasta"), f)
+            assert ranking == [h.message.id for h in store.search_messages(user, SearchQuery(text="Lisbon pasta"), f)]
+            query = SearchQuery(text="Lisbon pasta", embedding=vec(0, 1, 0.2))
+            inline = store.search_messages(user, query, f)
+            ahead = store.search_messages(user, SearchQuery(text="Lisbon pasta", embedding=vec(0, 1, 0.2),
+                                                            text_ranking=ranking), f)  # fmt: skip
+            assert [(h.message.id, h.text_rank, h.vector_rank) for h in ahead] == [
+                (h.message.id, h.text_rank, h.vector_rank) for h in inline
+            ]
 
     def test_no_query_and_blank_text_find_nothing_by_text(self, store: Store) -> None:
         user = uid()

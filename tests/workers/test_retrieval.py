@@ -406,3 +406,32 @@ def test_embed_messages_embeds_speaker_day_and_content(store, local_embedder):
         vector = [float(x) for x in local_embedder.embed([text])[0]]
         [hit] = store.search_messages("u1", SearchQuery(embedding=vector, top_k=1), MessageFilter())
         assert (hit.vector_similarity > 0.999) is close
+
+
+def test_the_text_channel_run_ahead_changes_no_result(resources, catalog):
+    """rank_by_text runs BM25 beside the query embedding; without it the searches run BM25 themselves.
+    Both give the same items in the same order with the same scores."""
+    from pathlib import Path
+
+    import memscope
+    from memscope.engine.operation import parse_operation
+
+    text = (Path(memscope.__file__).parent.parent / "operations" / "retrieve_memory.yaml").read_text(encoding="utf-8")
+    assert "rank_by_text" in text
+    inline = parse_operation("\n".join(line for line in text.splitlines() if "- rank_by_text" not in line))
+    for content in ("Tom works at Apple as a software engineer", "Tom likes hiking in the Alps",
+                    "Tom's sister lives in Paris", "I had dinner with Tom at the Apple campus"):  # fmt: skip
+        remember(resources, "u1", content)
+    resources.store.add_messages([
+        Message(user_id="u1", role=Role.USER, content="Tom said the Apple job is great", created_at=MONTH_AGO),
+        Message(user_id="u1", role=Role.USER, content="Hiking again next week", created_at=NOW),
+    ])  # fmt: skip
+    for query in ("Where does Tom work?", "Apple", "hiking last week", "", "🙂"):
+        ahead = retrieve(resources, catalog, "u1", query)
+        assert [s.worker for s in ahead.report.steps][:4] == [
+            "embed_query", "extract_query_time", "attach_pending_messages", "rank_by_text"
+        ]  # fmt: skip
+        alone = OperationRunner(resources).run(inline, {"user_id": "u1", "query": query})
+        assert [(i.id, round(i.score, 9)) for i in ahead["results"]] == [
+            (i.id, round(i.score, 9)) for i in alone["results"]
+        ], query
