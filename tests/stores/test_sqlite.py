@@ -571,8 +571,9 @@ def test_a_schema_3_file_rebuilds_its_message_index_with_reply_context(
 
 @pytest.mark.unit
 def test_context_follows_a_turn_inserted_out_of_order_and_goes_with_the_user(sqlite_store: SqliteStore) -> None:
-    at = [T0 + timedelta(minutes=i) for i in range(3)]
-    first, middle, last = (message("u", f"say {w}", session_id="s", created_at=t) for w, t in zip("abc", at))
+    first, middle, last = (
+        message("u", f"say {w}", session_id="s", created_at=T0 + timedelta(minutes=i)) for i, w in enumerate("abc")
+    )
     sqlite_store.add_messages([first, last])
     sqlite_store.add_messages([middle])  # arrives late: `last` now replies to it, not to `first`
     conn = sqlite_store._conn()
