@@ -10,6 +10,9 @@ Layout, mappings and the analyzer are described in `es_templates`; request bodie
 - Hybrid search sends one `_msearch` with a kNN search and a BM25 `match` search under the same
   filter, and fuses the rankings in Python (`fuse_channels`), so it works on every licence. Every query
   carries a `term` on `user_id`; returned documents are checked against the user once more.
+- A message document carries `replied_to`, the turn it replies to (searched at boost 0.3):
+  `add_messages` looks up each new turn's stored neighbours in one `_msearch` first, and
+  `backfill_replied_to` (run by `memscope es init`) fills it on messages stored before the field.
 - Refresh: `add_messages`, `mark_consolidated`, `set_message_embeddings` and the memory documents of
   `write_memories` use `refresh="wait_for"` (read-your-writes for searches and pending lists;
   up to `index.refresh_interval`, 1 s, per call), or `refresh="true"` when constructed so (an

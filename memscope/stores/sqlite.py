@@ -8,8 +8,9 @@ search), `changes` (what a memory write records, shared with Elasticsearch). Cho
   float32 BLOBs, so a vector reads back rounded to float32.
 - `write_memories` compares a node with the stored one ignoring `updated_at`, `access_count` and
   `last_accessed_at` (see `changes`); an identical node records no event and is not written.
-- A message is text-indexed with its speaker's name (`name: content`); CJK text one character per
-  token, queried by character pairs; every query word is quoted and OR'ed.
+- A message is text-indexed with its speaker's name (`name: content`), and in a second column
+  weighted 0.3 the turn it replies to (`replied_turn_text`); CJK text one character per token,
+  queried by character pairs; every query word is quoted and OR'ed.
 - Vector search keeps a per-user float32 matrix in memory, tagged with a per-user version counter
   that every write bumps in the same transaction (rows carry the version that last wrote them), so
   a write from another process is seen at once: changed rows are patched in, and the matrix is
