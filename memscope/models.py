@@ -27,11 +27,13 @@ __all__ = [
     "TimeRange",
     "check_user_id",
     "new_id",
+    "replied_turn_text",
     "utcnow",
 ]
 
 DEFAULT_AGENT = "default"
 MAX_CONTENT_CHARS = 100_000
+MAX_REPLIED_CHARS = 1000  # of the replied-to turn, in a message's vector text and full-text context
 
 
 def utcnow() -> datetime:
@@ -182,6 +184,14 @@ class Message(BaseModel):
     def pending(self) -> bool:
         """True until consolidation has turned this message into memories."""
         return self.consolidated_at is None
+
+
+def replied_turn_text(previous: Message | None) -> str:
+    """The turn a message replies to, as both its vector text and its full-text `context` hold it:
+    "Melanie: What do you do for fun?" (its first MAX_REPLIED_CHARS characters); "" for none or a blank turn."""
+    if previous is None or not previous.content.strip():
+        return ""
+    return f"{previous.name or previous.role.value}: {previous.content[:MAX_REPLIED_CHARS]}"
 
 
 class MemoryNode(BaseModel):

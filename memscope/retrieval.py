@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from memscope.engine.worker import Context, Worker
 from memscope.errors import ValidationError
-from memscope.models import EventTime, MemoryNode, MemoryStatus, MemoryType, Message
+from memscope.models import EventTime, MemoryNode, MemoryStatus, MemoryType, Message, replied_turn_text
 from memscope.stores.base import MemoryFilter, MessageFilter, ScoredMemory, ScoredMessage, SearchQuery
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
 
 MESSAGE = "message"  # the memory_type of a raw-message result
 MAX_TOP_K = 1000
-MAX_REPLIED_CHARS = 1000  # of the replied-to turn in a message's embedding text
 MAX_QUERY_CHARS = 2000  # embedding models read ~256-512 tokens; BM25 keeps 64 terms: more is noise and cost
 
 _WORDS = re.compile(r"[^\W_]+")
@@ -231,15 +230,14 @@ def message_embedding_text(message: Message, zone: Any = None, previous: Message
     speaker and day; the replied-to turn adds about 6 points to the vector channel alone:
     `memscope bench locomo`). The turn's own words come first, so the model's 256-token window never
     cuts them for the context. `zone` (a ZoneInfo) dates it; default UTC. `previous`: the turn just
-    before it in its conversation (see `Store.message_neighbours`).
+    before it in its conversation (see `Store.message_neighbours`), as `models.replied_turn_text` puts
+    it; the stores' BM25 index holds the same text as a down-weighted second field.
     """
     who = message.name or message.role.value
     when = message.created_at.astimezone(zone) if zone is not None else message.created_at
     text = f"{who} ({when.day} {when:%B %Y}): {message.content}"
-    if previous is None or not previous.content.strip():
-        return text
-    before = previous.content[:MAX_REPLIED_CHARS]
-    return f"{text} (replying to {previous.name or previous.role.value}: {before})"
+    replied = replied_turn_text(previous)  # also the message's full-text `context`: the two never drift
+    return f"{text} (replying to {replied})" if replied else text
 
 
 def message_embedding_texts(store: Any, user_id: str, messages: Sequence[Message], zone: Any = None) -> list[str]:

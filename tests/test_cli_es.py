@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -11,9 +13,10 @@ from typer.testing import CliRunner
 from memscope.cli import app
 from memscope.errors import StoreError
 from memscope.stores import es_admin
+from memscope.stores import es_queries as q
 from memscope.stores.base import MessageFilter, SearchQuery
 from memscope.stores.elasticsearch import ElasticsearchStore
-from memscope.stores.testing import DIM, basis, memory, message, uid
+from memscope.stores.testing import DIM, T0, basis, memory, message, uid
 from tests.support.es import es_prefix
 
 pytestmark = pytest.mark.integration
@@ -57,6 +60,23 @@ def test_es_init_creates_aliased_indices_once_and_records_the_servers_features(l
     assert meta["analysis"] == ("common" if features.analysis_common else "core")
     again = runner.invoke(app, ["es", "init", "--config", str(config)])
     assert again.exit_code == 0 and _indices(store) == {k: f"{store.index_prefix}-{k}-v1" for k in es_admin.KINDS}
+
+
+def test_es_init_fills_replied_to_on_messages_written_without_it(live) -> None:  # type: ignore[no-untyped-def]
+    store, config = live
+    user = uid("old")
+    turns = [message(user, f"turn {i}", session_id="s", created_at=T0 + timedelta(minutes=i)) for i in range(3)]
+    operations: list[dict[str, Any]] = []
+    for m in turns:  # as a memscope before replied_to wrote them
+        operations += [{"create": {"_index": store.alias("messages"), "_id": m.id}}, q.message_doc(m)]
+    assert not store._es().bulk(operations=operations, refresh="true")["errors"]
+    result = runner.invoke(app, ["es", "init", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "filled replied_to (the turn replied to, for BM25) on 3 message(s)" in result.output
+    hits = store.search_messages(user, SearchQuery(text="turn 1"))
+    assert [h.message.id for h in hits][:2] == [turns[1].id, turns[2].id]
+    again = runner.invoke(app, ["es", "init", "--config", str(config)])
+    assert again.exit_code == 0 and "filled" not in again.output
 
 
 def test_es_migrate_copies_everything_and_moves_every_alias(live) -> None:  # type: ignore[no-untyped-def]

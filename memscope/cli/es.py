@@ -27,19 +27,22 @@ def _es_store(config: Path | None):  # type: ignore[no-untyped-def]
 
 @es_app.command("init")
 def es_init(config: ConfigOpt = None) -> None:
-    """Put the index templates and create the indices and aliases (idempotent)."""
+    """Put the index templates, create the indices and aliases, fill fields older messages lack (idempotent)."""
     from memscope.errors import MemscopeError
 
     store = _es_store(config)
     try:
         store.init_indices()
         features = store.features()
+        filled = store.backfill_replied_to()
     except MemscopeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     analysis = "analysis-common: stemming and CJK bigrams" if features.analysis_common else "server core only"
     server = ".".join(map(str, features.version))
     typer.echo(f"ok: indices and aliases {store.index_prefix}-* ready on Elasticsearch {server} ({analysis})")
+    if filled:
+        typer.echo(f"filled replied_to (the turn replied to, for BM25) on {filled} message(s) stored before it")
 
 
 @es_app.command("migrate")

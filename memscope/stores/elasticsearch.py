@@ -10,6 +10,9 @@ Layout, mappings and the analyzer are described in `es_templates`; request bodie
 - Hybrid search sends one `_msearch` with a kNN search and a BM25 `match` search under the same
   filter, and fuses the rankings in Python (`fuse_channels`), so it works on every licence. Every query
   carries a `term` on `user_id`; returned documents are checked against the user once more.
+- A message document carries `replied_to`, the turn it replies to (searched at boost 0.3):
+  `add_messages` looks up each new turn's stored neighbours in one `_msearch` first, and
+  `backfill_replied_to` (run by `memscope es init`) fills it on messages stored before the field.
 - Refresh: `add_messages`, `mark_consolidated`, `set_message_embeddings` and the memory documents of
   `write_memories` use `refresh="wait_for"` (read-your-writes for searches and pending lists;
   up to `index.refresh_interval`, 1 s, per call), or `refresh="true"` when constructed so (an
@@ -57,7 +60,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from memscope.errors import EmbeddingMismatch, StoreError, StoreUnavailable, ValidationError
-from memscope.models import MemoryEvent, MemoryNode, Message, check_user_id, utcnow
+from memscope.models import MemoryEvent, MemoryNode, Message, check_user_id, replied_turn_text, utcnow
 from memscope.redact import mask_url, scrub
 from memscope.stores import es_admin, es_leases
 from memscope.stores import es_queries as q
@@ -75,6 +78,7 @@ from memscope.stores.base import (
 from memscope.stores.changes import change_kind, kept_access
 from memscope.stores.es_admin import Features, MigrateProgress
 from memscope.stores.es_errors import RETRYABLE, import_es, mapped
+from memscope.stores.es_replies import anchor_of, reply_links
 from memscope.stores.es_templates import (
     alias_name,
     check_prefix,
@@ -92,6 +96,7 @@ _META_ID = "embedding"
 _MSG_SORT = [{"created_us": "asc"}, {"id": "asc"}]
 _MSG_SORT_NEWEST = [{"created_us": "desc"}, {"id": "desc"}]
 _MEM_SORT = [{"created_us": "desc"}, {"id": "desc"}]
+_NEIGHBOUR_BATCH = 250  # messages whose stored neighbours one `_msearch` of add_messages looks up
 _CAS_ATTEMPTS = 10  # compare-and-set rounds before a write gives up as StoreUnavailable
 _Action = tuple[dict[str, Any], ...]  # a bulk action line, and its body unless it is a delete
 _Versioned = dict[str, tuple[dict[str, Any], int, int]]  # id -> (source, _seq_no, _primary_term)
@@ -244,6 +249,11 @@ class ElasticsearchStore:
         )
         self._dims = None
         return moved
+
+    @mapped
+    def backfill_replied_to(self, progress: Callable[[int], None] | None = None) -> int:
+        """Fill `replied_to` on messages stored before the field existed (see `es_admin.backfill_replied_to`)."""
+        return es_admin.backfill_replied_to(self._es(), self.alias("messages"), progress)
 
     @mapped
     def delete_indices(self) -> list[str]:
@@ -462,7 +472,11 @@ class ElasticsearchStore:
         for message in batch:
             _check_id(message.id, "message id")
         alias = self.alias("messages")
-        actions = [({"create": {"_index": alias, "_id": m.id}}, q.message_doc(m)) for m in batch]
+        links = reply_links(batch, *self._stored_neighbours(batch))
+        actions = [
+            ({"create": {"_index": alias, "_id": m.id}}, q.message_doc(m, links.replied_to.get(m.id, "")))
+            for m in batch
+        ]
         results = self._bulk(actions, self.refresh)
         self._raise_failed("add_messages", results, ok=frozenset({409}))
         existing = [m for m, r in zip(batch, results, strict=True) if r.get("status") == 409]
@@ -471,6 +485,38 @@ class ElasticsearchStore:
             clashes = [m.id for m in existing if owners.get(m.id, {}).get("user_id", m.user_id) != m.user_id]
             if clashes:
                 raise ValidationError(f"message id(s) {clashes[:5]} already belong to another user; give new ids")
+        created = {m.id: m for m, r in zip(batch, results, strict=True) if r.get("status") in (200, 201)}
+        relinked = [
+            ({"update": {"_index": alias, "_id": follower}}, {"doc": {"replied_to": replied_turn_text(created[mid])}})
+            for follower, mid in links.followers.items()
+            if mid in created
+        ]
+        if relinked:  # turns stored before a batch turn that precedes them: they now reply to it
+            self._raise_failed("add_messages (replied_to)", self._bulk(relinked, self.refresh), ok=frozenset({404}))
+
+    def _stored_neighbours(self, batch: Sequence[Message]) -> tuple[dict[str, Message], dict[str, Message]]:
+        """The stored turns just before and just after each message of a batch: one `_msearch` per
+        _NEIGHBOUR_BATCH messages (two searches each)."""
+        before: dict[str, Message] = {}
+        after: dict[str, Message] = {}
+        unique = list({m.id: m for m in batch}.values())
+        for first in range(0, len(unique), _NEIGHBOUR_BATCH):
+            chunk = unique[first : first + _NEIGHBOUR_BATCH]
+            searches: list[dict[str, Any]] = []
+            for m in chunk:
+                anchor = anchor_of(m)
+                searches += [{}, q.neighbour_body(anchor, 1, later=False), {}, q.neighbour_body(anchor, 1, later=True)]
+            resp = self._es().msearch(index=self.alias("messages"), searches=searches)
+            answers = resp["responses"]
+            for n, m in enumerate(chunk):
+                for side, answer in ((before, answers[2 * n]), (after, answers[2 * n + 1])):
+                    if "error" in answer:
+                        cls = StoreUnavailable if answer.get("status") in RETRYABLE else StoreError
+                        raise cls(f"Elasticsearch neighbour search of messages failed: {answer['error']}")
+                    found = self._messages(m.user_id, answer["hits"]["hits"])
+                    if found:
+                        side[m.id] = found[0]
+        return before, after
 
     @mapped
     def list_messages(

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from memscope.errors import StoreError
-from memscope.models import LEGACY_REFLECTED_KEY
+from memscope.models import LEGACY_REFLECTED_KEY, Message, replied_turn_text
 from memscope.stores.es_compat import parse_version
 from memscope.stores.es_errors import import_es
+from memscope.stores.es_queries import doc_to_message
 from memscope.stores.es_templates import (
     ADDED_FIELDS,
     KINDS,
@@ -30,6 +31,7 @@ from memscope.stores.es_templates import (
 __all__ = [
     "Features",
     "MigrateProgress",
+    "backfill_replied_to",
     "delete_indices",
     "detect_features",
     "init_indices",
@@ -251,6 +253,72 @@ def _copy(client: Any, kind: str, old: str, new: str, progress: MigrateProgress 
     finally:
         client.close_point_in_time(id=pit)
     client.indices.refresh(index=new)
+
+
+def backfill_replied_to(client: Any, alias: str, progress: Callable[[int], None] | None = None) -> int:
+    """Give messages stored before `replied_to` existed the turn each replies to; returns how many changed.
+
+    Finds the conversations holding such messages (a composite aggregation), walks each in turn order
+    (`search_after` pages) and bulk-updates the messages that lack the field. Every message written
+    since has it ("" for a first turn), so a second run finds nothing to do. Idempotent and resumable.
+    """
+    client.indices.refresh(index=alias)
+    lacking = {"bool": {"must_not": [{"exists": {"field": "replied_to"}}]}}
+    sources = [{f: {"terms": {"field": f, "missing_bucket": True}}} for f in ("user_id", "agent_id", "session_id")]
+    changed, after_key = 0, None
+    while True:
+        composite: dict[str, Any] = {"size": 100, "sources": sources}
+        if after_key is not None:
+            composite["after"] = after_key
+        resp = client.search(index=alias, query=lacking, size=0, aggs={"c": {"composite": composite}})
+        agg = resp["aggregations"]["c"]
+        for bucket in agg["buckets"]:
+            changed += _backfill_conversation(client, alias, bucket["key"])
+            if progress:
+                progress(changed)
+        after_key = agg.get("after_key")
+        if not agg["buckets"] or after_key is None:
+            break
+    client.indices.refresh(index=alias)
+    return changed
+
+
+def _backfill_conversation(client: Any, alias: str, key: dict[str, Any]) -> int:
+    """Fill `replied_to` where missing along one conversation (user, agent, session), in turn order."""
+    clauses: list[dict[str, Any]] = [{"term": {"user_id": key["user_id"]}}, {"term": {"agent_id": key["agent_id"]}}]
+    query: dict[str, Any] = {"filter": clauses}
+    if key.get("session_id") is None:
+        query["must_not"] = [{"exists": {"field": "session_id"}}]
+    else:
+        clauses.append({"term": {"session_id": key["session_id"]}})
+    previous: Message | None = None
+    changed, search_after = 0, None
+    while True:
+        resp = client.search(
+            index=alias,
+            query={"bool": query},
+            sort=[{"created_us": "asc"}, {"id": "asc"}],
+            size=COPY_PAGE,
+            search_after=search_after,
+            source={"excludes": ["embedding"]},
+            track_total_hits=False,
+        )
+        hits = resp["hits"]["hits"]
+        operations: list[dict[str, Any]] = []
+        for hit in hits:
+            if "replied_to" not in hit["_source"]:
+                operations += [{"update": {"_index": alias, "_id": hit["_id"]}},
+                               {"doc": {"replied_to": replied_turn_text(previous)}}]  # fmt: skip
+            previous = doc_to_message(hit["_source"])
+        if operations:
+            result = client.bulk(operations=operations, refresh=False)
+            if result.get("errors"):
+                bad = [next(iter(i.values())) for i in result["items"] if next(iter(i.values())).get("error")]
+                raise StoreError(f"replied_to backfill failed for {len(bad)} message(s): {bad[:3]}; run it again")
+            changed += len(operations) // 2
+        if len(hits) < COPY_PAGE:
+            return changed
+        search_after = hits[-1]["sort"]
 
 
 def delete_indices(client: Any, prefix: str) -> list[str]:

@@ -18,6 +18,7 @@ from memscope.stores.changes import ACCESS_FIELDS
 __all__ = [
     "MAX_WINDOW",
     "MESSAGE_TEXT_FIELDS",
+    "REPLIED_BOOST",
     "comparable",
     "doc_to_event",
     "doc_to_memory",
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 MESSAGE_TEXT_FIELDS = ("content", "name.text")  # searched together (BM25F) for messages
+# BM25 weight of a message's `replied_to` (the turn it replies to) against its own text, as SQLite's
+# messages_fts.context: a question's words find the answer after it, a turn saying them itself ranks first
+REPLIED_BOOST = 0.3
 MAX_WINDOW = 10_000  # index.max_result_window and the kNN num_candidates ceiling
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -107,13 +111,16 @@ def doc_to_memory(source: dict[str, Any]) -> MemoryNode:
     return MemoryNode.model_validate({k: source[k] for k in MemoryNode.model_fields if k in source})
 
 
-def message_doc(message: Message) -> dict[str, Any]:
-    """The stored document of a message: the message (UTC) plus its sort key."""
+def message_doc(message: Message, replied_to: str | None = None) -> dict[str, Any]:
+    """The stored document of a message: the message (UTC) plus its sort key and `replied_to`, the
+    `replied_turn_text` of the turn before it ("" for none; None leaves the field out)."""
     doc = message.model_dump(mode="json")
     doc["created_at"] = _iso(message.created_at)
     if message.consolidated_at is not None:
         doc["consolidated_at"] = _iso(message.consolidated_at)
     doc["created_us"] = to_us(message.created_at)
+    if replied_to is not None:
+        doc["replied_to"] = replied_to
     return doc
 
 
@@ -226,17 +233,16 @@ def text_body(
 
     Memories match on `content`; messages on `content` and the speaker's `name` as one field
     (`combined_fields`, BM25F), as the SQLite store indexes `name: content`, so "what did Caroline
-    say" finds Caroline's turns.
+    say" finds Caroline's turns, or on `replied_to` (the turn replied to) at REPLIED_BOOST.
     """
     if messages:
-        match: dict[str, Any] = {"combined_fields": {"query": text, "fields": list(MESSAGE_TEXT_FIELDS)}}
+        own = {"combined_fields": {"query": text, "fields": list(MESSAGE_TEXT_FIELDS)}}
+        replied = {"match": {"replied_to": {"query": text, "boost": REPLIED_BOOST}}}
+        should: dict[str, Any] = {"should": [own, replied], "minimum_should_match": 1}
+        query: dict[str, Any] = {"bool": {**should, "filter": [filter_query]}}
     else:
-        match = {"match": {"content": {"query": text}}}
-    body: dict[str, Any] = {
-        "size": size,
-        "query": {"bool": {"must": [match], "filter": [filter_query]}},
-        "track_total_hits": False,
-    }
+        query = {"bool": {"must": [{"match": {"content": {"query": text}}}], "filter": [filter_query]}}
+    body: dict[str, Any] = {"size": size, "query": query, "track_total_hits": False}
     if messages or not with_vectors:
         body["_source"] = _NO_VECTOR_SOURCE
     return body

@@ -49,7 +49,7 @@ __all__ = [
 TEMPLATE_VERSION = 1
 # Fields added to a kind's mapping after its template version was fixed: `init_indices` maps them on an
 # index created before (adding a field is allowed in place), so no reindex is needed for them.
-ADDED_FIELDS: dict[str, tuple[str, ...]] = {"memories": ("reflected_at",)}
+ADDED_FIELDS: dict[str, tuple[str, ...]] = {"messages": ("replied_to",), "memories": ("reflected_at",)}
 KINDS = ("messages", "memories", "events", "meta")
 TEMPLATE_PRIORITY = 500  # above Elastic's built-in templates (100), so ours always wins
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,199}$")
@@ -84,6 +84,7 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "role": _KEYWORD,
         "name": {"type": "keyword", "fields": {"text": _TEXT}},  # name.text: searched with content
         "content": _TEXT,
+        "replied_to": _TEXT,  # the turn it replies to, searched at a lower boost (see ADDED_FIELDS)
         "created_at": _DATE,
         "created_us": _US,
         "consolidated_at": _DATE,

@@ -8,8 +8,9 @@ search), `changes` (what a memory write records, shared with Elasticsearch). Cho
   float32 BLOBs, so a vector reads back rounded to float32.
 - `write_memories` compares a node with the stored one ignoring `updated_at`, `access_count` and
   `last_accessed_at` (see `changes`); an identical node records no event and is not written.
-- A message is text-indexed with its speaker's name (`name: content`); CJK text one character per
-  token, queried by character pairs; every query word is quoted and OR'ed.
+- A message is text-indexed with its speaker's name (`name: content`), and in a second column
+  weighted 0.3 the turn it replies to (`replied_turn_text`); CJK text one character per token,
+  queried by character pairs; every query word is quoted and OR'ed.
 - Vector search keeps a per-user float32 matrix in memory, tagged with a per-user version counter
   that every write bumps in the same transaction (rows carry the version that last wrote them), so
   a write from another process is seen at once: changed rows are patched in, and the matrix is
@@ -38,7 +39,7 @@ from typing import Any, ParamSpec, TypeVar
 import numpy as np
 
 from memscope.errors import EmbeddingMismatch, StoreError, StoreUnavailable, ValidationError
-from memscope.models import MemoryEvent, MemoryNode, Message, check_user_id, utcnow
+from memscope.models import MemoryEvent, MemoryNode, Message, check_user_id, replied_turn_text, utcnow
 from memscope.stores import sqlite_leases as leases
 from memscope.stores.base import (
     ConsolidationMark,
@@ -105,7 +106,7 @@ _NEIGHBOUR_ANCHORS_PER_QUERY = 100  # two SELECTs each: under SQLite's 500 terms
 
 
 def _neighbour_query(
-    user_id: str, anchors: Sequence[sqlite3.Row], first: int, before: int, after: int
+    user_id: str, anchors: Sequence[Sequence[Any]], first: int, before: int, after: int
 ) -> tuple[str, list[Any]]:
     """One UNION ALL statement for anchors[first:first + 100]: per anchor and side, a LIMITed seek on the
     messages_conversation index; each row carries its anchor's position."""
@@ -124,6 +125,19 @@ def _neighbour_query(
             )
             params += [user_id, agent, session, at, at, mid, limit]
     return " UNION ALL ".join(parts), params
+
+
+def _adjacent(
+    conn: sqlite3.Connection, user_id: str, anchors: Sequence[Sequence[Any]], before: int, after: int
+) -> list[list[sqlite3.Row]]:
+    """Per anchor (id, agent_id, session_id, created_at), the `before` turns before it and `after` turns
+    after it in its conversation, in (created_at, id) order: what "neighbour" means in this store."""
+    found: list[list[sqlite3.Row]] = [[] for _ in anchors]
+    for first in range(0, len(anchors) if before or after else 0, _NEIGHBOUR_ANCHORS_PER_QUERY):
+        sql, params = _neighbour_query(user_id, anchors, first, before, after)
+        for row in conn.execute(sql, params).fetchall():
+            found[row["anchor"]].append(row)
+    return [sorted(rows, key=lambda r: (r["created_at"], r["id"])) for rows in found]
 
 _CACHE_BYTES = 512 * 1024 * 1024
 _PARALLEL_ROWS = 20_000  # from this many vectors, the text query runs beside the vector product
@@ -334,6 +348,7 @@ class SqliteStore:
         rows = [message_row(m) for m in messages]
         if not rows:
             return
+        given = {m.id: m for m in messages}
         with self._write() as conn:
             owners = self._owners(conn, "messages", [r["id"] for r in rows])
             clashes = [r["id"] for r in rows if owners.get(r["id"], r["user_id"]) != r["user_id"]]
@@ -341,15 +356,43 @@ class SqliteStore:
                 raise ValidationError(f"message id(s) {clashes[:5]} already belong to another user; give new ids")
             columns = ", ".join(MESSAGE_COLUMNS)
             marks = ", ".join("?" * len(MESSAGE_COLUMNS))
+            added: dict[str, tuple[int, dict[str, Any], Message]] = {}
             for row in rows:
                 cur = conn.execute(
                     f"INSERT INTO messages ({columns}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING",
                     [row[c] for c in MESSAGE_COLUMNS],
                 )
-                if cur.rowcount == 1:
+                if cur.rowcount == 1 and cur.lastrowid is not None:
+                    added[row["id"]] = (cur.lastrowid, row, given[row["id"]])
+            self._index_messages(conn, added)
+
+    @staticmethod
+    def _index_messages(conn: sqlite3.Connection, added: dict[str, tuple[int, dict[str, Any], Message]]) -> None:
+        """Full-text rows of just-inserted messages: body, and as context the turn each replies to.
+
+        The turns before and after each are read once all are inserted, so a batch of consecutive turns
+        links up; a turn inserted before one already stored (an earlier created_at arriving later)
+        becomes that turn's context in place of what it had.
+        """
+        by_user: dict[str, list[tuple[str, str, str | None, int]]] = {}
+        for mid, (_, row, _) in added.items():
+            by_user.setdefault(row["user_id"], []).append((mid, row["agent_id"], row["session_id"], row["created_at"]))
+        for user_id, anchors in by_user.items():
+            for anchor, rows in zip(anchors, _adjacent(conn, user_id, anchors, 1, 1), strict=True):
+                key = (anchor[3], anchor[0])
+                earlier = [r for r in rows if (r["created_at"], r["id"]) < key]
+                later = [r for r in rows if (r["created_at"], r["id"]) > key and r["id"] not in added]
+                pk, row, message = added[anchor[0]]
+                replied = replied_turn_text(message_from_stored(earlier[-1])) if earlier else ""
+                conn.execute(
+                    "INSERT INTO messages_fts (rowid, body, context) VALUES (?, ?, ?)",
+                    (pk, fts_normalize(message_body(row)), fts_normalize(replied)),
+                )
+                context = fts_normalize(replied_turn_text(message))
+                for follower in later:  # stored before this turn, though later in the conversation
                     conn.execute(
-                        "INSERT INTO messages_fts (rowid, body) VALUES (?, ?)",
-                        (cur.lastrowid, fts_normalize(message_body(row))),
+                        "UPDATE messages_fts SET context = ? WHERE rowid = (SELECT pk FROM messages WHERE id = ?)",
+                        (context, follower["id"]),
                     )
 
     @_mapped
@@ -509,13 +552,8 @@ class SqliteStore:
             ).fetchall()
             if not anchors:
                 return out
-            found: list[list[sqlite3.Row]] = [[] for _ in anchors]
-            for first in range(0, len(anchors) if before or after else 0, _NEIGHBOUR_ANCHORS_PER_QUERY):
-                sql, params = _neighbour_query(user_id, anchors, first, before, after)
-                for row in conn.execute(sql, params).fetchall():
-                    found[row["anchor"]].append(row)
-        for n, (mid, *_rest) in enumerate(anchors):
-            rows = sorted(found[n], key=lambda r: (r["created_at"], r["id"]))
+            found = _adjacent(conn, user_id, anchors, before, after)
+        for (mid, *_rest), rows in zip(anchors, found, strict=True):
             out[mid] = [message_from_stored(r) for r in rows]
         return out
 

@@ -12,17 +12,22 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from memscope.models import LEGACY_REFLECTED_KEY
+from memscope.models import LEGACY_REFLECTED_KEY, replied_turn_text
 from memscope.stores.base import MemoryFilter, MessageFilter
+from memscope.stores.sqlite_fts import fts_normalize, message_body
 from memscope.stores.sqlite_leases import LEASES_TABLE
-from memscope.stores.sqlite_rows import span_bounds, to_json, to_us
+from memscope.stores.sqlite_rows import message_from_stored, span_bounds, to_json, to_us
 
 __all__ = [
-    "FTS_TOKENIZER", "MEMORY_COLUMNS", "MESSAGE_COLUMNS", "SCHEMA", "SCHEMA_VERSION", "ensure_late_indexes",
-    "memory_where", "message_where", "migrate_schema",
+    "CONTEXT_WEIGHT", "FTS_TOKENIZER", "MEMORY_COLUMNS", "MESSAGE_COLUMNS", "SCHEMA", "SCHEMA_VERSION",
+    "ensure_late_indexes", "memory_where", "message_where", "migrate_schema",
 ]  # fmt: skip
 
-SCHEMA_VERSION = 3  # 2: the `leases` table and the store id; 3: memories.reflected_at (see MIGRATIONS)
+# 2: the `leases` table and the store id; 3: memories.reflected_at; 4: messages_fts.context (see MIGRATIONS)
+SCHEMA_VERSION = 4
+# BM25 weight of messages_fts.context (the turn a message replies to) against its body (1.0): a question's
+# words find the answer after it, and a turn that says them itself still ranks first
+CONTEXT_WEIGHT = 0.3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -96,11 +101,15 @@ CREATE TABLE IF NOT EXISTS memory_events (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS memory_events_memory ON memory_events (user_id, memory_id, seq);
-CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(body, tokenize="FTS_TOKENIZER");
+MESSAGES_FTS;
 CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(body, tokenize="FTS_TOKENIZER");
 """
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"  # the stemmer of sqlite.py must use the same
-SCHEMA = SCHEMA.replace("FTS_TOKENIZER", FTS_TOKENIZER) + ";" + LEASES_TABLE
+# body: `message_body` (name: content); context: `replied_turn_text` of the turn before it in its conversation
+MESSAGES_FTS = 'CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(body, context, tokenize="FTS_TOKENIZER")'
+SCHEMA = SCHEMA.replace("MESSAGES_FTS", MESSAGES_FTS).replace("FTS_TOKENIZER", FTS_TOKENIZER) + ";" + LEASES_TABLE
+MESSAGES_FTS = MESSAGES_FTS.replace("FTS_TOKENIZER", FTS_TOKENIZER)
+_REFILL_ROWS = 2_000  # messages read per step of the schema-4 rebuild of messages_fts
 
 MEMORY_COLUMNS = (
     "id", "user_id", "agent_id", "memory_type", "content", "key", "embedding", "dim", "status",
@@ -113,13 +122,16 @@ MESSAGE_COLUMNS = (
     "consolidated_at",
 )  # fmt: skip
 
+# a turn's neighbours in its conversation: a seek, not a walk over the user's earlier turns
+CONVERSATION_INDEX = (
+    "CREATE INDEX IF NOT EXISTS messages_conversation ON messages (user_id, agent_id, session_id, created_at, id)"
+)
 # Created after the migrations, so that an upgraded file has the columns they index; ensured at every
 # open (IF NOT EXISTS), so an index added later reaches files of the current schema version too.
 LATE_INDEXES = (
     "CREATE INDEX IF NOT EXISTS memories_user_unreflected ON memories (user_id, memory_type)"
     " WHERE reflected_at IS NULL",
-    # a turn's neighbours in its conversation: a seek, not a walk over the user's earlier turns
-    "CREATE INDEX IF NOT EXISTS messages_conversation ON messages (user_id, agent_id, session_id, created_at, id)",
+    CONVERSATION_INDEX,
 )
 
 
@@ -142,8 +154,44 @@ def migrate_v3_reflected_at(conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE memories SET reflected_at = ?, metadata = ? WHERE pk = ?", (when, to_json(data), pk))
 
 
+def rank_messages_fts(conn: sqlite3.Connection) -> None:
+    """Make messages_fts's `rank` (what `ORDER BY rank` sorts by) bm25 with context weighed CONTEXT_WEIGHT.
+
+    An FTS5 setting kept in the file, so every connection's `ORDER BY rank` keeps FTS5's own sort."""
+    conn.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('rank', ?)", (f"bm25(1.0, {CONTEXT_WEIGHT})",))
+
+
+def migrate_v4_reply_context(conn: sqlite3.Connection) -> None:
+    """Schema 4: messages_fts gains `context`, the turn each message replies to; rebuilt from messages.
+
+    Messages are read in conversation order, _REFILL_ROWS at a time, so Python holds one page; the
+    rebuild is part of the upgrade's one transaction (SQLite spills it to the file, not to memory).
+    """
+    conn.execute("DROP TABLE IF EXISTS messages_fts")
+    conn.execute(MESSAGES_FTS)
+    rank_messages_fts(conn)
+    conn.execute(CONVERSATION_INDEX)  # the walk below reads it in order
+    columns = ", ".join(MESSAGE_COLUMNS)
+    rows = conn.execute(
+        f"SELECT pk, {columns} FROM messages ORDER BY user_id, agent_id, session_id, created_at, id"
+    )
+    previous: sqlite3.Row | None = None
+    while page := rows.fetchmany(_REFILL_ROWS):
+        values = []
+        for row in page:
+            same = previous is not None and all(row[c] == previous[c] for c in ("user_id", "agent_id", "session_id"))
+            context = replied_turn_text(message_from_stored(previous)) if same and previous is not None else ""
+            body = message_body({"name": row["name"], "content": row["content"]})
+            values.append((row["pk"], fts_normalize(body), fts_normalize(context)))
+            previous = row
+        conn.executemany("INSERT INTO messages_fts (rowid, body, context) VALUES (?, ?, ?)", values)
+
+
 # (version it brings a file to, step): run in order on a file of an older version, in one transaction
-MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = ((3, migrate_v3_reflected_at),)
+MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
+    (3, migrate_v3_reflected_at),
+    (4, migrate_v4_reply_context),
+)
 
 
 def migrate_schema(conn: sqlite3.Connection, version: int) -> None:
@@ -151,6 +199,8 @@ def migrate_schema(conn: sqlite3.Connection, version: int) -> None:
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
+    if version == 0:
+        rank_messages_fts(conn)
     for target, step in MIGRATIONS:
         if 0 < version < target:
             step(conn)

@@ -252,6 +252,26 @@ class StoreContractSuite:
         assert best.message.id == hit.id and best.vector_rank == 1
         assert best.vector_similarity == pytest.approx(0.995, abs=0.01)
 
+    def test_a_turn_is_found_by_the_words_of_the_turn_it_replies_to(self, store: Store) -> None:
+        user = uid()
+        at = [T0 + timedelta(minutes=i) for i in range(4)]
+        question = message(user, "Which instrument do you play?", name="Mel", session_id="s", created_at=at[0])
+        answer = message(user, "The violin, since I was ten", name="Cara", session_id="s", created_at=at[1])
+        reaction = message(user, "Wow, lovely!", name="Mel", session_id="s", created_at=at[2])
+        elsewhere = message(user, "Nice weather", name="Cara", session_id="t", created_at=at[1])
+        store.add_messages([answer, reaction, elsewhere])  # consecutive turns in one batch
+        store.add_messages([question])  # an earlier turn arriving later becomes the next one's context
+
+        def text_ranks(text: str) -> dict[str, int | None]:
+            hits = store.search_messages(user, SearchQuery(text=text))  # BM25 alone: no vectors anywhere
+            return {h.message.id: h.text_rank for h in hits}
+
+        asked = text_ranks("instrument")
+        assert asked[question.id] == 1 and asked[answer.id] == 2 and reaction.id not in asked
+        told = text_ranks("violin")
+        assert told[answer.id] == 1 and told[reaction.id] == 2  # its own words first, its context after
+        assert elsewhere.id not in text_ranks("instrument violin")
+
     def test_users_with_pending(self, store: Store) -> None:
         alice, bob = uid("alice"), uid("bob")
         a1, a2 = message(alice, "hi"), message(alice, "hey", agent_id="helper")

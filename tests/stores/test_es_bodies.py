@@ -28,6 +28,7 @@ from memscope.stores import es_queries as q
 from memscope.stores.base import MemoryFilter, MessageFilter, SearchQuery, Store
 from memscope.stores.elasticsearch import ElasticsearchStore, _event_id
 from memscope.stores.es_admin import upgraded_source
+from memscope.stores.es_replies import reply_links
 from memscope.stores.es_templates import PROPERTIES, index_template
 
 pytestmark = pytest.mark.unit
@@ -299,10 +300,13 @@ def _memory(content: str = "likes coffee", **kw: Any) -> MemoryNode:
 
 def _after_init(fake: FakeES) -> list[Req]:
     init = ("/_nodes", "/_index_template", "/_alias")
-    return [r for r in fake.requests if not (r.path.startswith(init) or (r.method, r.path) == _ADDED_FIELDS_CHECK)]
+    return [r for r in fake.requests if not (r.path.startswith(init) or (r.method, r.path) in _ADDED_FIELDS_CHECKS)]
 
 
-_ADDED_FIELDS_CHECK = ("GET", "/memscope-memories/_mapping")  # init_indices: does the index have reflected_at?
+_ADDED_FIELDS_CHECKS = {  # init_indices: does the index have replied_to / reflected_at?
+    ("GET", "/memscope-messages/_mapping"),
+    ("GET", "/memscope-memories/_mapping"),
+}
 
 
 # -- set-up ----------------------------------------------------------------------------------------------
@@ -591,7 +595,8 @@ def test_message_filters_and_search_with_pending(
     assert body[1]["knn"]["filter"] == query
     assert body[1]["knn"]["k"] == 5
     text = {"combined_fields": {"query": "hello", "fields": ["content", "name.text"]}}
-    assert body[3]["query"] == {"bool": {"must": [text], "filter": [query]}}
+    replied = {"match": {"replied_to": {"query": "hello", "boost": 0.3}}}
+    assert body[3]["query"] == {"bool": {"should": [text, replied], "minimum_should_match": 1, "filter": [query]}}
     assert body[1]["_source"] == body[3]["_source"] == {"excludes": ["embedding"]}
 
 
@@ -600,12 +605,13 @@ def test_message_text_search_covers_the_speaker_name_like_sqlite(fake: FakeES, s
     store.search_memories("alice", SearchQuery(text="what did Caroline say"))
     [messages] = [r.body for r in fake.sent("/memscope-messages/_msearch")]
     [memories] = [r.body for r in fake.sent("/memscope-memories/_msearch")]
-    must = messages[1]["query"]["bool"]["must"]
-    assert must == [{"combined_fields": {"query": "what did Caroline say", "fields": ["content", "name.text"]}}]
+    own = messages[1]["query"]["bool"]["should"][0]
+    assert own == {"combined_fields": {"query": "what did Caroline say", "fields": ["content", "name.text"]}}
     assert memories[1]["query"]["bool"]["must"] == [{"match": {"content": {"query": "what did Caroline say"}}}]
     mapping = index_template("memscope", "messages")["template"]["mappings"]["properties"]
     assert mapping["name"] == {"type": "keyword", "fields": {"text": {"type": "text", "analyzer": "memscope_text"}}}
     assert mapping["content"] == mapping["name"]["fields"]["text"]  # one analyzer: BM25F needs it
+    assert mapping["replied_to"] == mapping["content"]
 
 
 def test_list_messages_newest_first_sorts_descending(fake: FakeES, store: ElasticsearchStore) -> None:
@@ -697,11 +703,30 @@ def test_add_messages_bulk_creates_and_waits_for_refresh(fake: FakeES, store: El
         {
             "id": "msg1", "user_id": "alice", "agent_id": "default", "session_id": "s", "role": "user",
             "content": "我喜欢咖啡", "name": None, "created_at": "2024-05-01T12:00:00.123456+00:00",
-            "metadata": {}, "consolidated_at": None, "created_us": T0_US,
+            "metadata": {}, "consolidated_at": None, "created_us": T0_US, "replied_to": "",
         },
     ]  # fmt: skip
+    (neighbours,) = fake.sent("/memscope-messages/_msearch")  # the stored turns before and after it
+    assert [b["sort"] for b in neighbours.body[1::2]] == [
+        [{"created_us": "desc"}, {"id": "desc"}], [{"created_us": "asc"}, {"id": "asc"}]
+    ]
     store.add_messages([])  # nothing to send
     assert len(fake.sent("/_bulk")) == 1
+
+
+def test_reply_links_combine_the_batch_with_the_stored_neighbours() -> None:
+    def turn(i: int, session: str | None = "s") -> Message:
+        at = T0.replace(minute=i)
+        return Message(id=f"t{i}", user_id="u", session_id=session, content=f"turn {i}", created_at=at)
+
+    stored_first, late, new, stored_last, elsewhere = turn(1), turn(2), turn(4), turn(6), turn(5, None)
+    links = reply_links(
+        [new, late, elsewhere],  # `late` and `new` sit between two stored turns; `elsewhere` has no session
+        stored_before={late.id: stored_first, new.id: stored_first},
+        stored_after={late.id: stored_last, new.id: stored_last},
+    )
+    assert links.replied_to == {late.id: "user: turn 1", new.id: "user: turn 2", elsewhere.id: ""}
+    assert links.followers == {stored_last.id: new.id}  # the stored turn after them now replies to `new`
 
 
 def test_add_messages_with_another_users_id_is_refused(fake: FakeES, store: ElasticsearchStore) -> None:

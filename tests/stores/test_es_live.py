@@ -1,16 +1,20 @@
 """What only a live Elasticsearch can show: compare-and-set under concurrent writers, the default
-`refresh=wait_for` read-your-writes, and the core-only analyzer on Chinese text."""
+`refresh=wait_for` read-your-writes, the core-only analyzer on Chinese text, and an index made
+before `replied_to` getting the field and its backfill."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from memscope.stores import es_queries as q
 from memscope.stores.base import SearchQuery
 from memscope.stores.elasticsearch import ElasticsearchStore
+from memscope.stores.es_templates import ADDED_FIELDS, PROPERTIES
 from memscope.stores.testing import memory, message, uid
 from tests.support.es import es_prefix
 
@@ -74,3 +78,32 @@ def test_core_analyzer_finds_chinese_by_characters(store: ElasticsearchStore) ->
     store.write_memories([memory(user, "用户喜欢喝乌龙茶"), memory(user, "用户住在北京")])
     found = store.search_memories(user, SearchQuery(text="乌龙茶"))
     assert [h.memory.content for h in found][:1] == ["用户喜欢喝乌龙茶"]
+
+
+def test_an_index_made_before_replied_to_gets_the_field_and_the_backfill(monkeypatch: pytest.MonkeyPatch) -> None:
+    user = uid()
+    turns = [
+        message(user, "Which instrument do you play?", name="Mel", session_id="s", created_at=AT),
+        message(user, "The violin, since I was ten", name="Cara", session_id="s", created_at=AT + timedelta(minutes=1)),
+        message(user, "Lovely!", name="Mel", session_id="s", created_at=AT + timedelta(minutes=2)),
+        message(user, "Which instrument again?", name="Mel", created_at=AT),  # no session: its own conversation
+    ]
+    with es_prefix("replied") as (url, prefix):
+        with monkeypatch.context() as old:  # the mapping and documents of a memscope before `replied_to`
+            old.delitem(PROPERTIES["messages"], "replied_to")
+            old.setitem(ADDED_FIELDS, "messages", ())
+            with ElasticsearchStore(url, index_prefix=prefix, refresh="true") as before:
+                operations: list[dict[str, Any]] = []
+                for m in turns:
+                    operations += [{"create": {"_index": before.alias("messages"), "_id": m.id}}, q.message_doc(m)]
+                assert not before._es().bulk(operations=operations, refresh="true")["errors"]
+        with ElasticsearchStore(url, index_prefix=prefix, refresh="true") as store:
+            store.init_indices()
+            mapping = store._client.indices.get_mapping(index=store.alias("messages"))
+            assert all("replied_to" in m["mappings"]["properties"] for m in mapping.values())
+            assert store.backfill_replied_to() == 4
+            assert store.backfill_replied_to() == 0  # every message has the field now ("" for a first turn)
+            hits = store.search_messages(user, SearchQuery(text="violin"))
+            assert [h.message.id for h in hits] == [turns[1].id, turns[2].id]
+            hits = store.search_messages(user, SearchQuery(text="play"))
+            assert [h.message.id for h in hits] == [turns[0].id, turns[1].id]  # the answer by its question

@@ -523,11 +523,64 @@ def test_a_schema_2_file_migrates_reflected_at_out_of_metadata(tmp_path: Path) -
         assert [h.memory.id for h in hits] == [old.id]
     raw = sqlite3.connect(path)
     try:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "memories_user_unreflected" in indexes
     finally:
         raw.close()
+
+
+@pytest.mark.unit
+def test_a_schema_3_file_rebuilds_its_message_index_with_reply_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "m.db"
+    at = [T0 + timedelta(minutes=i) for i in range(7)]
+    turns = [message("u", f"turn {i} word{i}", name="Ann", session_id="s", created_at=at[i]) for i in range(7)]
+    lone = message("u", "a lone remark without session", created_at=at[4])
+    theirs = message("v", "word1 of another user", session_id="s", created_at=at[2])
+    with SqliteStore(path) as store:
+        store.add_messages([*turns, lone, theirs])
+    raw = sqlite3.connect(path)  # make it the file schema 3 wrote: messages_fts with one column, body
+    raw.execute("DROP TABLE messages_fts")
+    raw.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(body, tokenize='porter unicode61 remove_diacritics 2')")
+    raw.execute("INSERT INTO messages_fts (rowid, body) SELECT pk, coalesce(name || ': ', '') || content FROM messages")
+    raw.execute("PRAGMA user_version = 3")
+    raw.commit()
+    raw.close()
+    monkeypatch.setattr("memscope.stores.sqlite_schema._REFILL_ROWS", 3)  # pages end mid-conversation
+    with SqliteStore(path) as store:
+        for i in range(1, 6):  # each turn by its own word first, then the turn after it by its context
+            hits = store.search_messages("u", SearchQuery(text=f"word{i}"))
+            assert [h.message.id for h in hits][:2] == [turns[i].id, turns[i + 1].id]
+        assert [h.message.id for h in store.search_messages("u", SearchQuery(text="lone"))] == [lone.id]
+        assert [h.message.id for h in store.search_messages("v", SearchQuery(text="word1"))] == [theirs.id]
+        assert [h.message.id for h in store.search_messages("u", SearchQuery(text="word6"))] == [turns[6].id]
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        rows = dict(raw.execute("SELECT rowid, context FROM messages_fts").fetchall())
+        pks = dict(raw.execute("SELECT id, pk FROM messages").fetchall())
+        assert len(rows) == 9
+        assert rows[pks[turns[0].id]] == "" and rows[pks[lone.id]] == "" and rows[pks[theirs.id]] == ""
+        assert rows[pks[turns[3].id]] == "Ann: turn 2 word2"
+        assert raw.execute("SELECT v FROM messages_fts_config WHERE k = 'rank'").fetchone()[0] == "bm25(1.0, 0.3)"
+    finally:
+        raw.close()
+
+
+@pytest.mark.unit
+def test_context_follows_a_turn_inserted_out_of_order_and_goes_with_the_user(sqlite_store: SqliteStore) -> None:
+    first, middle, last = (
+        message("u", f"say {w}", session_id="s", created_at=T0 + timedelta(minutes=i)) for i, w in enumerate("abc")
+    )
+    sqlite_store.add_messages([first, last])
+    sqlite_store.add_messages([middle])  # arrives late: `last` now replies to it, not to `first`
+    conn = sqlite_store._conn()
+    context = dict(conn.execute("SELECT m.id, f.context FROM messages_fts f JOIN messages m ON m.pk = f.rowid"))
+    assert context == {first.id: "", middle.id: "user: say a", last.id: "user: say b"}
+    sqlite_store.delete_user("u")
+    assert conn.execute("SELECT count(*) FROM messages_fts").fetchone()[0] == 0
 
 
 # -- conversation neighbours: one statement per 100 anchors, on an index every file gets --------------------
