@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from memscope.llm.base import Embedder
+from memscope.llm.base import Embedder, embed_query
 
 __all__ = ["CachedEmbedder", "normalize"]
 
@@ -70,6 +70,14 @@ class CachedEmbedder:
                 while len(self._cache) > self.max_items:
                     self._cache.popitem(last=False)
         return np.vstack([found[t] for t in texts]).astype(np.float32, copy=False)
+
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray:
+        """The inner embedder's query vectors, uncached: queries rarely repeat, and a query model's vectors
+        (int8) must not be served later as a document's."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return embed_query(self.inner, texts)
 
     def clear(self) -> None:
         """Forget every cached vector."""

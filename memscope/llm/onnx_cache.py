@@ -98,6 +98,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from the user's other accounts' processes
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
