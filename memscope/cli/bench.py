@@ -115,7 +115,8 @@ def bench_longrun(
 @bench_app.command("embed")
 def bench_embed(
     backend: Annotated[
-        list[str] | None, typer.Option(help="numpy (built in) or sentence-transformers; repeatable.")
+        list[str] | None,
+        typer.Option(help="numpy, onnx-fp32, onnx-int8 (built in) or sentence-transformers; repeatable."),
     ] = None,
     queries: Annotated[int, typer.Option(help="Texts embedded one at a time.")] = 200,
     batches: Annotated[int, typer.Option(help="Batches of 64 texts.")] = 5,
