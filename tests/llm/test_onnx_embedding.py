@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -168,3 +169,14 @@ def test_embed_query_helper_falls_back_to_embed() -> None:
             return np.ones((len(texts), 2), dtype=np.float32)
 
     assert embed_query(DocumentsOnly(), ["a", "b"]).shape == (2, 2)
+
+
+@pytest.mark.unit
+def test_onnx_embeds_after_the_store_loaded_usearch() -> None:
+    """usearch imported before onnxruntime made the import segfault; the store now loads onnxruntime first."""
+    code = (
+        "from memscope.stores.vector_ann import ann_available; ann_available(); "
+        "from memscope.llm.local_embedding import LocalEmbedder; "
+        "e = LocalEmbedder(backend='onnx', query_precision='fp32'); assert e.embed(['hi']).shape == (1, 384)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
