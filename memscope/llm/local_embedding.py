@@ -145,7 +145,9 @@ class OnnxEncoder:
     """An onnxruntime session of the MiniLM graph, with BertEncoder's `encode(ids, mask)`."""
 
     def __init__(self, model: bytes, threads: int) -> None:
-        import onnxruntime as ort
+        from memscope.llm.ort_import import import_onnxruntime
+
+        ort = import_onnxruntime()
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

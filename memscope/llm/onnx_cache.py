@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from memscope.llm.onnx_graph import GRAPH_VERSION
+from memscope.llm.ort_import import import_onnxruntime
 
 __all__ = ["Precision", "build_count", "cache_dir", "graph_bytes"]
 
@@ -43,9 +44,7 @@ def build_count(precision: Precision) -> int:
 def _file_name(weights_sha256: str, precision: Precision) -> str:
     name = f"all-MiniLM-L6-v2-{weights_sha256[:16]}-g{GRAPH_VERSION}-{precision}"
     if precision == "int8":  # the quantiser's output may change between onnxruntime releases
-        import onnxruntime
-
-        name += f"-ort{onnxruntime.__version__}"
+        name += f"-ort{import_onnxruntime().__version__}"
     return name + ".onnx"
 
 
@@ -72,6 +71,7 @@ def _build(precision: Precision, weights_sha256: str, build_fp32: Callable[[], A
     _builds[precision] += 1
     if precision == "fp32":
         return bytes(build_fp32().SerializeToString())
+    import_onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory(prefix="memscope-onnx-") as tmp:

@@ -34,8 +34,10 @@ def _onnxruntime_first() -> None:
     """Load onnxruntime (the local embedder's) before usearch: in the other order importing onnxruntime
     segfaults (usearch 2.26.6 then onnxruntime 1.32.0, Linux x86-64; `import usearch.index; import
     onnxruntime` crashes, the reverse works)."""
+    from memscope.llm.ort_import import import_onnxruntime
+
     with contextlib.suppress(ImportError):
-        import onnxruntime  # noqa: F401
+        import_onnxruntime()
 
 
 @functools.cache

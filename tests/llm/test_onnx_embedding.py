@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -173,10 +174,13 @@ def test_embed_query_helper_falls_back_to_embed() -> None:
 
 @pytest.mark.unit
 def test_onnx_embeds_after_the_store_loaded_usearch() -> None:
-    """usearch imported before onnxruntime made the import segfault; the store now loads onnxruntime first."""
+    """usearch imported before onnxruntime made the import segfault; the store now loads onnxruntime first,
+    and memscope imports it with its telemetry off."""
     code = (
         "from memscope.stores.vector_ann import ann_available; ann_available(); "
         "from memscope.llm.local_embedding import LocalEmbedder; "
-        "e = LocalEmbedder(backend='onnx', query_precision='fp32'); assert e.embed(['hi']).shape == (1, 384)"
+        "e = LocalEmbedder(backend='onnx', query_precision='fp32'); assert e.embed(['hi']).shape == (1, 384); "
+        "import os; assert os.environ['ORT_DISABLE_TELEMETRY'] == '1'"  # memscope runs offline: no usage events
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=env)
