@@ -72,12 +72,15 @@ class CachedEmbedder:
         return np.vstack([found[t] for t in texts]).astype(np.float32, copy=False)
 
     def embed_query(self, texts: Sequence[str]) -> np.ndarray:
-        """The inner embedder's query vectors, uncached: queries rarely repeat, and a query model's vectors
-        (int8) must not be served later as a document's."""
+        """Query vectors. An inner embedder with a query path of its own (the local int8 graph) is called
+        uncached: its vectors must never be served later as a document's. Without one, queries are
+        documents and use the cache (a remote embedder is spared a round trip for a repeated query)."""
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return embed_query(self.inner, texts)
+        if callable(getattr(self.inner, "embed_query", None)):
+            return embed_query(self.inner, texts)
+        return self.embed(texts)
 
     def clear(self) -> None:
         """Forget every cached vector."""

@@ -161,15 +161,31 @@ def test_cached_embedder_passes_queries_through_uncached(onnx_embedder: LocalEmb
     np.testing.assert_array_equal(embed_query(cached, SENTENCES[:2]), vectors)
 
 
+class DocumentsOnly:
+    """An embedder with no query path of its own (as the remote ones)."""
+
+    name, dim = "plain", 2
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        return np.ones((len(texts), 2), dtype=np.float32)
+
+
 @pytest.mark.unit
 def test_embed_query_helper_falls_back_to_embed() -> None:
-    class DocumentsOnly:
-        name, dim = "plain", 2
-
-        def embed(self, texts: list[str]) -> np.ndarray:
-            return np.ones((len(texts), 2), dtype=np.float32)
-
     assert embed_query(DocumentsOnly(), ["a", "b"]).shape == (2, 2)
+
+
+@pytest.mark.unit
+def test_cached_queries_of_an_embedder_without_a_query_path_use_the_cache() -> None:
+    inner = DocumentsOnly()
+    cached = CachedEmbedder(inner)
+    cached.embed_query(["a question"])
+    cached.embed_query(["a question"])  # a repeated query costs a remote embedder nothing
+    assert inner.calls == 1 and cached.hits == 1
 
 
 @pytest.mark.unit
