@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: setup demo test lint bench clean constraints
 
-# constraints.txt pins every package of that install (no torch: the local embedder runs on numpy);
+# constraints.txt pins every package of that install (no torch: the local embedder runs on onnxruntime or numpy);
 # `make constraints` rewrites it from a fresh resolve.
 $(BIN)/memscope: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)

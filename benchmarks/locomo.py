@@ -350,6 +350,12 @@ class CachedEmbedder:
             self._dirty = True
         return np.stack([self._vectors[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
 
+    def embed_query(self, texts: Any) -> Any:
+        """Query vectors straight from the inner embedder's query path, never cached: the path is what is tested."""
+        from memscope.llm.base import embed_query
+
+        return embed_query(self.inner, texts)
+
     def save(self) -> None:
         """Write the cache file if it grew."""
         import numpy as np

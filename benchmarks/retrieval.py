@@ -8,7 +8,9 @@ timed as "index s") and the store is closed and opened again, so the first query
 opening a store. Each query is embedded by the real local all-MiniLM-L6-v2 (`--embedder local`, the
 default: its time is inside every figure and its own step, `embed_query`, is shown), but the vector
 searched is a precomputed one near the corpus' topics, since the synthetic memories are not MiniLM's.
-`--embedder precomputed` leaves the model out. `--locomo DATA` adds rows at LoCoMo size: one
+`--embedder local-numpy` / `local-onnx-fp32` embed queries with the numpy forward pass or the fp32
+ONNX graph instead of the default (`local`: onnxruntime, int8 query graph); `--embedder precomputed`
+leaves the model out. `--locomo DATA` adds rows at LoCoMo size: one
 conversation's turns stored as messages with their real MiniLM vectors, its own questions asked.
 On Elasticsearch the memories go into fresh indices of a unique prefix (deleted afterwards) on the
 server at `es_url` (default MEMSCOPE_ES_URL, else http://127.0.0.1:9200).
@@ -32,10 +34,17 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import emit, peak_rss_mb, progress, rss_mb, summarize
+from memscope.llm.base import embed_query
 
-__all__ = ["PrecomputedEmbedder", "RetrievalBenchResult", "SyntheticCorpus", "run_retrieval_bench"]
+__all__ = ["EMBEDDERS", "PrecomputedEmbedder", "RetrievalBenchResult", "SyntheticCorpus", "run_retrieval_bench"]
 
 DIM = 384
+# --embedder choices that run the local MiniLM: LocalEmbedder's arguments
+EMBEDDERS: dict[str, dict[str, Any]] = {
+    "local": {},
+    "local-numpy": {"backend": "numpy"},
+    "local-onnx-fp32": {"backend": "onnx", "query_precision": "fp32"},
+}
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 OUTSIDE = "(outside steps)"  # a retrieval's time that no step accounts for: the runner
 
@@ -151,6 +160,12 @@ class PrecomputedEmbedder:
             self.model.embed(texts)
         return np.tile(self.next_vector, (len(texts), 1)).astype(np.float32)
 
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray:
+        """`next_vector` for every text, after the model's query path embedded them (timed)."""
+        if self.model is not None:
+            embed_query(self.model, texts)
+        return np.tile(self.next_vector, (len(texts), 1)).astype(np.float32)
+
 
 @dataclass
 class RetrievalBenchResult:
@@ -237,13 +252,13 @@ def _embedder(kind: str) -> Any:
     """The model queries are embedded with: the packaged local MiniLM, loaded now (its load is not a query's)."""
     if kind == "precomputed":
         return None
-    if kind != "local":
-        raise ValueError(f"unknown embedder {kind!r}; choose local or precomputed")
+    if kind not in EMBEDDERS:
+        raise ValueError(f"unknown embedder {kind!r}; choose {', '.join([*EMBEDDERS, 'precomputed'])}")
     from memscope.llm.local_embedding import LocalEmbedder
 
-    model = LocalEmbedder()
+    model = LocalEmbedder(**EMBEDDERS[kind])
     model.warm_up()
-    model.embed(["warm up"])
+    embed_query(model, ["warm up"])
     return model
 
 
@@ -361,12 +376,14 @@ def _shares(samples: Sequence[float], steps: dict[str, list[float]]) -> dict[str
 
 
 def run_locomo_latency(data: Path, conversations: int = 1, top_k: int = 10,
-                       show_progress: bool = True) -> list[RetrievalBenchResult]:  # fmt: skip
+                       show_progress: bool = True, embedder: str = "local") -> list[RetrievalBenchResult]:  # fmt: skip
     """Rows at LoCoMo size: per conversation, its turns as messages embedded by the local MiniLM, its own
-    questions asked (embedded by the model inside each retrieval), after one first query timed apart."""
+    questions asked (embedded by the model inside each retrieval), after one first query timed apart.
+    `embedder` is one of EMBEDDERS (precomputed means local here: these rows need the model)."""
     from benchmarks.locomo import USER, load_conversations, prepare
 
-    model = _embedder("local")
+    embedder = embedder if embedder in EMBEDDERS else "local"
+    model = _embedder(embedder)
     rows = []
     with tempfile.TemporaryDirectory(prefix="memscope-bench-locomo-") as tmp:
         for conv in load_conversations(data, conversations):
@@ -391,7 +408,7 @@ def run_locomo_latency(data: Path, conversations: int = 1, top_k: int = 10,
                 latency=summarize(samples).to_dict(),
                 steps_p50_ms={k: round(float(np.median(v)), 3) for k, v in steps.items()},
                 rss_after_fill_mb=round(rss_mb(), 1), peak_rss_mb=round(peak_rss_mb(), 1), store_file_mb=float("nan"),
-                embedder="local", steps_share=_shares(samples, steps),
+                embedder=embedder, steps_share=_shares(samples, steps),
             ))  # fmt: skip
     return rows
 

@@ -213,6 +213,11 @@ class EmbeddingSettings(_Section):
     batch_size: int | None = Field(default=None, ge=1)  # null: the backend's own (local 64, openai 256, dashscope 10)
     timeout_s: Seconds = 30
     cache_size: int = Field(default=10_000, ge=0)  # in-process LRU of recent texts; 0 turns it off
+    # The built-in all-MiniLM-L6-v2 (backend local): auto runs it on onnxruntime when onnxruntime and onnx
+    # import, else numpy; local_threads is onnxruntime's intra-op threads; queries run an int8 graph.
+    local_backend: Literal["auto", "onnx", "numpy"] = "auto"
+    local_threads: int = Field(default=1, ge=1)
+    local_query_precision: Literal["int8", "fp32"] = "int8"
 
 
 class LLMSettings(_Section):

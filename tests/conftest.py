@@ -14,8 +14,19 @@ from tests.support.scripted_server import ScriptedServer
 _ISOLATED_VARS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "DASHSCOPE_API_KEY", "MEMSCOPE_CONFIG")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One MEMSCOPE_CACHE_DIR for the session (set before any module fixture loads a model): the local
+    model's ONNX graphs are built once per session, and never in the developer's ~/.cache."""
+    folder = tmp_path_factory.mktemp("memscope_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEMSCOPE_CACHE_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory,
+                  model_cache_dir: Path) -> Path:  # fmt: skip
     """No cloud keys or user config leak into a test; hubs are offline; MEMSCOPE_HOME is a fresh tmp dir."""
     for name in _ISOLATED_VARS:
         monkeypatch.delenv(name, raising=False)
@@ -23,6 +34,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     home = tmp_path_factory.mktemp("memscope_home")
     monkeypatch.setenv("MEMSCOPE_HOME", str(home))
+    monkeypatch.setenv("MEMSCOPE_CACHE_DIR", str(model_cache_dir))
     return home
 
 

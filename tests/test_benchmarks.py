@@ -109,6 +109,13 @@ def test_bench_retrieval_times_the_real_operation(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bench_retrieval_can_embed_queries_with_the_numpy_path() -> None:
+    out = invoke("retrieval", "--memories", "60", "--queries", "3", "--embedder", "local-numpy")
+    assert out[0]["embedder"] == "local-numpy" and out[0]["steps_p50_ms"]["embed_query"] > 0
+    result = CliRunner().invoke(app, ["bench", "retrieval", "-n", "10", "--embedder", "gpu"])
+    assert result.exit_code == 2 and "local-onnx-fp32" in result.output
+
+
 def test_bench_retrieval_keeps_and_reuses_a_filled_store(tmp_path: Path) -> None:
     kept = tmp_path / "kept"
     first = invoke("retrieval", "--memories", "150", "--queries", "3", "--keep", str(kept))
@@ -180,12 +187,15 @@ def test_bench_locomo_qa_without_a_model_says_what_to_do(tmp_path: Path) -> None
 def test_bench_embed_measures_the_builtin_embedder_in_a_fresh_process() -> None:
     out = invoke("embed", "--queries", "3", "--batches", "1")
     rows = {row["backend"]: row for row in out["rows"]}
-    assert set(rows) == {"numpy", "sentence-transformers"}
-    builtin = rows["numpy"]
-    assert builtin["unavailable"] is None, builtin
-    assert builtin["install_mb"] > 50  # the weights alone are 87 MiB
-    assert 0 < builtin["first_vector_s"] < 60 and builtin["batch1_per_s"] > 0 and builtin["batch64_per_s"] > 0
-    assert builtin["peak_rss_mb"] > 0
+    assert set(rows) == {"numpy", "onnx-fp32", "onnx-int8", "sentence-transformers"}
+    for name in ("numpy", "onnx-fp32", "onnx-int8"):
+        builtin = rows[name]
+        assert builtin["unavailable"] is None, builtin
+        assert builtin["install_mb"] > 50  # the weights alone are 87 MiB
+        assert 0 < builtin["first_vector_s"] < 60 and builtin["batch1_per_s"] > 0 and builtin["batch64_per_s"] > 0
+        assert 0 < builtin["query_p50_ms"] <= builtin["query_p95_ms"]
+        assert builtin["peak_rss_mb"] > 0
+    assert rows["onnx-int8"]["install_mb"] > rows["numpy"]["install_mb"]  # onnxruntime and onnx on top
     # sentence-transformers is an extra: measured when installed, else the row says what is missing
     other = rows["sentence-transformers"]
     assert (other["batch1_per_s"] or 0) > 0 or "not installed" in other["unavailable"]

@@ -56,7 +56,9 @@ def bench_retrieval(
         "--store", help="sqlite or elasticsearch (repeatable: each measured in the same run).")] = None,
     es_url: Annotated[str | None, typer.Option(help="Elasticsearch URL (default MEMSCOPE_ES_URL).")] = None,
     embedder: Annotated[str, typer.Option(
-        help="local: each query embedded by the packaged MiniLM (timed); precomputed: no model.")] = "local",
+        help="local: each query embedded by the packaged MiniLM (onnxruntime, int8 query graph; timed); "
+             "local-numpy / local-onnx-fp32: the numpy forward pass / the fp32 graph; precomputed: no model."
+    )] = "local",
     locomo: Annotated[Path | None, typer.Option(
         help="LoCoMo data folder: add rows at LoCoMo size (real turns, real questions, local MiniLM).")] = None,
     locomo_conversations: Annotated[int, typer.Option(help="Conversations for the --locomo rows.")] = 1,
@@ -69,6 +71,9 @@ def bench_retrieval(
 ) -> None:
     """Time the real retrieve_memory operation on fresh stores (synthetic memories, precomputed vectors)."""
     bench = _bench("retrieval")
+    if embedder not in (*bench.EMBEDDERS, "precomputed"):
+        typer.echo(f"unknown embedder {embedder}; choose from {', '.join([*bench.EMBEDDERS, 'precomputed'])}", err=True)
+        raise typer.Exit(EXIT_INVALID)
     show = not (no_progress or json_out)
     results = [
         bench.run_retrieval_bench(n, users, queries, top_k, show_progress=show, store_kind=kind, es_url=es_url,
@@ -77,7 +82,7 @@ def bench_retrieval(
         for n in memories
     ]  # fmt: skip
     if locomo is not None:
-        results += bench.run_locomo_latency(locomo, locomo_conversations, top_k, show_progress=show)
+        results += bench.run_locomo_latency(locomo, locomo_conversations, top_k, show_progress=show, embedder=embedder)
     bench.report(results, json_out)
     if plot is not None:
         bench.plot(results, plot)
@@ -110,7 +115,8 @@ def bench_longrun(
 @bench_app.command("embed")
 def bench_embed(
     backend: Annotated[
-        list[str] | None, typer.Option(help="numpy (built in) or sentence-transformers; repeatable.")
+        list[str] | None,
+        typer.Option(help="numpy, onnx-fp32, onnx-int8 (built in) or sentence-transformers; repeatable."),
     ] = None,
     queries: Annotated[int, typer.Option(help="Texts embedded one at a time.")] = 200,
     batches: Annotated[int, typer.Option(help="Batches of 64 texts.")] = 5,

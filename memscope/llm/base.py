@@ -10,7 +10,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import numpy as np
 from pydantic import BaseModel
 
-__all__ = ["ChatModel", "ChatResult", "Embedder", "RerankResult", "Reranker", "Usage", "UsageMeter"]
+__all__ = ["ChatModel", "ChatResult", "Embedder", "RerankResult", "Reranker", "Usage", "UsageMeter", "embed_query"]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -111,6 +111,12 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """A (len(texts), dim) float32 array, rows L2-normalised."""
         ...
+
+
+def embed_query(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """Vectors of search queries: the embedder's `embed_query` when it has one (a faster query model), else `embed`."""
+    method = getattr(embedder, "embed_query", None)
+    return method(texts) if callable(method) else embedder.embed(texts)
 
 
 @dataclass

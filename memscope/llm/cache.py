@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from memscope.llm.base import Embedder
+from memscope.llm.base import Embedder, embed_query
 
 __all__ = ["CachedEmbedder", "normalize"]
 
@@ -70,6 +70,17 @@ class CachedEmbedder:
                 while len(self._cache) > self.max_items:
                     self._cache.popitem(last=False)
         return np.vstack([found[t] for t in texts]).astype(np.float32, copy=False)
+
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray:
+        """Query vectors. An inner embedder with a query path of its own (the local int8 graph) is called
+        uncached: its vectors must never be served later as a document's. Without one, queries are
+        documents and use the cache (a remote embedder is spared a round trip for a repeated query)."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if callable(getattr(self.inner, "embed_query", None)):
+            return embed_query(self.inner, texts)
+        return self.embed(texts)
 
     def clear(self) -> None:
         """Forget every cached vector."""

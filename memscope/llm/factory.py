@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from memscope.config import EmbeddingSettings, LLMSettings, RerankSettings
-from memscope.errors import ConfigError
+from memscope.errors import ConfigError, ModelError
 from memscope.llm.base import ChatModel, Embedder, Reranker, UsageMeter
 from memscope.llm.cache import CachedEmbedder
 
@@ -91,7 +91,15 @@ def make_embedder(settings: EmbeddingSettings) -> Embedder:
     if backend == "local" and builtin:
         from memscope.llm.local_embedding import LocalEmbedder
 
-        inner = LocalEmbedder(**_given(batch_size=settings.batch_size))
+        try:
+            inner = LocalEmbedder(
+                backend=settings.local_backend,
+                threads=settings.local_threads,
+                query_precision=settings.local_query_precision,
+                **_given(batch_size=settings.batch_size),
+            )
+        except ModelError as exc:  # local_backend: onnx without onnxruntime installed
+            raise ConfigError([str(exc)]) from exc
     elif backend in ("local", "sentence-transformers"):  # another model folder: sentence-transformers (an extra)
         from memscope.llm.st_embedding import SentenceTransformerEmbedder
 

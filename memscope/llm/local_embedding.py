@@ -1,11 +1,13 @@
-"""Offline all-MiniLM-L6-v2 embeddings with tokenizers and a numpy forward pass: no torch, nothing downloaded."""
+"""Offline all-MiniLM-L6-v2 embeddings: tokenizers, then onnxruntime (int8 for queries) or numpy. No torch."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -13,41 +15,84 @@ from memscope.errors import ModelError
 from memscope.extras import install_hint
 from memscope.llm.blas_threads import limit_blas_to_one_thread
 from memscope.llm.cache import normalize
-from memscope.llm.model_files import find_minilm
+from memscope.llm.model_files import MODEL_SHA256, MiniLMFiles, find_minilm
 
-__all__ = ["DEFAULT_LOCAL_MODEL", "MAX_TOKENS", "LocalEmbedder"]
+__all__ = ["DEFAULT_LOCAL_MODEL", "MAX_TOKENS", "LocalBackend", "LocalEmbedder", "QueryPrecision", "resolve_backend"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LOCAL_MODEL = "all-MiniLM-L6-v2"
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model: longer texts are truncated alike
+
+LocalBackend = Literal["auto", "onnx", "numpy"]
+QueryPrecision = Literal["int8", "fp32"]
 
 # config.json of all-MiniLM-L6-v2 (the hash-checked weights fix the rest of the shape).
 _CONFIG = {"num_attention_heads": 12, "num_hidden_layers": 6, "layer_norm_eps": 1e-12}
 
 
+def resolve_backend(backend: LocalBackend) -> Literal["onnx", "numpy"]:
+    """`auto` is onnx when onnxruntime and onnx are installed, else numpy; an explicit onnx must be installed."""
+    if backend == "numpy":
+        return "numpy"
+    missing = [name for name in ("onnxruntime", "onnx") if importlib.util.find_spec(name) is None]
+    if not missing:
+        return "onnx"
+    if backend == "onnx":
+        raise ModelError(
+            f"embedding.local_backend: onnx needs {' and '.join(missing)}, which memscope installs: "
+            f"{install_hint()}, or set local_backend: numpy"
+        )
+    return "numpy"
+
+
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 on this machine, vectors equal to sentence-transformers'; loaded on first use."""
+    """all-MiniLM-L6-v2 on this machine, vectors equal to sentence-transformers'; loaded on first use.
+
+    `embed` (documents) runs the fp32 model; `embed_query` runs the int8 one on the onnx backend
+    (`query_precision`), which is ~2-3x faster for one query at cosine ~0.99 to the fp32 vector.
+    """
 
     name = DEFAULT_LOCAL_MODEL
     dim = 384
 
-    def __init__(self, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        batch_size: int = 64,
+        backend: LocalBackend = "auto",
+        threads: int = 1,
+        query_precision: QueryPrecision = "int8",
+    ) -> None:
         self.batch_size = max(1, batch_size)
-        self._model: tuple[Any, Any] | None = None
+        self.backend = resolve_backend(backend)
+        self._auto = backend == "auto"
+        self.threads = max(1, threads)
+        self.query_precision = query_precision
+        self._files: MiniLMFiles | None = None
+        self._tokenizer: Any = None
+        self._encoders: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
-        """Load the model now rather than on the first `embed`."""
-        self._load()
+        """Load the model (and build or open its cached graphs) now rather than on the first call."""
+        self._encoder("document")
+        self._encoder("query")
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """A (len(texts), 384) float32 array of unit vectors, mean-pooled like sentence-transformers."""
+        return self._embed(texts, "document")
+
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray:
+        """Like `embed`, through the query model (int8 on the onnx backend unless query_precision is fp32)."""
+        return self._embed(texts, "query")
+
+    def _embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        tokenizer, encoder = self._load()
-        encodings = tokenizer.encode_batch(list(texts))
+        encoder = self._encoder(kind)
+        encodings = self._tokenizer.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # batches of similar length
-        limit_blas_to_one_thread()
         self._encode(encoder, encodings, order, out)
         return normalize(out)
 
@@ -62,26 +107,95 @@ class LocalEmbedder:
                 ids[j, :n], mask[j, :n] = encodings[i].ids, 1
             out[rows] = encoder.encode(ids, mask)
 
-    def _load(self) -> tuple[Any, Any]:
+    def _encoder(self, kind: str) -> Any:
+        """The encoder of `kind`'s precision, built on first use (one lock: the first call may take seconds)."""
+        precision = self.query_precision if kind == "query" and self.backend == "onnx" else "fp32"
+        encoder = self._encoders.get(precision)
+        if encoder is not None:
+            return encoder
         with self._lock:
-            if self._model is None:
-                self._model = _build()
-            return self._model
+            if self._files is None:
+                self._files = find_minilm()  # checks the sha256 once: the published hash names the graphs
+                self._tokenizer = _tokenizer(self._files)
+            if precision not in self._encoders:
+                encoder = self._build(precision)
+                if self.backend == "numpy":  # also after a fallback from onnx: one numpy encoder serves both
+                    precision = "fp32"
+                self._encoders[precision] = encoder
+            return self._encoders[precision]
+
+    def _build(self, precision: QueryPrecision) -> Any:
+        assert self._files is not None
+        if self.backend == "onnx":
+            try:
+                return _onnx_encoder(self._files, precision, self.threads)
+            except ModelError:
+                raise
+            except Exception as exc:  # auto falls back to numpy; an explicit onnx reports the failure
+                if not self._auto:
+                    raise ModelError(f"cannot run all-MiniLM-L6-v2 on onnxruntime: {exc}") from exc
+                log.warning("onnxruntime failed (%s); the local embedder falls back to numpy", exc)
+                self.backend = "numpy"
+                self._encoders.clear()
+        limit_blas_to_one_thread()
+        return _numpy_encoder(self._files)
 
 
-def _build() -> tuple[Any, Any]:
+class OnnxEncoder:
+    """An onnxruntime session of the MiniLM graph, with BertEncoder's `encode(ids, mask)`."""
+
+    def __init__(self, model: bytes, threads: int) -> None:
+        from memscope.llm.ort_import import import_onnxruntime
+
+        ort = import_onnxruntime()
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    def encode(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Mean-pooled last hidden states, (batch, 384) float32."""
+        return np.asarray(self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0])
+
+
+def _tokenizer(files: MiniLMFiles) -> Any:
     try:
         from tokenizers import Tokenizer
     except ImportError as exc:
         raise ModelError(f"local embeddings need the `tokenizers` package: {install_hint()}") from exc
-    from memscope.llm.bert import BertEncoder, read_safetensors
-
-    files = find_minilm()
     try:
         tokenizer = Tokenizer.from_file(str(files.tokenizer))
-        tokenizer.enable_truncation(MAX_TOKENS)
-        tokenizer.no_padding()
-        encoder = BertEncoder(read_safetensors(files.weights), _CONFIG)
+    except Exception as exc:  # tokenizers raises its own Exception for a malformed file
+        raise ModelError(f"cannot load the all-MiniLM-L6-v2 tokenizer from {files.tokenizer}: {exc}") from exc
+    tokenizer.enable_truncation(MAX_TOKENS)
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def _weights(files: MiniLMFiles) -> dict[str, np.ndarray]:
+    from memscope.llm.bert import read_safetensors
+
+    try:
+        return read_safetensors(files.weights)
     except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
         raise ModelError(f"cannot load all-MiniLM-L6-v2 from {files.weights.parent}: {exc}") from exc
-    return tokenizer, encoder
+
+
+def _numpy_encoder(files: MiniLMFiles) -> Any:
+    from memscope.llm.bert import BertEncoder
+
+    try:
+        return BertEncoder(_weights(files), _CONFIG)
+    except (KeyError, ValueError) as exc:
+        raise ModelError(f"cannot load all-MiniLM-L6-v2: {exc}") from exc
+
+
+def _onnx_encoder(files: MiniLMFiles, precision: QueryPrecision, threads: int) -> OnnxEncoder:
+    """`files` were checked by find_minilm, so the published sha256 names the cached graphs."""
+    from memscope.llm.onnx_cache import graph_bytes
+    from memscope.llm.onnx_graph import build_graph
+
+    model = graph_bytes(precision, MODEL_SHA256["model.safetensors"], lambda: build_graph(_weights(files), _CONFIG))
+    return OnnxEncoder(model, threads)

@@ -1,4 +1,4 @@
-"""The built-in all-MiniLM-L6-v2 embedder (tokenizers + numpy, no torch) and the sentence-transformers extra."""
+"""The built-in all-MiniLM-L6-v2 embedder (tokenizers + onnxruntime or numpy, no torch); sentence-transformers."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from memscope.llm.st_embedding import SentenceTransformerEmbedder
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
-@pytest.fixture(scope="module")
-def embedder() -> LocalEmbedder:
-    emb = LocalEmbedder(batch_size=8)
+@pytest.fixture(scope="module", params=["onnx", "numpy"])
+def embedder(request: pytest.FixtureRequest) -> LocalEmbedder:
+    emb = LocalEmbedder(batch_size=8, backend=request.param)
     emb.warm_up()
     return emb
 
@@ -54,14 +54,17 @@ def test_similar_sentences_are_closer_and_empty_input_is_empty(embedder: LocalEm
 
 
 @pytest.mark.unit
-def test_runs_without_torch_and_constructing_loads_nothing() -> None:
+@pytest.mark.parametrize("backend", ["auto", "numpy"])
+def test_runs_without_torch_and_constructing_loads_nothing(backend: str) -> None:
     code = (
-        "import sys; from memscope.llm.local_embedding import LocalEmbedder; e = LocalEmbedder(); "
+        f"import sys; from memscope.llm.local_embedding import LocalEmbedder; e = LocalEmbedder(backend={backend!r}); "
         "assert (e.name, e.dim) == ('all-MiniLM-L6-v2', 384); "
-        "assert 'tokenizers' not in sys.modules, 'constructing loaded the model'; "
+        "assert not {'tokenizers', 'onnxruntime'} & set(sys.modules), 'constructing loaded the model'; "
         "v = e.embed(['hello world']); assert v.shape == (1, 384); "
-        "heavy = {'torch', 'transformers', 'sentence_transformers', 'onnxruntime'} & set(sys.modules); "
-        "assert not heavy, heavy"
+        "heavy = {'torch', 'transformers', 'sentence_transformers'} & set(sys.modules); "
+        "assert not heavy, heavy; "
+        f"assert e.backend == {('onnx' if backend == 'auto' else 'numpy')!r}, e.backend; "
+        f"assert ('onnxruntime' in sys.modules) == {backend == 'auto'}"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -123,7 +126,7 @@ def test_blas_runs_on_one_thread_once_the_local_embedder_embeds() -> None:
     blas_state["done"] = False  # as in a fresh process
     with threadpool_limits(limits=2, user_api="blas"):
         assert blas_threads() == {2}
-        LocalEmbedder().embed(["hello"])
+        LocalEmbedder(backend="numpy").embed(["hello"])
         assert blas_threads() == {1}
-        LocalEmbedder().embed(["hello again"])  # set once, not toggled per call
+        LocalEmbedder(backend="numpy").embed(["hello again"])  # set once, not toggled per call
         assert blas_threads() == {1}
