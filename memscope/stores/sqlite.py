@@ -139,7 +139,7 @@ def _adjacent(
             found[row["anchor"]].append(row)
     return [sorted(rows, key=lambda r: (r["created_at"], r["id"])) for rows in found]
 
-_CACHE_BYTES = 512 * 1024 * 1024
+_CACHE_BYTES = 512 * 1024 * 1024  # heap bytes of cached indexes (memory-mapped snapshots are not counted)
 _PARALLEL_ROWS = 20_000  # from this many vectors, the text query runs beside the vector product
 _STEMS_KEPT = 10_000  # query words whose stem is cached
 SNAPSHOT_MIN_ROWS = 5_000  # below this, reading a user's rows on open takes less than ~50 ms (idle)

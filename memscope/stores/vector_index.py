@@ -69,9 +69,10 @@ class VectorIndex:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the arrays."""
+        """Bytes the arrays hold in the process's heap: a memory-mapped snapshot's pages belong to the OS
+        page cache (shared, dropped under pressure), so they do not count against the cache's budget."""
         arrays = [self.matrix, *self.cols.values(), *(codes for _, codes in self.cats.values())]
-        return int(sum(a.nbytes for a in arrays))
+        return int(sum(a.nbytes for a in arrays if not isinstance(a, np.memmap)))
 
     def isin(self, name: str, values: Sequence[Any]) -> np.ndarray:
         """Rows whose text column `name` is one of `values`."""

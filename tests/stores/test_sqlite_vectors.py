@@ -194,3 +194,26 @@ def test_a_mid_sized_index_is_saved_without_a_graph_and_reopened_from_disk(tmp_p
     with SqliteStore(path, ann_min_rows=10**9, snapshot_min_rows=300) as reopened:
         assert [_search(reopened, q) for q in queries[:20]] == first
         assert reopened._cache[("memories", USER, 384)].matrix.base is not None  # memory-mapped, not rebuilt
+
+
+def test_a_memory_mapped_index_stays_cached_beside_the_small_ones(tmp_path: Path, monkeypatch) -> None:
+    """A retrieval searches a user's memories and messages; with a memory-mapped memory index larger than
+    the cache budget, the messages index used to evict it each time, so every query reread the snapshot."""
+    import memscope.stores.sqlite as sqlite_module
+    from memscope.stores.testing import message
+
+    stored, queries = _vectors()
+    path = tmp_path / "mapped.db"
+    with SqliteStore(path, ann_min_rows=10**9, snapshot_min_rows=300) as store:
+        _fill(store, stored)
+        store.add_messages([message(USER, "hello there")])
+        store.build_vector_index(USER)
+    loads = []
+    real = sqlite_module.load_snapshot
+    monkeypatch.setattr(sqlite_module, "load_snapshot", lambda *a: loads.append(a) or real(*a))
+    monkeypatch.setattr(sqlite_module, "_CACHE_BYTES", stored.nbytes // 2)  # the matrix alone is over budget
+    with SqliteStore(path, ann_min_rows=10**9, snapshot_min_rows=300) as reopened:
+        for q in queries[:5]:
+            assert _search(reopened, q)
+            reopened.search_messages(USER, SearchQuery(text="hello", embedding=q.tolist()))
+        assert len([a for a in loads if a[1] == "memories"]) == 1
