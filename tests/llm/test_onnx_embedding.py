@@ -200,3 +200,12 @@ def test_onnx_embeds_after_the_store_loaded_usearch() -> None:
     )
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=env)
+
+
+@pytest.mark.unit
+def test_usearch_imported_first_does_not_crash_onnxruntime() -> None:
+    """A user's own `import usearch` before memscope: usearch 2.26.2-2.26.6 then made `import onnxruntime`
+    segfault (pyproject.toml bounds usearch below 2.26.2; a version bump that brings it back fails here)."""
+    code = "import usearch.index; import onnxruntime; onnxruntime.get_available_providers()"
+    done = subprocess.run([sys.executable, "-c", code], timeout=120, capture_output=True)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr.decode()[-500:]}"
