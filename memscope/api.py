@@ -434,6 +434,13 @@ class MemoryScope:
         )
 
     # -- lifecycle -------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load the embedding model now rather than in the first `retrieve` (the local one: ~1 s, and
+        ~5 s the first time on a machine, which builds its graphs); a remote embedder has nothing to load."""
+        warm = getattr(self.runtime.embedder, "warm_up", None)
+        if callable(warm):
+            warm()
+
     def close(self) -> None:
         """Finish running jobs (queued work stays pending in the store) and close the store."""
         if self._closed:
@@ -642,6 +649,10 @@ class AsyncMemoryScope:
     async def session(self, user_id: str, session_id: str, agent_id: str | None = None) -> Session:
         """See MemoryScope.session."""
         return await asyncio.to_thread(self.sync.session, user_id, session_id, agent_id)
+
+    async def warm_up(self) -> None:
+        """See MemoryScope.warm_up."""
+        await asyncio.to_thread(self.sync.warm_up)
 
     async def close(self) -> None:
         """See MemoryScope.close."""

@@ -82,6 +82,12 @@ class CachedEmbedder:
             return embed_query(self.inner, texts)
         return self.embed(texts)
 
+    def warm_up(self) -> None:
+        """Load the inner embedder's model now, when it loads one (the local embedder)."""
+        warm = getattr(self.inner, "warm_up", None)
+        if callable(warm):
+            warm()
+
     def clear(self) -> None:
         """Forget every cached vector."""
         with self._lock:

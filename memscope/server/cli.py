@@ -83,6 +83,7 @@ def serve(
     keys = _keys(settings, no_auth, host)
     try:
         memory = MemoryScope(settings)
+        memory.warm_up()  # the model loads before the first request, not in it
     except MemscopeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

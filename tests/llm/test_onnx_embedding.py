@@ -209,3 +209,29 @@ def test_usearch_imported_first_does_not_crash_onnxruntime() -> None:
     code = "import usearch.index; import onnxruntime; onnxruntime.get_available_providers()"
     done = subprocess.run([sys.executable, "-c", code], timeout=120, capture_output=True)
     assert done.returncode == 0, f"exit {done.returncode}: {done.stderr.decode()[-500:]}"
+
+
+@pytest.mark.unit
+def test_memory_scope_warm_up_loads_the_local_model_before_the_first_retrieve(tmp_path) -> None:
+    import asyncio
+
+    from memscope.api import AsyncMemoryScope, MemoryScope
+
+    config = {"store": {"path": str(tmp_path / "m.db")}, "llm": {"backend": "none"}}
+    with MemoryScope(config, background=False) as memory:
+        local = memory.runtime.embedder.inner
+        assert isinstance(local, LocalEmbedder) and not local._encoders
+        memory.warm_up()
+        assert set(local._encoders) == {"fp32", "int8"}  # the document and the query graphs
+        memory.retrieve("u1", "anything")
+    remote_config = {**config, "store": {"path": str(tmp_path / "remote.db")},
+                     "embedding": {"backend": "openai", "api_key": "k", "base_url": "http://127.0.0.1:9"}}  # fmt: skip
+    with MemoryScope(remote_config, background=False) as remote:
+        remote.warm_up()  # a remote embedder has nothing to load: no call is made
+
+    async def warm() -> None:
+        async with AsyncMemoryScope(config, background=False) as memory:
+            await memory.warm_up()
+            assert memory.runtime.embedder.inner._encoders
+
+    asyncio.run(warm())
