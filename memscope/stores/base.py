@@ -207,7 +207,8 @@ class Store(Protocol):
         self, user_id: str, query: SearchQuery, filter: MessageFilter | None = None
     ) -> list[str] | None:
         """The text channel of `search_messages` alone: message ids best first (`query.embedding` is not
-        used). None: leave the text channel to the search itself (it may drop it for the vector)."""
+        used). None: leave the text channel to the search itself (it may drop it for the vector, or run
+        it in the same request, as Elasticsearch does)."""
         ...
 
     def users_with_pending(self, limit: int = 1000) -> list[tuple[str, str]]:
