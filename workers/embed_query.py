@@ -35,8 +35,9 @@ class EmbedQuery(Worker):
             return
         keywords = search_text(text) if self.params.blend_keywords else text
         try:
-            # One batch of two: on the local int8 graph as fast as two calls (2 cores, p50 4.1-4.9 ms against
-            # 5.0), and one round trip on a remote embedder instead of two.
+            # One batch of two: one round trip on a remote embedder. Locally, two calls on two threads were
+            # faster alone (2.9 ms against 5.1) but slowed the whole retrieval: the branches beside this one
+            # need the second core (LoCoMo p50 10.8 -> 12.2 ms).
             vectors = embed_query(embedder, [text] if keywords == text else [text, keywords])
             vector = np.mean(vectors, axis=0)
             norm = float(np.linalg.norm(vector))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from memscope.llm.base import Embedder, embed_query
+from memscope.llm.base import Embedder
 
 __all__ = ["CachedEmbedder", "normalize"]
 
@@ -78,9 +78,8 @@ class CachedEmbedder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if callable(getattr(self.inner, "embed_query", None)):
-            return embed_query(self.inner, texts)
-        return self.embed(texts)
+        query_path = getattr(self.inner, "embed_query", None)
+        return query_path(texts) if callable(query_path) else self.embed(texts)
 
     def warm_up(self) -> None:
         """Load the inner embedder's model now, when it loads one (the local embedder)."""

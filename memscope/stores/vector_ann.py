@@ -9,7 +9,6 @@ every search is exact.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,20 +29,8 @@ _DTYPE = "f16"
 
 
 @functools.cache
-def _onnxruntime_first() -> None:
-    """Load onnxruntime (the local embedder's) before usearch: in the other order importing onnxruntime
-    segfaults (usearch 2.26.6 then onnxruntime 1.32.0, Linux x86-64; `import usearch.index; import
-    onnxruntime` crashes, the reverse works)."""
-    from memscope.llm.ort_import import import_onnxruntime
-
-    with contextlib.suppress(ImportError):
-        import_onnxruntime()
-
-
-@functools.cache
 def ann_available() -> bool:
     """Whether the optional `usearch` package is installed."""
-    _onnxruntime_first()
     try:
         import usearch.index  # noqa: F401
     except ImportError:
@@ -81,7 +68,6 @@ def build_graph(
 ) -> AnnGraph:
     """A graph over the first `rows` rows of `matrix` (L2-normalised float32); usearch releases the GIL
     while it builds, and asks `keep_going` now and then (BuildStopped when it says no)."""
-    _onnxruntime_first()
     from usearch.index import Index
 
     def progress(done: int, total: int) -> bool:
@@ -107,7 +93,6 @@ def build_graph(
 
 def load_graph(path: Path, covered: int, version: int) -> AnnGraph | None:
     """A saved graph, memory-mapped (read-only, loads as touched); None if unreadable."""
-    _onnxruntime_first()
     try:
         from usearch.index import Index
 

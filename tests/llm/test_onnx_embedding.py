@@ -190,8 +190,8 @@ def test_cached_queries_of_an_embedder_without_a_query_path_use_the_cache() -> N
 
 @pytest.mark.unit
 def test_onnx_embeds_after_the_store_loaded_usearch() -> None:
-    """usearch imported before onnxruntime made the import segfault; the store now loads onnxruntime first,
-    and memscope imports it with its telemetry off."""
+    """The store's usearch loaded first, then the local embedder's onnxruntime (usearch 2.26.2-2.26.6 made that
+    import segfault: pyproject.toml bounds it), imported with its telemetry off."""
     code = (
         "from memscope.stores.vector_ann import ann_available; ann_available(); "
         "from memscope.llm.local_embedding import LocalEmbedder; "
