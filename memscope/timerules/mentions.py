@@ -55,13 +55,16 @@ def mentions_time(text: str) -> bool:
 
 def mentioned_times(message_id: str, text: str, created_at: datetime, zone: str = "UTC") -> tuple[EventTime, ...]:
     """The times a message mentions, resolved against its own created_at in `zone` (empty when none)."""
-    if not mentions_time(text):
-        return ()
     return _resolved(message_id, text, created_at, zone)
 
 
 @lru_cache(maxsize=65_536)
 def _resolved(message_id: str, text: str, created_at: datetime, zone: str) -> tuple[EventTime, ...]:
+    """Cached whether or not the text mentions a time: the same turns come back query after query, and the
+    regex alone is most of a time-matching retrieval's scoring (LoCoMo: 1.5 of 2.5 ms)."""
     from memscope.timerules import extract_all_times  # the package imports this module's siblings
 
-    return tuple(m.time for m in extract_all_times(text[:2000], anchor=created_at, tz=zone))
+    head = text[:2000]
+    if not mentions_time(head):
+        return ()
+    return tuple(m.time for m in extract_all_times(head, anchor=created_at, tz=zone))
