@@ -356,6 +356,12 @@ class CachedEmbedder:
 
         return embed_query(self.inner, texts)
 
+    def embed_query_focused(self, text: str, focus: Any) -> Any:
+        """The inner embedder's query and focus-word vectors, never cached (see `embed_query`)."""
+        from memscope.llm.base import embed_query_focused
+
+        return embed_query_focused(self.inner, text, focus)
+
     def save(self) -> None:
         """Write the cache file if it grew."""
         import numpy as np

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import emit, peak_rss_mb, progress, rss_mb, summarize
-from memscope.llm.base import embed_query
+from memscope.llm.base import embed_query, embed_query_focused
 
 __all__ = ["EMBEDDERS", "PrecomputedEmbedder", "RetrievalBenchResult", "SyntheticCorpus", "run_retrieval_bench"]
 
@@ -165,6 +165,12 @@ class PrecomputedEmbedder:
         if self.model is not None:
             embed_query(self.model, texts)
         return np.tile(self.next_vector, (len(texts), 1)).astype(np.float32)
+
+    def embed_query_focused(self, text: str, focus: Sequence[tuple[int, int]]) -> np.ndarray:
+        """`next_vector`, after the model's focused query path ran (timed)."""
+        if self.model is not None:
+            embed_query_focused(self.model, text, focus)
+        return self.next_vector[None, :].astype(np.float32)
 
 
 @dataclass

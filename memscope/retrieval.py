@@ -18,6 +18,7 @@ __all__ = [
     "RetrievedItem",
     "candidates_of",
     "clean_query",
+    "content_spans",
     "memory_types_of",
     "merge_time_hits",
     "message_embedding_text",
@@ -139,9 +140,14 @@ def search_text(query: str) -> str:
 
     Keeps the query as it is when every word is a function word, so a search still runs.
     """
-    words = _WORDS.findall(query)
-    kept = [w for w in words if w.lower() not in STOPWORDS and not _CLITIC.fullmatch(w)]
-    return " ".join(kept or words)
+    return " ".join(query[a:b] for a, b in content_spans(query))
+
+
+def content_spans(query: str) -> list[tuple[int, int]]:
+    """Where `search_text`'s words are in `query`: (start, end) character spans, in order."""
+    words = [(m.group(), m.span()) for m in _WORDS.finditer(query)]
+    kept = [span for w, span in words if w.lower() not in STOPWORDS and not _CLITIC.fullmatch(w)]
+    return kept or [span for _, span in words]
 
 
 def query_now(worker: Worker, ctx: Context) -> datetime:

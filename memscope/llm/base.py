@@ -10,7 +10,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import numpy as np
 from pydantic import BaseModel
 
-__all__ = ["ChatModel", "ChatResult", "Embedder", "RerankResult", "Reranker", "Usage", "UsageMeter", "embed_query"]
+__all__ = ["ChatModel", "ChatResult", "Embedder", "RerankResult", "Reranker", "Usage", "UsageMeter", "embed_query",
+           "embed_query_focused"]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -117,6 +118,18 @@ def embed_query(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
     """Vectors of search queries: the embedder's `embed_query` when it has one (a faster query model), else `embed`."""
     method = getattr(embedder, "embed_query", None)
     return method(texts) if callable(method) else embedder.embed(texts)
+
+
+def embed_query_focused(embedder: Embedder, text: str, focus: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The query's vector and its focus words' (character spans of `text`, e.g. its content words), as rows.
+
+    One forward pass when the embedder pools token states itself (the local model's `embed_query_focused`);
+    else a batch of the text and the focus words joined by spaces (one round trip to a remote embedder).
+    """
+    method = getattr(embedder, "embed_query_focused", None)
+    if callable(method):
+        return np.asarray(method(text, focus))
+    return embed_query(embedder, [text, " ".join(text[a:b] for a, b in focus)])
 
 
 @dataclass

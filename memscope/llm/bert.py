@@ -96,15 +96,19 @@ class BertEncoder:
 
     def encode(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Mean of the last hidden states over real tokens: (batch, seq) int ids and 0/1 mask -> (batch, dim)."""
+        x = self.hidden(ids, mask)
+        weights = mask[:, :, None].astype(np.float32)
+        return (x * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+
+    def hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The last hidden states: (batch, seq) int ids and 0/1 mask -> (batch, seq, dim)."""
         batch, seq = ids.shape
         x = self.word[ids] + self.position[:seq] + self.token_type[0]
         x = _layer_norm(x, *self.emb_norm, self.eps).reshape(batch * seq, -1)  # dense layers: one 2-d GEMM each
         bias = np.where(mask[:, None, None, :] > 0, np.float32(0.0), np.finfo(np.float32).min).astype(np.float32)
         for layer in self.layers:
             x = self._block(x, layer, bias, batch, seq)
-        x = x.reshape(batch, seq, -1)
-        weights = mask[:, :, None].astype(np.float32)
-        return (x * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        return x.reshape(batch, seq, -1)
 
     def _block(self, x: np.ndarray, w: dict[str, np.ndarray], bias: np.ndarray, batch: int, seq: int) -> np.ndarray:
         hidden = x.shape[-1]

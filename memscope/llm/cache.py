@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from memscope.llm.base import Embedder
+from memscope.llm.base import Embedder, embed_query_focused
 
 __all__ = ["CachedEmbedder", "normalize"]
 
@@ -80,6 +80,13 @@ class CachedEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         query_path = getattr(self.inner, "embed_query", None)
         return query_path(texts) if callable(query_path) else self.embed(texts)
+
+    def embed_query_focused(self, text: str, focus: Sequence[tuple[int, int]]) -> np.ndarray:
+        """The inner embedder's `embed_query_focused` (see `llm.base.embed_query_focused`), uncached like queries
+        of a query path; without one, a query and its focus words through `embed_query`."""
+        if callable(getattr(self.inner, "embed_query_focused", None)):
+            return embed_query_focused(self.inner, text, focus)
+        return self.embed_query([text, " ".join(text[a:b] for a, b in focus)])
 
     def warm_up(self) -> None:
         """Load the inner embedder's model now, when it loads one (the local embedder)."""

@@ -86,6 +86,20 @@ class LocalEmbedder:
         """Like `embed`, through the query model (int8 on the onnx backend unless query_precision is fp32)."""
         return self._embed(texts, "query")
 
+    def embed_query_focused(self, text: str, focus: Sequence[tuple[int, int]]) -> np.ndarray:
+        """The query's vector and, in a second row, the mean of its tokens inside the `focus` character spans
+        (its content words): one forward pass where two texts cost two. One row when no token is inside."""
+        encoder = self._encoder("query")
+        encoding = self._tokenizer.encode(text)
+        ids = np.asarray([encoding.ids], dtype=np.int64)
+        states = encoder.hidden(ids, np.ones_like(ids))[0]
+        inside = [
+            i for i, (start, end) in enumerate(encoding.offsets)
+            if encoding.word_ids[i] is not None and end > start and any(a <= start and end <= b for a, b in focus)
+        ]  # fmt: skip
+        rows = [states.mean(axis=0), states[inside].mean(axis=0)] if inside else [states.mean(axis=0)]
+        return normalize(np.stack(rows))
+
     def _embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
@@ -157,7 +171,11 @@ class OnnxEncoder:
 
     def encode(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Mean-pooled last hidden states, (batch, 384) float32."""
-        return np.asarray(self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0])
+        return np.asarray(self.session.run(["pooled"], {"input_ids": ids, "attention_mask": mask})[0])
+
+    def hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The last hidden states, (batch, seq, 384) float32."""
+        return np.asarray(self.session.run(["hidden"], {"input_ids": ids, "attention_mask": mask})[0])
 
 
 def _tokenizer(files: MiniLMFiles) -> Any:

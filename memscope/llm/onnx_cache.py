@@ -64,7 +64,21 @@ def graph_bytes(precision: Precision, weights_sha256: str, build_fp32: Callable[
             _write_atomic(path, data)
         except OSError as exc:
             log.warning("cannot cache the %s embedding graph in %s (%s); built in memory", precision, path.parent, exc)
+        else:
+            _remove_older_graphs(path.parent, weights_sha256)
         return data
+
+
+def _remove_older_graphs(folder: Path, weights_sha256: str) -> None:
+    """Delete this model's cached graphs of older graph versions (about 110 MB each), once a newer one is cached.
+
+    Only older ones: an older memscope still installed elsewhere rebuilds its own once, and never deletes ours.
+    """
+    prefix = f"all-MiniLM-L6-v2-{weights_sha256[:16]}-g"
+    for old in folder.glob(prefix + "*.onnx"):
+        version = old.name[len(prefix) :].split("-", 1)[0]
+        if version.isdigit() and int(version) < GRAPH_VERSION:
+            old.unlink(missing_ok=True)
 
 
 def _build(precision: Precision, weights_sha256: str, build_fp32: Callable[[], Any]) -> bytes:

@@ -8,7 +8,9 @@ import numpy as np
 
 __all__ = ["GRAPH_VERSION", "OPSET", "build_graph"]
 
-GRAPH_VERSION = 1  # bump when the graph built below changes: cached files carry it in their name
+# Bump when the graph built below changes: cached files carry it in their name. 2: the last hidden states
+# are an output too (a query's content words are pooled from them).
+GRAPH_VERSION = 2
 OPSET = 17  # LayerNormalization is an ONNX op from 17
 
 
@@ -36,7 +38,8 @@ class _Graph:
 
 
 def build_graph(tensors: dict[str, np.ndarray], config: dict[str, Any]) -> Any:
-    """An onnx ModelProto: input_ids, attention_mask (int64 [batch, seq]) -> mean-pooled [batch, hidden]."""
+    """An onnx ModelProto: input_ids, attention_mask (int64 [batch, seq]) -> mean-pooled [batch, hidden], and the
+    last hidden states [batch, seq, hidden]."""
     from onnx import TensorProto, helper
 
     prefix = "bert." if "bert.embeddings.word_embeddings.weight" in tensors else ""
@@ -71,6 +74,7 @@ def build_graph(tensors: dict[str, np.ndarray], config: dict[str, Any]) -> Any:
     for i in range(layers):
         x = _layer(g, x, bias, shapes, get, f"encoder.layer.{i}.", eps)
 
+    g.nodes.append(helper.make_node("Identity", [x], ["hidden"]))
     weights = g.op("Unsqueeze", mask, g.const("axis2", np.array([2], np.int64)))
     total = g.op("ReduceSum", g.op("Mul", x, weights), one, keepdims=0)
     count = g.op("Max", g.op("ReduceSum", mask, one, keepdims=1), g.const("tiny", np.array(1e-9, np.float32)))
@@ -80,7 +84,10 @@ def build_graph(tensors: dict[str, np.ndarray], config: dict[str, Any]) -> Any:
         g.nodes,
         "all-MiniLM-L6-v2",
         [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"]) for n in ("input_ids", "attention_mask")],  # noqa: E501
-        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", hidden])],
+        [
+            helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", hidden]),
+            helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "seq", hidden]),
+        ],
         g.initializers,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)

@@ -15,13 +15,14 @@ from pydantic import ValidationError
 from memscope.config import EmbeddingSettings, load_settings
 from memscope.errors import ConfigError, ModelError
 from memscope.llm import onnx_cache
-from memscope.llm.base import embed_query
+from memscope.llm.base import embed_query, embed_query_focused
 from memscope.llm.bert import BertEncoder, read_safetensors
 from memscope.llm.cache import CachedEmbedder
 from memscope.llm.factory import make_embedder
 from memscope.llm.local_embedding import _CONFIG, LocalEmbedder, OnnxEncoder
 from memscope.llm.model_files import find_minilm
 from memscope.llm.onnx_graph import GRAPH_VERSION, build_graph
+from memscope.retrieval import content_spans, search_text
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SENTENCES = [
@@ -77,6 +78,76 @@ def test_int8_query_vectors_stay_near_fp32(onnx_embedder: LocalEmbedder) -> None
 
 
 @pytest.mark.unit
+def test_a_focused_query_pools_its_content_words_from_one_pass(
+    onnx_embedder: LocalEmbedder, numpy_embedder: LocalEmbedder
+) -> None:
+    question = SENTENCES[0]
+    focus = content_spans(question)
+    assert search_text(question) == "Caroline go LGBTQ support group"
+    fp32 = LocalEmbedder(backend="onnx", query_precision="fp32")
+    rows = fp32.embed_query_focused(question, focus)
+    assert rows.shape == (2, 384)
+    np.testing.assert_allclose(rows, numpy_embedder.embed_query_focused(question, focus), atol=1e-4)
+    np.testing.assert_allclose(rows[0], fp32.embed_query([question])[0], atol=1e-5)  # row 0: the question's vector
+    # row 1: the mean of the content words' token states, from the question's own pass
+    encoding = numpy_embedder._tokenizer.encode(question)
+    assert encoding.tokens[3:5] + encoding.tokens[7:12] == ["caroline", "go", "lgbt", "##q", "support", "group", "?"]
+    ids = np.asarray([encoding.ids])
+    states = BertEncoder(read_safetensors(find_minilm().weights), _CONFIG).hidden(ids, np.ones_like(ids))[0]
+    content = states[[3, 4, 7, 8, 9, 10]].mean(axis=0)
+    np.testing.assert_allclose(rows[1], content / np.linalg.norm(content), atol=1e-4)
+    words = fp32.embed([search_text(question)])[0]
+    assert float(rows[1] @ words) > float(rows[0] @ words)  # nearer the content words' own vector
+    int8 = onnx_embedder.embed_query_focused(question, focus)
+    assert float((int8 * rows).sum(axis=1).min()) >= 0.98
+    np.testing.assert_allclose(int8[0], onnx_embedder.embed_query([question])[0], atol=1e-5)
+
+
+@pytest.mark.unit
+def test_a_focus_no_token_falls_in_gives_the_question_alone(onnx_embedder: LocalEmbedder) -> None:
+    question = "What? 🙂 Nothing."
+    assert onnx_embedder.embed_query_focused(question, [(5, 6)]).shape == (1, 384)  # the space before the emoji
+    assert onnx_embedder.embed_query_focused(question, []).shape == (1, 384)
+    long = "word " * 600  # past the model's 256 tokens: a focus beyond them pools nothing
+    assert onnx_embedder.embed_query_focused(long, [(2900, 2904)]).shape == (1, 384)
+
+
+class Recording:
+    """An embedder with no query path of its own, recording what it embeds (as a remote one would be sent)."""
+
+    name, dim = "recording", 2
+
+    def __init__(self) -> None:
+        self.sent: list[list[str]] = []
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.sent.append(list(texts))
+        return np.eye(2, dtype=np.float32)[: len(texts)]
+
+
+@pytest.mark.unit
+def test_a_focused_query_without_a_pooling_embedder_is_one_batch_of_two() -> None:
+    question = "What did Tom eat in Rome?"
+    inner = Recording()
+    assert embed_query_focused(inner, question, content_spans(question)).shape == (2, 2)
+    assert inner.sent == [[question, "Tom eat Rome"]]
+    cached = CachedEmbedder(Recording())
+    cached.embed_query_focused(question, content_spans(question))
+    cached.embed_query_focused(question, content_spans(question))  # a remote embedder is spared the repeat
+    assert cached.inner.sent == [[question, "Tom eat Rome"]] and cached.hits == 2
+
+
+@pytest.mark.unit
+def test_the_cached_embedder_passes_focused_queries_through_uncached(onnx_embedder: LocalEmbedder) -> None:
+    cached = CachedEmbedder(onnx_embedder)
+    focus = content_spans(SENTENCES[0])
+    np.testing.assert_array_equal(
+        embed_query_focused(cached, SENTENCES[0], focus), onnx_embedder.embed_query_focused(SENTENCES[0], focus)
+    )
+    assert (len(cached._cache), cached.hits, cached.misses) == (0, 0, 0)
+
+
+@pytest.mark.unit
 def test_fp32_query_precision_gives_document_vectors() -> None:
     emb = LocalEmbedder(backend="onnx", query_precision="fp32")
     np.testing.assert_array_equal(emb.embed_query(SENTENCES[:2]), emb.embed(SENTENCES[:2]))
@@ -110,6 +181,30 @@ def test_an_unwritable_cache_dir_builds_in_memory(
     emb = LocalEmbedder(backend="onnx", query_precision="fp32")
     np.testing.assert_allclose(emb.embed(SENTENCES[:2]), numpy_embedder.embed(SENTENCES[:2]), atol=1e-4)
     assert onnx_cache.build_count("fp32") == builds + 1
+
+
+class FakeGraph:
+    def SerializeToString(self) -> bytes:
+        return b"graph"
+
+
+@pytest.mark.unit
+def test_a_newly_cached_graph_removes_older_graph_versions_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMSCOPE_CACHE_DIR", str(tmp_path))
+    sha, other = "ab" * 32, "cd" * 32
+    older = [tmp_path / f"all-MiniLM-L6-v2-{sha[:16]}-g{v}-fp32.onnx" for v in range(1, GRAPH_VERSION)]
+    kept = [
+        tmp_path / f"all-MiniLM-L6-v2-{sha[:16]}-g{GRAPH_VERSION + 1}-fp32.onnx",  # a newer memscope's
+        tmp_path / f"all-MiniLM-L6-v2-{other[:16]}-g1-fp32.onnx",  # another model's
+        tmp_path / "notes.txt",
+    ]
+    for f in older + kept:
+        f.write_bytes(b"old")
+    assert onnx_cache.graph_bytes("fp32", sha, FakeGraph) == b"graph"
+    assert (tmp_path / f"all-MiniLM-L6-v2-{sha[:16]}-g{GRAPH_VERSION}-fp32.onnx").read_bytes() == b"graph"
+    assert not any(f.exists() for f in older) and all(f.exists() for f in kept)
 
 
 @pytest.mark.unit
