@@ -39,6 +39,7 @@ from typing import Any, ParamSpec, TypeVar
 import numpy as np
 
 from memscope.errors import EmbeddingMismatch, StoreError, StoreUnavailable, ValidationError
+from memscope.llm.blas_threads import limit_blas_to_one_thread
 from memscope.models import MemoryEvent, MemoryNode, Message, check_user_id, replied_turn_text, utcnow
 from memscope.stores import sqlite_leases as leases
 from memscope.stores.base import (
@@ -144,6 +145,7 @@ _PARALLEL_ROWS = 20_000  # from this many vectors, the text query runs beside th
 _STEMS_KEPT = 10_000  # query words whose stem is cached
 SNAPSHOT_MIN_ROWS = 5_000  # below this, reading a user's rows on open takes less than ~50 ms (idle)
 _SIMS_KEPT = 4  # recent query-vector similarity arrays kept (a retrieval searches twice with one vector)
+_PLANS_KEPT = 256  # recent text-query plans kept (a retrieval plans its words up to four times)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -196,6 +198,7 @@ class SqliteStore:
         self._cache: OrderedDict[tuple[str, str, int], VectorIndex] = OrderedDict()
         self._sims: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
         self._stem_cache: OrderedDict[str, str] = OrderedDict()
+        self._plans: OrderedDict[tuple[str, tuple[str, ...], int], tuple[str | None, bool]] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
         self._graph_pool: ThreadPoolExecutor | None = None
         self._building: set[tuple[str, str, int]] = set()
@@ -275,6 +278,7 @@ class SqliteStore:
             connections, self._connections = list(self._connections.values()), {}
             self._cache.clear()
             self._sims.clear()
+            self._plans.clear()
             pool, self._pool = self._pool, None
             graphs, self._graph_pool = self._graph_pool, None
         for executor in (pool, graphs):
@@ -906,6 +910,22 @@ class SqliteStore:
         total = conn.execute(f"SELECT max(pk) FROM {kind}").fetchone()[0] or 0  # rows ever written: a bound
         if total <= UNSELECTIVE_ROWS:
             return fts_query(None, terms=terms), False
+        # Kept until a row is written (max(pk) grows): the text and time-filtered searches of one retrieval
+        # plan the same words, and at 100k rows the document counts cost about 1 ms. A deletion does not
+        # renew it: the plan's counts are a guide to selectivity, and a few rows gone do not change it.
+        key = (kind, tuple(terms), total)
+        with self._lock:
+            planned = self._plans.get(key)
+        if planned is None:
+            planned = self._plan_text(conn, kind, terms)
+            with self._lock:
+                self._plans[key] = planned
+                while len(self._plans) > _PLANS_KEPT:
+                    self._plans.popitem(last=False)
+        return planned
+
+    def _plan_text(self, conn: sqlite3.Connection, kind: str, terms: list[str]) -> tuple[str | None, bool]:
+        """`_text_match`'s answer for a large index, from the terms' document counts."""
         plan = plan_text_query(terms, self._doc_freq(conn, kind, terms))
         match = fts_query(None, terms=plan.terms, all_required=plan.all_required)
         if plan.all_required:  # the terms may still occur together in thousands of rows: count, unranked
@@ -952,6 +972,7 @@ class SqliteStore:
         mask_of: Callable[[VectorIndex], np.ndarray],
     ) -> tuple[list[str], Callable[[str], float | None]]:
         """Cosine top-`wanted` ids among the filtered rows, and a lookup of any row's exact similarity."""
+        limit_blas_to_one_thread()  # once per process: see blas_threads
         q = np.asarray(embedding, dtype=np.float32).reshape(-1)
         norm = float(np.linalg.norm(q))
         if norm > 0:

@@ -452,6 +452,47 @@ def test_large_index_searches_without_unselective_terms(sqlite_store: SqliteStor
     assert small == ('"alice" OR "work"', False)
 
 
+@pytest.mark.unit
+def test_a_text_plan_is_kept_until_a_row_is_written(sqlite_store: SqliteStore) -> None:
+    sqlite_store.write_memories([memory("u", f"I work on project {i}") for i in range(1_001)])
+    sqlite_store.write_memories([memory("u", "Alice bakes bread")])
+    statements: list[str] = []
+    sqlite_store._conn().set_trace_callback(statements.append)
+    assert sqlite_store._text_match("memories", "Where does Alice bake?") == ('"alice" OR "bake"', False)
+    planned = len(statements)
+    assert any("_vocab" in s for s in statements)  # the terms' document counts were read
+    assert sqlite_store._text_match("memories", "Where does Alice bake?") == ('"alice" OR "bake"', False)
+    assert len(statements) == planned + 1  # the second plan: only the max(pk) that keys it
+    # a write renews it: "bake" in 1,001 more rows is no longer selective
+    sqlite_store.write_memories([memory("u", f"I bake loaf {i}") for i in range(1_001)])
+    assert sqlite_store._text_match("memories", "Where does Alice bake?") == ('"alice"', False)
+
+
+@pytest.mark.unit
+def test_vector_search_runs_blas_on_one_thread_unless_the_environment_chose(
+    sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from threadpoolctl import ThreadpoolController, threadpool_limits
+
+    from memscope.llm.blas_threads import _state as blas_state
+
+    def blas_threads() -> set[int]:
+        return {info["num_threads"] for info in ThreadpoolController().info() if info["user_api"] == "blas"}
+
+    sqlite_store.write_memories([memory("u", "I keep bees", embedding=[1.0, 0.0])])
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    with threadpool_limits(limits=2, user_api="blas"):
+        monkeypatch.setitem(blas_state, "done", False)  # as in a fresh process
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+        sqlite_store.search_memories("u", SearchQuery(embedding=[1.0, 0.0], top_k=1))
+        assert blas_threads() == {2}  # the user's choice stands
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+        blas_state["done"] = False
+        sqlite_store.search_memories("u", SearchQuery(embedding=[1.0, 0.0], top_k=1))
+        assert blas_threads() == {1}
+
+
 # -- re-embedding -----------------------------------------------------------------------------------------
 
 
