@@ -93,9 +93,10 @@ class LocalEmbedder:
         encoding = self._tokenizer.encode(text)
         ids = np.asarray([encoding.ids], dtype=np.int64)
         states = encoder.hidden(ids, np.ones_like(ids))[0]
+        words = encoding.word_ids  # a new list on every access: read once
         inside = [
             i for i, (start, end) in enumerate(encoding.offsets)
-            if encoding.word_ids[i] is not None and end > start and any(a <= start and end <= b for a, b in focus)
+            if words[i] is not None and end > start and any(a <= start and end <= b for a, b in focus)
         ]  # fmt: skip
         rows = [states.mean(axis=0), states[inside].mean(axis=0)] if inside else [states.mean(axis=0)]
         return normalize(np.stack(rows))

@@ -145,7 +145,7 @@ _PARALLEL_ROWS = 20_000  # from this many vectors, the text query runs beside th
 _STEMS_KEPT = 10_000  # query words whose stem is cached
 SNAPSHOT_MIN_ROWS = 5_000  # below this, reading a user's rows on open takes less than ~50 ms (idle)
 _SIMS_KEPT = 4  # recent query-vector similarity arrays kept (a retrieval searches twice with one vector)
-_PLANS_KEPT = 256  # recent text-query plans kept (a retrieval plans its words up to four times)
+_PLANS_KEPT = 256  # recent text-query plans kept (a retrieval plans its words twice per kind)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -910,9 +910,9 @@ class SqliteStore:
         total = conn.execute(f"SELECT max(pk) FROM {kind}").fetchone()[0] or 0  # rows ever written: a bound
         if total <= UNSELECTIVE_ROWS:
             return fts_query(None, terms=terms), False
-        # Kept until a row is written (max(pk) grows): the text and time-filtered searches of one retrieval
-        # plan the same words, and at 100k rows the document counts cost about 1 ms. A deletion does not
-        # renew it: the plan's counts are a guide to selectivity, and a few rows gone do not change it.
+        # Kept until a row is added (max(pk) grows): the text and time-filtered searches of one retrieval
+        # plan the same words, and at 100k rows the document counts cost about 1 ms. An edit or a deletion
+        # does not renew it: the counts only guide selectivity, which a few rows changed do not move.
         key = (kind, tuple(terms), total)
         with self._lock:
             planned = self._plans.get(key)

@@ -453,7 +453,7 @@ def test_large_index_searches_without_unselective_terms(sqlite_store: SqliteStor
 
 
 @pytest.mark.unit
-def test_a_text_plan_is_kept_until_a_row_is_written(sqlite_store: SqliteStore) -> None:
+def test_a_text_plan_is_kept_until_a_row_is_added(sqlite_store: SqliteStore) -> None:
     sqlite_store.write_memories([memory("u", f"I work on project {i}") for i in range(1_001)])
     sqlite_store.write_memories([memory("u", "Alice bakes bread")])
     statements: list[str] = []
