@@ -61,7 +61,7 @@ def mentioned_times(message_id: str, text: str, created_at: datetime, zone: str 
 @lru_cache(maxsize=65_536)
 def _resolved(message_id: str, text: str, created_at: datetime, zone: str) -> tuple[EventTime, ...]:
     """Cached whether or not the text mentions a time: the same turns come back query after query, and the
-    regex alone is most of a time-matching retrieval's scoring (LoCoMo: 1.5 of 2.5 ms)."""
+    regex alone was 37% of fuse_scores' profile on LoCoMo's time questions."""
     from memscope.timerules import extract_all_times  # the package imports this module's siblings
 
     head = text[:2000]
