@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from memscope.engine.worker import Context, Worker
 from memscope.errors import ValidationError
+from memscope.llm.base import focus_words
 from memscope.models import EventTime, MemoryNode, MemoryStatus, MemoryType, Message, replied_turn_text
 from memscope.stores.base import MemoryFilter, MessageFilter, ScoredMemory, ScoredMessage, SearchQuery
 
@@ -140,7 +141,7 @@ def search_text(query: str) -> str:
 
     Keeps the query as it is when every word is a function word, so a search still runs.
     """
-    return " ".join(query[a:b] for a, b in content_spans(query))
+    return focus_words(query, content_spans(query))
 
 
 def content_spans(query: str) -> list[tuple[int, int]]:

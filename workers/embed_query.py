@@ -6,7 +6,7 @@ import numpy as np
 
 from memscope.engine import Context, Worker, WorkerParams, worker
 from memscope.errors import ModelUnavailable
-from memscope.llm.base import embed_query, embed_query_focused
+from memscope.llm.base import embed_query, embed_query_focused, focus_words
 from memscope.retrieval import clean_query, content_spans
 
 
@@ -38,7 +38,7 @@ class EmbedQuery(Worker):
             # Locally the content words are pooled from the question's own forward pass (LoCoMo recall@10
             # with fp32 queries 0.789 with a second pass, 0.788 pooled; a second pass doubles the model's
             # time); a remote embedder gets one batch of two, one round trip.
-            if not focus or " ".join(text[a:b] for a, b in focus) == text:
+            if not focus or focus_words(text, focus) == text:
                 vectors = embed_query(embedder, [text])
             else:
                 vectors = embed_query_focused(embedder, text, focus)

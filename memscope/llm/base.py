@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel
 
 __all__ = ["ChatModel", "ChatResult", "Embedder", "RerankResult", "Reranker", "Usage", "UsageMeter", "embed_query",
-           "embed_query_focused"]
+           "embed_query_focused", "focus_words"]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -129,7 +129,12 @@ def embed_query_focused(embedder: Embedder, text: str, focus: Sequence[tuple[int
     method = getattr(embedder, "embed_query_focused", None)
     if callable(method):
         return np.asarray(method(text, focus))
-    return embed_query(embedder, [text, " ".join(text[a:b] for a, b in focus)])
+    return embed_query(embedder, [text, focus_words(text, focus)])
+
+
+def focus_words(text: str, focus: Sequence[tuple[int, int]]) -> str:
+    """The words of `text` in the `focus` character spans, joined by spaces."""
+    return " ".join(text[a:b] for a, b in focus)
 
 
 @dataclass

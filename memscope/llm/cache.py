@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from memscope.llm.base import Embedder, embed_query_focused
+from memscope.llm.base import Embedder, embed_query_focused, focus_words
 
 __all__ = ["CachedEmbedder", "normalize"]
 
@@ -86,7 +86,7 @@ class CachedEmbedder:
         of a query path; without one, a query and its focus words through `embed_query`."""
         if callable(getattr(self.inner, "embed_query_focused", None)):
             return embed_query_focused(self.inner, text, focus)
-        return self.embed_query([text, " ".join(text[a:b] for a, b in focus)])
+        return self.embed_query([text, focus_words(text, focus)])
 
     def warm_up(self) -> None:
         """Load the inner embedder's model now, when it loads one (the local embedder)."""

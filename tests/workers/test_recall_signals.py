@@ -7,19 +7,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from memscope.engine import Context, OperationCatalog, OperationRunner, Resources, RunResult
 from memscope.llm.base import UsageMeter
 from memscope.llm.local_embedding import LocalEmbedder
 from memscope.models import Message, Role
-from memscope.retrieval import RetrievedItem, message_embedding_text
+from memscope.retrieval import RetrievedItem, content_spans, message_embedding_text
 from memscope.stores.base import ScoredMessage, SearchQuery
 from memscope.stores.sqlite import SqliteStore
 from memscope.timerules import extract_query_time
 from memscope.timerules.mentions import asks_when, mentioned_times, mentions_time
 from memscope.turn_signals import asks_now, overridden_turns
 from memscope.workers.embed_messages import EmbedMessages
+from memscope.workers.embed_query import EmbedQuery
 from memscope.workers.fuse_scores import FuseScores
 
 pytestmark = pytest.mark.integration
@@ -189,3 +191,47 @@ def test_a_question_turn_lends_relevance_to_its_answer(resources):
     assert lent[answer.id].explain["neighbour"] == pytest.approx(0.7 * lent[question.id].explain["relevance"] / 0.8)
     assert lent[before.id].explain["neighbour"] > 0 and after.id not in lent  # a statement lends nothing after
     assert answer.id not in fused()  # weights 0 (the default): neighbours lend nothing
+
+
+# -- the query vector ------------------------------------------------------------------------------
+
+
+def embedded_query(resources: Resources, query: str) -> np.ndarray:
+    ctx = Context(operation="retrieve_memory", run_id="t", values={"query": query})
+    EmbedQuery(EmbedQuery.Params(blend_keywords=True), resources).run(ctx)
+    return np.array(ctx["query_vector"])
+
+
+def test_the_query_vector_blends_in_its_content_words_from_the_questions_own_pass(resources, local_embedder):
+    question = "When did Caroline go to the support group?"
+    rows = local_embedder.embed_query_focused(question, content_spans(question))
+    assert rows.shape == (2, 384)
+    blended = rows.mean(axis=0) / np.linalg.norm(rows.mean(axis=0))
+    vector = embedded_query(resources, question)
+    np.testing.assert_allclose(vector, blended, atol=1e-6)
+    assert float(vector @ local_embedder.embed_query([question])[0]) < 0.995  # the content words moved it
+    only_content = "Caroline support group"  # nothing to drop: the question alone
+    np.testing.assert_allclose(embedded_query(resources, only_content), local_embedder.embed_query([only_content])[0],
+                               atol=1e-6)  # fmt: skip
+
+
+class RecordingEmbedder:
+    """An embedder without a pooling pass of its own (as a remote one), recording what it is sent."""
+
+    name, dim = "recording", 2
+
+    def __init__(self) -> None:
+        self.sent: list[list[str]] = []
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.sent.append(list(texts))
+        return np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)[: len(texts)]
+
+
+def test_an_embedder_without_a_pooling_pass_gets_the_question_and_its_content_words_in_one_batch(tmp_path):
+    embedder = RecordingEmbedder()
+    with SqliteStore(tmp_path / "m.db") as store:
+        plain = Resources(store=store, embedder=embedder, meter=UsageMeter(), clock=lambda: NOW)
+        vector = embedded_query(plain, "When did Caroline go to the support group?")
+    assert embedder.sent == [["When did Caroline go to the support group?", "Caroline go support group"]]
+    np.testing.assert_allclose(vector, [2**-0.5, 2**-0.5], atol=1e-6)
