@@ -16,8 +16,8 @@ from rich.table import Table
 from memscope.api import MemoryScope
 from memscope.config import Settings, load_settings
 from memscope.engine import RunReport
-from memscope.jobs.base import CONSOLIDATE, REFLECT
-from memscope.jobs.logic import run_job
+from memscope.jobs.base import CONSOLIDATE, FINAL_STATES, REFLECT, JobState
+from memscope.jobs.local import LocalDispatcher
 
 __all__ = ["SESSIONS", "run_demo"]
 
@@ -52,7 +52,7 @@ SESSIONS: list[tuple[datetime, list[tuple[str, str]]]] = [
 ]
 QUESTIONS = ["Where do I work now?", "What am I doing next week?", "What do I do for fun?"]  # as Tom asks them
 NOW = datetime(2023, 6, 5, 12, 0, tzinfo=UTC)
-CELERY_WAIT_S = 120.0
+JOB_WAIT_S = 120.0
 BUSINESS = "a personal assistant that plans trips and suggests weekend activities"  # unless configured
 
 
@@ -98,13 +98,13 @@ def run_demo(
                         for i, (r, t) in enumerate(turns)
                     ]
                     memory.add_messages(USER, messages, session_id=f"session-{number}")
-                    reports = _consolidate(memory, CONSOLIDATE, console)
+                    reports = _run_job(memory, CONSOLIDATE, console)
                     outcome["reports"].extend(reports)
                     progress.advance(task)
                     for report in reports:
                         console.print(_report_table(f"session {number}: {report.operation}", report))
             if memory.runtime.has_llm:
-                for report in _consolidate(memory, REFLECT, console):
+                for report in _run_job(memory, REFLECT, console):
                     outcome["reports"].append(report)
                     console.print(_report_table("reflection", report))
             notices = sorted({n for r in outcome["reports"] for n in r.notices})
@@ -145,21 +145,26 @@ def _jobs_for_store(settings: Settings, store_path: Path, console: Console) -> S
     return settings.model_copy(update={"jobs": jobs})
 
 
-def _consolidate(memory: MemoryScope, operation: str, console: Console) -> list[RunReport]:
-    """Run the job in-process to show each step's report; with Celery, queue it and show its totals."""
-    if memory.settings.jobs.backend != "celery":
-        return run_job(memory.runtime, operation, USER)
-    record = memory.jobs.wait(memory.jobs.submit(operation, USER), timeout=CELERY_WAIT_S)
-    if record.state in ("queued", "running"):
-        console.print(
-            f"{operation} job {record.id} is still {record.state} after {CELERY_WAIT_S:.0f}s: is a worker running"
-            f" on queue {memory.settings.jobs.celery.queue!r}? Start one with `memscope worker`."
+def _run_job(memory: MemoryScope, operation: str, console: Console) -> list[RunReport]:
+    """Wait for the user's job of `operation` (the one add_messages queued, else a new one) and return each
+    step's report. Never a run of its own beside it: two unfenced runs of one batch race and call the model
+    twice. A Celery job's step reports stay with its worker, so only its totals are printed."""
+    unfinished = [r for r in memory.jobs.status(USER) if r.operation == operation and r.state not in FINAL_STATES]
+    job_id = unfinished[0].id if unfinished else memory.jobs.submit(operation, USER)
+    record = memory.jobs.wait(job_id, timeout=JOB_WAIT_S)
+    celery = not isinstance(memory.jobs, LocalDispatcher)
+    if record.state in (JobState.QUEUED, JobState.RUNNING):
+        hint = (
+            f" is a worker running on queue {memory.settings.jobs.celery.queue!r}? Start one with `memscope worker`."
+            if celery
+            else ""
         )
-    elif record.state != "succeeded":
+        console.print(f"{operation} job {record.id} is still {record.state} after {JOB_WAIT_S:.0f}s;{hint}")
+    elif record.state is not JobState.SUCCEEDED:
         console.print(f"{operation} job {record.id}: {record.state} {escape(record.error or '')}")
-    else:
+    elif celery:
         console.print(f"{operation} job {record.id} on a Celery worker: {record.summary}")
-    return []
+    return memory.jobs.reports(job_id) if isinstance(memory.jobs, LocalDispatcher) else []
 
 
 def _print_memories(memory: MemoryScope, console: Console) -> list[Any]:

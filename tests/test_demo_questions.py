@@ -68,6 +68,9 @@ def test_demo_questions_after_consolidation(tmp_path: Path, model_server: Script
     model_server.default("resolve_contradictions", _resolve)
     outcome = run_demo(_config(tmp_path, model_server), console=Console(file=io.StringIO()))
     assert not outcome["skipped"] and outcome["stats"]["pending_messages"] == 0
+    # one job per session, the one add_messages queued: a second, unfenced run beside it raced it
+    assert [r.tag for r in model_server.requests].count("resolve_contradictions") == 3
+    assert [r.operation for r in outcome["reports"]].count("consolidate_memory") == 3
     meta = [m for m in outcome["memories"] if "at Meta" in m.content]
     assert meta and all(m.status.value == "expired" and m.superseded_by for m in meta)  # the model did resolve it
     assert_demo_answers(outcome["answers"])

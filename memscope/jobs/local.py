@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
+from memscope.engine import RunReport
 from memscope.errors import JobError
 from memscope.jobs.base import CONSOLIDATE, REFLECT, JobRecord, JobState
 from memscope.jobs.lease import UserLease, holder_name, kept_alive
@@ -37,6 +38,7 @@ class LocalDispatcher:
         self._lock = threading.Lock()
         self._records: OrderedDict[str, JobRecord] = OrderedDict()
         self._futures: dict[str, Future[None]] = {}
+        self._reports: dict[str, list[RunReport]] = {}  # each step's report of a finished job, kept like its record
         self._queued: dict[tuple[str, str, str | None], str] = {}
         self._recent_users: set[tuple[str, str | None]] = set()
         self._closed = threading.Event()
@@ -60,6 +62,7 @@ class LocalDispatcher:
             while len(self._records) > KEEP_RECORDS:
                 evicted, _ = self._records.popitem(last=False)
                 self._futures.pop(evicted, None)  # bounded like the records it belongs to
+                self._reports.pop(evicted, None)
             self._queued[key] = record.id
             self._futures[record.id] = self._pool.submit(self._execute, record)
         return record.id
@@ -114,6 +117,8 @@ class LocalDispatcher:
             else:
                 record.state, record.summary = JobState.SUCCEEDED, summarize(reports)
                 with self._lock:
+                    if record.id in self._records:
+                        self._reports[record.id] = reports
                     self._recent_users.add((record.user_id, record.agent_id))
             finally:
                 lease.release()
@@ -131,6 +136,11 @@ class LocalDispatcher:
         if record is None:
             raise JobError(f"unknown job id {job_id!r} (only the last {KEEP_RECORDS} jobs are tracked)")
         return record
+
+    def reports(self, job_id: str) -> list[RunReport]:
+        """The run reports (each step's time, model calls, writes) of a job that succeeded; [] otherwise."""
+        with self._lock:
+            return list(self._reports.get(job_id, []))
 
     def status(self, user_id: str | None = None) -> list[JobRecord]:
         """Recent jobs, newest first."""

@@ -120,7 +120,9 @@ def test_records_futures_and_user_locks_stay_bounded(
         for job_id in ids[-5:]:
             assert jobs.wait(job_id, timeout=20).state is JobState.SUCCEEDED
         wait_for(lambda: len(events_of("user0")) == 2, 10, "the first job to end")
-        assert len(jobs._futures) <= 5 and len(jobs._records) <= 5
+        assert len(jobs._futures) <= 5 and len(jobs._records) <= 5 and len(jobs._reports) <= 5
+        assert [r.operation for r in jobs.reports(ids[-1])] == [PROBE]  # each step's report, for the demo
+        assert jobs.reports(ids[0]) == []  # evicted with its record
         wait_for(lambda: not jobs._user_locks, 10, "every user's lock entry to go")
         with pytest.raises(JobError, match=r"unknown job id .* \(only the last 5 jobs are tracked\)"):
             jobs.wait(ids[0])
