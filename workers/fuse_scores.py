@@ -57,6 +57,8 @@ from memscope.timerules.mentions import asks_when, mentioned_times, mentions_tim
 from memscope.turn_signals import asks_now, overridden_turns
 
 _WORDS = re.compile(r"[^\W_]+")
+Span = tuple[float, float]  # a time range in seconds since the epoch: start, end (an instant: start == end)
+_INSTANT_S = 1e-6  # TimeRange.effective_end: an instant is one microsecond long
 _TEXTS_KEPT = 20_000  # per-text signals cached: the same turns come back query after query
 _QUESTION = re.compile("[?\uff1f]|[\u5417\u5462]\\s*$")  # ?, the full-width ?, or a closing 吗/呢
 DEFAULT_TYPE_WEIGHTS = {
@@ -128,15 +130,16 @@ class FuseScores(Worker):
                 items[hit.message.id] = RetrievedItem.from_message(hit.message, 0.0)
                 rel[hit.message.id] = r
         self._lend_to_neighbours(ctx.get("message_neighbours") or {}, items, rel, owner)
-        spans = {h.memory.id: h.memory.time_span() for h in ctx["memory_hits"]}
+        spans = {h.memory.id: _seconds(h.memory.time_span()) for h in ctx["memory_hits"]}
+        wanted = _seconds(query_time) if query_time is not None else None
         zone = str(user_zone(self, ctx))
         when = self.params.when_boost if asks_when(clean_query(ctx["query"])) else 0.0
         named = _named_speakers(clean_query(ctx["query"]), items.values())
         for item in items.values():
-            span = spans.get(item.id) or TimeRange(start=item.time, end=item.time)
+            span = spans.get(item.id) or (item.time.timestamp(),) * 2
             if named and item.kind == "message" and (item.name or "").lower() not in named:
                 rel[item.id] *= self.params.other_speaker_weight
-            self._score(item, rel[item.id], span, query_time, now, zone)
+            self._score(item, rel[item.id], span, wanted, now, zone)
             if when and _says_when(item):
                 item.explain["when"] = when
                 item.score += when
@@ -216,8 +219,7 @@ class FuseScores(Worker):
                 item.score += boost
 
     def _score(
-        self, item: RetrievedItem, relevance: float, span: TimeRange, query_time: TimeRange | None,
-        now: datetime, zone: str,
+        self, item: RetrievedItem, relevance: float, span: Span, query_time: Span | None, now: datetime, zone: str,
     ) -> None:
         p = self.params
         age_days = max(0.0, (now - item.time).total_seconds() / 86400)
@@ -287,20 +289,25 @@ def _mentions_time(text: str) -> bool:
     return mentions_time(text)
 
 
-def _time_share(item: RetrievedItem, span: TimeRange, query: TimeRange, zone: str) -> float:
+def _time_share(item: RetrievedItem, span: Span, query: Span, zone: str) -> float:
     """The best share inside `query` of the item's span and, for a raw turn, of the times it mentions."""
     best = _share(span, query)
     if item.kind == "message" and best < 1.0:
         for mentioned in mentioned_times(item.id, item.content, item.time, zone):
-            best = max(best, _share(mentioned, query))
+            best = max(best, _share(_seconds(mentioned), query))
     return best
 
 
-def _share(span: TimeRange, query: TimeRange) -> float:
-    """The share of `span` that lies inside `query` (an instant: 1 inside, 0 outside)."""
-    if not span.overlaps(query):
-        return 0.0
-    length = (span.effective_end() - span.start).total_seconds()
-    inside = (min(span.effective_end(), query.effective_end()) - max(span.start, query.start)).total_seconds()
-    return max(0.0, min(1.0, inside / length)) if length > 0 else 1.0
+def _seconds(span: TimeRange) -> Span:
+    """A time range as seconds since the epoch: on floats, fuse_scores on LoCoMo's questions that name a
+    time took 1.0 ms where TimeRange arithmetic took 1.6."""
+    return span.start.timestamp(), span.end.timestamp()
 
+
+def _share(span: Span, query: Span) -> float:
+    """The share of `span` that lies inside `query` (an instant counts as one microsecond: 1 inside, 0 outside)."""
+    start, end = span[0], max(span[1], span[0] + _INSTANT_S)
+    q_start, q_end = query[0], max(query[1], query[0] + _INSTANT_S)
+    if not (start < q_end and q_start < end):
+        return 0.0
+    return max(0.0, min(1.0, (min(end, q_end) - max(start, q_start)) / (end - start)))

@@ -235,3 +235,21 @@ def test_an_embedder_without_a_pooling_pass_gets_the_question_and_its_content_wo
         vector = embedded_query(plain, "When did Caroline go to the support group?")
     assert embedder.sent == [["When did Caroline go to the support group?", "Caroline go support group"]]
     np.testing.assert_allclose(vector, [2**-0.5, 2**-0.5], atol=1e-6)
+
+
+def test_time_share_is_the_part_of_a_span_inside_the_asked_period():
+    """fuse_scores' time share on epoch seconds: what TimeRange arithmetic gave, half-open, an instant 1 µs."""
+    from memscope.models import TimeRange
+    from memscope.workers.fuse_scores import _seconds, _share
+
+    def share(start: datetime, end: datetime, q_start: datetime, q_end: datetime) -> float:
+        return _share(_seconds(TimeRange(start=start, end=end)), _seconds(TimeRange(start=q_start, end=q_end)))
+
+    may, june, july = (datetime(2023, m, 1, tzinfo=UTC) for m in (5, 6, 7))
+    day = timedelta(days=1)
+    assert share(june + 9 * day, june + 10 * day, june, july) == 1.0  # a day inside the month asked about
+    assert share(june, july, june + 9 * day, june + 10 * day) == pytest.approx(1 / 30)  # a month, a day asked
+    assert share(may + 16 * day, june + 15 * day, june, july) == pytest.approx(0.5)  # 15 of its 30 days in June
+    assert share(june, june, june, july) == 1.0  # an instant at the start is inside
+    assert share(july, july, june, july) == 0.0  # the end is not (half-open)
+    assert share(june, july, july, july) == 0.0 and share(june, july, june, june) == pytest.approx(1e-6 / 2.592e6)
