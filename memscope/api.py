@@ -72,6 +72,9 @@ def _count(value: Any, what: str, *, allow_none: bool = False, most: int = MAX_C
         raise ValidationError(f"{what} must be a whole number from 1 to {most:,}, got {value!r}")
 
 
+ACCESS_FLUSH_S = 5.0  # longest a memory read waits for queued access counts (see memscope.access)
+
+
 class MemoryScope:
     """Long-term memory for a chatbot. With no argument: `MEMSCOPE_CONFIG`'s file, else the embedded default."""
 
@@ -312,6 +315,7 @@ class MemoryScope:
         _count(limit, "limit")
         if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= 10**9:
             raise ValidationError(f"offset must be a whole number from 0, got {offset!r}")
+        self._access_written()
         result = self.runtime.run(
             "list_memory",
             user_id=user_id,
@@ -326,7 +330,14 @@ class MemoryScope:
     def get_memory(self, user_id: str, memory_id: str) -> MemoryNode | None:
         """One memory of the user, or None."""
         user_id = check_user_id(user_id)
+        self._access_written()
         return self.runtime.store.get_memory(user_id, memory_id)
+
+    def _access_written(self) -> None:
+        """Read your writes: the access counts retrievals queued are written before memories are read back."""
+        access = self.runtime.resources.access
+        if access is not None:
+            access.flush(timeout=ACCESS_FLUSH_S)
 
     def add_memory(
         self,

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from memscope.access import AccessRecorder
 from memscope.config import Settings, load_settings
 from memscope.engine import OperationCatalog, OperationRunner, Resources, RunResult
 from memscope.errors import OperationRunError, ValidationError
@@ -91,6 +92,7 @@ class Runtime:
             meter=self.meter,
             language=s.language,
             timezone=s.timezone,
+            access=AccessRecorder(self.store),
         )
         if clock is not None:
             resources.clock = clock
@@ -125,9 +127,11 @@ class Runtime:
         }
 
     def close(self) -> None:
-        """Stop the runner's threads, then close the store."""
+        """Stop the runner's threads, write the queued access counts, then close the store."""
         with self._lock:
             if not self._closed:
                 self._closed = True
                 self.runner.close()
+                if self.resources.access is not None:
+                    self.resources.access.close()
                 self.store.close()

@@ -17,6 +17,7 @@ from memscope.errors import ValidationError
 from memscope.models import utcnow
 
 if TYPE_CHECKING:
+    from memscope.access import AccessRecorder
     from memscope.config import Settings
     from memscope.llm.base import ChatModel, Embedder, Reranker, UsageMeter
     from memscope.stores.base import Fence, Store
@@ -45,6 +46,7 @@ class Resources:
     language: str = "en"
     timezone: str = "UTC"
     clock: Any = utcnow  # () -> aware datetime; tests pass a fixed clock
+    access: AccessRecorder | None = None  # writes access counts off the retrieval's path (None: record_access writes)
 
     def now(self) -> datetime:
         """The current time from the clock."""
