@@ -41,6 +41,7 @@ import numpy as np
 from memscope.errors import EmbeddingMismatch, StoreError, StoreUnavailable, ValidationError
 from memscope.llm.blas_threads import limit_blas_to_one_thread
 from memscope.models import MemoryEvent, MemoryNode, Message, check_user_id, replied_turn_text, utcnow
+from memscope.redact import scrubbed_logger
 from memscope.stores import sqlite_leases as leases
 from memscope.stores.base import (
     ConsolidationMark,
@@ -147,6 +148,7 @@ SNAPSHOT_MIN_ROWS = 5_000  # below this, reading a user's rows on open takes les
 _SIMS_KEPT = 4  # recent query-vector similarity arrays kept (a retrieval searches twice with one vector)
 _PLANS_KEPT = 256  # recent text-query plans kept (a retrieval plans its words twice per kind)
 
+log = scrubbed_logger("memscope.store")
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
@@ -157,6 +159,9 @@ def _mapped(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        store = args[0]
+        assert isinstance(store, SqliteStore)
+        store._enter()  # close() waits for calls in flight: closing a connection under one crashes the process
         try:
             return fn(*args, **kwargs)
         except sqlite3.OperationalError as exc:
@@ -169,6 +174,8 @@ def _mapped(fn: Callable[P, R]) -> Callable[P, R]:
             raise StoreError(f"SQLite store failed in {fn.__name__}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite store failed in {fn.__name__}: {exc}") from exc
+        finally:
+            store._leave()
 
     return wrapper
 
@@ -194,6 +201,8 @@ class SqliteStore:
         self._local = threading.local()
         self._connections: dict[threading.Thread, sqlite3.Connection] = {}
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when a thread's last call in flight ends
+        self._in_flight: dict[threading.Thread, int] = {}  # public calls running, per thread
         self._closed = False
         self._cache: OrderedDict[tuple[str, str, int], VectorIndex] = OrderedDict()
         self._sims: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
@@ -226,6 +235,21 @@ class SqliteStore:
                 self._release_dead_threads()
                 self._connections[threading.current_thread()] = conn
         return conn
+
+    def _enter(self) -> None:
+        me = threading.current_thread()
+        with self._lock:
+            self._in_flight[me] = self._in_flight.get(me, 0) + 1
+
+    def _leave(self) -> None:
+        me = threading.current_thread()
+        with self._lock:
+            left = self._in_flight[me] - 1
+            if left:
+                self._in_flight[me] = left
+            else:
+                del self._in_flight[me]
+                self._idle.notify_all()
 
     def _release_dead_threads(self) -> None:
         """Close the connections of threads that have ended (under `_lock`): one per live thread, no more."""
@@ -272,10 +296,11 @@ class SqliteStore:
             self._store_id = leases.ensure_store_id(conn)
 
     def close(self) -> None:
-        """Release every thread's connection; later calls raise StoreError."""
+        """Release every thread's connection; later calls raise StoreError. Calls other threads have in flight
+        are interrupted and waited for (up to the busy timeout): closing a connection under one crashes."""
         with self._lock:
             self._closed = True
-            connections, self._connections = list(self._connections.values()), {}
+            owned, self._connections = dict(self._connections), {}
             self._cache.clear()
             self._sims.clear()
             self._plans.clear()
@@ -284,11 +309,22 @@ class SqliteStore:
         for executor in (pool, graphs):
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
+        me = threading.current_thread()
         with self._lock:
-            connections += self._connections.values()  # a helper thread may have opened one meanwhile
+            owned.update(self._connections)  # a helper thread may have opened one meanwhile
             self._connections = {}
-        for conn in connections:
-            conn.close()
+            busy = [conn for thread, conn in owned.items() if thread in self._in_flight and thread is not me]
+        for conn in busy:  # a running statement stops now (StoreError in that thread); a lock wait ends by timeout
+            conn.interrupt()
+        with self._idle:
+            self._idle.wait_for(lambda: not set(self._in_flight) - {me}, timeout=self.timeout_s + 5)
+            still = set(self._in_flight) - {me}
+        for thread, conn in owned.items():
+            if thread in still:
+                log.warning("SQLite store %s closed while thread %s is still in a call; its connection is left open",
+                            self.path, thread.name)  # fmt: skip
+            else:
+                conn.close()
 
     def __enter__(self) -> SqliteStore:
         return self

@@ -647,3 +647,39 @@ def test_a_file_without_the_conversation_index_gets_it_when_opened(tmp_path: Pat
     names = {r[0] for r in store._conn().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     store.close()
     assert "messages_conversation" in names
+
+
+_CLOSE_UNDER_A_CALL = """
+import sqlite3, sys, threading, time
+from datetime import UTC, datetime
+from memscope.models import MemoryNode, MemoryType
+from memscope.stores.sqlite import SqliteStore
+path = sys.argv[1]
+store = SqliteStore(path, timeout_s=2)
+node = MemoryNode(user_id="u", memory_type=MemoryType.OBSERVATION, content="Ann likes figs")
+store.write_memories([node])
+holder = sqlite3.connect(path, isolation_level=None)
+holder.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
+outcome = []
+def touch():
+    try:
+        store.touch_memories("u", [node.id], datetime.now(UTC))
+        outcome.append("written")
+    except Exception as exc:
+        outcome.append(type(exc).__name__)
+thread = threading.Thread(target=touch)
+thread.start()
+time.sleep(0.5)  # the touch now waits for the lock
+store.close()
+thread.join()
+print("closed", outcome)
+"""
+
+
+def test_closing_the_store_under_another_threads_call_does_not_crash(tmp_path: Path) -> None:
+    """close() waits for a call in flight (here one waiting for the write lock) before closing its connection:
+    closing it under the call crashed the process (SIGSEGV)."""
+    done = subprocess.run([sys.executable, "-c", _CLOSE_UNDER_A_CALL, str(tmp_path / "m.db")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "closed ['StoreUnavailable']" in done.stdout
