@@ -411,6 +411,32 @@ class _Row(dict):  # type: ignore[type-arg]
         return list(super().keys())
 
 
+@pytest.mark.unit
+def test_added_rows_go_into_the_room_of_the_matrix_and_older_indexes_never_see_a_change() -> None:
+    """A patch that only adds rows writes them past the rows older indexes see (no copy: at 100k rows the
+    copy took 50-360 ms); a second patch of an older index, or a changed vector, copies."""
+    rng = np.random.default_rng(5)
+    v = rng.normal(size=(6, 8)).astype(np.float32)
+    unit = v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def rows(*picks: tuple[str, int]) -> list[_Row]:
+        return [_Row({"id": i, "embedding": v[n].tobytes(), "dim": 8, "created_at": n}) for i, n in picks]
+
+    base = apply_rows(empty_index(8), rows(("a", 0), ("b", 1)), 1)
+    grown = apply_rows(base, rows(("c", 2)), 2)
+    assert np.shares_memory(grown.matrix, base.matrix) and grown.matrix.shape == (3, 8)
+    assert base.matrix.shape == (2, 8) and base.ids == ["a", "b"]
+    assert grown.matrix == pytest.approx(unit[:3])
+    restated = apply_rows(grown, rows(("b", 1), ("d", 3)), 3)  # b rewritten with its vector (a status change)
+    assert np.shares_memory(restated.matrix, grown.matrix) and restated.matrix == pytest.approx(unit[:4])
+    forked = apply_rows(base, rows(("e", 4)), 2)  # base is not the newest index on its buffer: a copy
+    assert not np.shares_memory(forked.matrix, grown.matrix)
+    assert forked.matrix == pytest.approx(unit[[0, 1, 4]]) and grown.matrix == pytest.approx(unit[:3])
+    moved = apply_rows(restated, rows(("a", 5)), 4)  # a's vector changed: copied, never under a reader
+    assert not np.shares_memory(moved.matrix, restated.matrix)
+    assert restated.matrix[0] == pytest.approx(unit[0]) and moved.matrix[0] == pytest.approx(unit[5])
+
+
 # -- common terms in a large index -------------------------------------------------------------------------
 
 
