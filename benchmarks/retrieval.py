@@ -193,6 +193,7 @@ class RetrievalBenchResult:
     embedder: str = "local"
     index_s: float = float("nan")
     steps_share: dict[str, float] = field(default_factory=dict)  # % of the mean retrieve time
+    after_write: dict[str, float] = field(default_factory=dict)  # a retrieval right after a one-memory write (ms)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -271,15 +272,19 @@ def _embedder(kind: str) -> Any:
 def run_retrieval_bench(
     memories: int = 1000, users: int = 1, queries: int = 200, top_k: int = 10, show_progress: bool = True,
     path: Path | None = None, store_kind: str = "sqlite", es_url: str | None = None, embedder: str = "local",
-    keep: Path | None = None,
+    keep: Path | None = None, writes: int = 0,
 ) -> RetrievalBenchResult:  # fmt: skip
     """Fill a fresh store, build its index, reopen it, and time `queries` retrievals for the first user (after
     one first query, timed apart). With `keep` (SQLite), the filled store stays in that folder and a later
-    run with the same size reuses it (its fill and index times are those of the run that built it)."""
-    if memories < 1 or users < 1 or queries < 1:
-        raise ValueError("memories, users and queries must be at least 1")
+    run with the same size reuses it (its fill and index times are those of the run that built it). With
+    `writes`, then time one retrieval right after each of that many one-memory writes (as a chatbot's turn
+    writes what consolidation learnt): `after_write`."""
+    if memories < 1 or users < 1 or queries < 1 or writes < 0:
+        raise ValueError("memories, users and queries must be at least 1, writes at least 0")
     if keep is not None and store_kind != "sqlite":
         raise ValueError("--keep keeps SQLite stores only")
+    if keep is not None and writes:
+        raise ValueError("--writes changes the store: it runs on a fresh store, not with --keep")
     model = _embedder(embedder)
     with tempfile.TemporaryDirectory(prefix="memscope-bench-") as tmp:
         db = path or (keep / f"bench-{memories}-{users}.db" if keep else Path(tmp) / "bench.db")
@@ -323,6 +328,8 @@ def run_retrieval_bench(
             first_ms = (time.perf_counter() - t0) * 1000
             samples, steps = _timed(memory, user, questions[1:], top_k, NOW, show_progress,
                                     probes=probes[1:], embedder=bench_embedder)  # fmt: skip
+            after_write = _after_writes(memory, store, user, corpus, writes, user_memories, top_k,
+                                        (probes, questions, bench_embedder)) if writes else {}  # fmt: skip
             if store_kind == "elasticsearch":  # before MemoryScope closes the store's client
                 stats = store._es().indices.stats(index=store.alias("memories"), metric="store")
                 size_mb = stats["_all"]["primaries"]["store"]["size_in_bytes"] / 2**20
@@ -334,8 +341,25 @@ def run_retrieval_bench(
         fill_s=round(fill_s, 2), first_query_ms=round(first_ms, 3), latency=summarize(samples).to_dict(),
         steps_p50_ms={k: round(float(np.median(v)), 3) for k, v in steps.items()},
         rss_after_fill_mb=round(rss_fill, 1), peak_rss_mb=round(peak_rss_mb(), 1), store_file_mb=round(size_mb, 1),
-        embedder=embedder, index_s=round(index_s, 2), steps_share=_shares(samples, steps),
+        embedder=embedder, index_s=round(index_s, 2), steps_share=_shares(samples, steps), after_write=after_write,
     )  # fmt: skip
+
+
+def _after_writes(
+    memory: Any, store: Any, user: str, corpus: SyntheticCorpus, writes: int, start: int, top_k: int,
+    asked: tuple[np.ndarray, list[str], Any],
+) -> dict[str, float]:  # fmt: skip
+    """The latency (ms) of a retrieval right after each of `writes` one-memory writes: what a write costs the
+    next query (patching the user's vector index) rather than the write itself."""
+    probes, questions, embedder = asked
+    samples = []
+    for n, node in enumerate(_nodes(user, corpus, writes, start)):
+        store.write_memories([node])
+        embedder.next_vector = probes[n % len(probes)]
+        t0 = time.perf_counter()
+        memory.retrieve(user, questions[n % len(questions)], top_k=top_k, now=NOW)
+        samples.append((time.perf_counter() - t0) * 1000)
+    return summarize(samples).to_dict()
 
 
 def _read_through(db: Path) -> None:
@@ -446,6 +470,12 @@ def report(results: list[RetrievalBenchResult], as_json: bool) -> None:
     emit(title, columns, rows, [r.to_dict() for r in results], as_json)
     if as_json or not results:
         return
+    written = [r for r in results if r.after_write]
+    if written:
+        emit("a retrieval right after a one-memory write (--writes)",
+             ["store", "timed user's", "writes", "p50 ms", "p95 ms", "max ms"],
+             [[r.store, r.user_memories, r.after_write["count"], r.after_write["p50"], r.after_write["p95"],
+               r.after_write["max"]] for r in written], None, False)  # fmt: skip
     names = list(dict.fromkeys(k for r in results for k in r.steps_share))
     share_rows = [[name, *(f"{r.steps_p50_ms.get(name, float('nan')):.2f} ({r.steps_share.get(name, 0):.0f}%)"
                            if name in r.steps_p50_ms else f"({r.steps_share.get(name, 0):.0f}%)" for r in results)]

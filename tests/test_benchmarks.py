@@ -109,6 +109,18 @@ def test_bench_retrieval_times_the_real_operation(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bench_retrieval_times_a_retrieval_after_each_write(tmp_path: Path) -> None:
+    out = invoke("retrieval", "--memories", "200", "--queries", "3", "--writes", "4")
+    assert out[0]["after_write"]["count"] == 4 and out[0]["after_write"]["p50"] > 0
+    plain = CliRunner().invoke(app, ["bench", "retrieval", "-n", "50", "--queries", "2", "--no-progress"])
+    assert plain.exit_code == 0 and "right after a one-memory write" not in plain.output
+    shown = CliRunner().invoke(app, ["bench", "retrieval", "-n", "50", "--queries", "2", "--writes", "2",
+                                     "--no-progress"])  # fmt: skip
+    assert shown.exit_code == 0 and "right after a one-memory write" in shown.output
+    refused = CliRunner().invoke(app, ["bench", "retrieval", "-n", "50", "--writes", "2", "--keep", str(tmp_path)])
+    assert refused.exit_code == 2 and "without --keep" in refused.output
+
+
 def test_bench_retrieval_can_embed_queries_with_the_numpy_path() -> None:
     out = invoke("retrieval", "--memories", "60", "--queries", "3", "--embedder", "local-numpy")
     assert out[0]["embedder"] == "local-numpy" and out[0]["steps_p50_ms"]["embed_query"] > 0

@@ -66,6 +66,8 @@ def bench_retrieval(
     keep: Annotated[Path | None, typer.Option(
         help="Keep each filled SQLite store in this folder and reuse it on later runs of the same size "
              "(a 1M store takes ~40 minutes to fill and index).")] = None,
+    writes: Annotated[int, typer.Option(
+        min=0, help="Then time a retrieval right after each of N one-memory writes (fresh stores, not --keep).")] = 0,
     json_out: JsonOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
@@ -74,10 +76,13 @@ def bench_retrieval(
     if embedder not in (*bench.EMBEDDERS, "precomputed"):
         typer.echo(f"unknown embedder {embedder}; choose from {', '.join([*bench.EMBEDDERS, 'precomputed'])}", err=True)
         raise typer.Exit(EXIT_INVALID)
+    if keep is not None and writes:
+        typer.echo("--writes changes the store it times: run it without --keep (on fresh stores)", err=True)
+        raise typer.Exit(EXIT_INVALID)
     show = not (no_progress or json_out)
     results = [
         bench.run_retrieval_bench(n, users, queries, top_k, show_progress=show, store_kind=kind, es_url=es_url,
-                                  embedder=embedder, keep=keep)
+                                  embedder=embedder, keep=keep, writes=writes)
         for kind in (store or ["sqlite"])
         for n in memories
     ]  # fmt: skip
