@@ -54,8 +54,8 @@ NUMERIC = {
 _EXACT_SHARE = 0.05  # a filter letting fewer rows than this share through is searched exactly over those rows
 _POOL_MIN = 200  # smallest candidate pool asked of the graph
 _POOL_FACTOR = 4  # pool = this many times the wanted count (scaled up by how selective the filter is)
-_ROOM_SHARE = 0.1  # a copied matrix keeps room for this share more rows (and at least _ROOM_MIN)
-_ROOM_MIN = 4096
+_ROOM_SHARE = 0.1  # a copied matrix keeps room for this share more rows, plus _ROOM_MIN: a small index stays
+_ROOM_MIN = 64  # small (the vector cache's budget counts the room), and copying it is cheap anyway
 
 
 class RowBuffer:
@@ -79,7 +79,7 @@ class RowBuffer:
     @staticmethod
     def copied(matrix: np.ndarray, rows: int) -> RowBuffer:
         """A new buffer holding `matrix` (its first rows), with room past `rows`."""
-        room = max(_ROOM_MIN, int(rows * _ROOM_SHARE))
+        room = _ROOM_MIN + int(rows * _ROOM_SHARE)
         buf = np.zeros((rows + room, matrix.shape[1]), dtype=np.float32)
         buf[: len(matrix)] = matrix
         return RowBuffer(buf, rows)
