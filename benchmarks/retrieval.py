@@ -47,6 +47,7 @@ EMBEDDERS: dict[str, dict[str, Any]] = {
 }
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 OUTSIDE = "(outside steps)"  # a retrieval's time that no step accounts for: the runner
+TIME_KIND, OTHER_KIND = "names a time", "other"  # questions by whether they run the time-filtered search too
 
 
 def _options(text: str) -> list[str]:
@@ -194,6 +195,7 @@ class RetrievalBenchResult:
     index_s: float = float("nan")
     steps_share: dict[str, float] = field(default_factory=dict)  # % of the mean retrieve time
     after_write: dict[str, float] = field(default_factory=dict)  # a retrieval right after a one-memory write (ms)
+    latency_by_kind: dict[str, dict[str, float]] = field(default_factory=dict)  # questions naming a time, others
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -326,8 +328,8 @@ def run_retrieval_bench(
             t0 = time.perf_counter()
             memory.retrieve(user, questions[0], top_k=top_k, now=NOW)
             first_ms = (time.perf_counter() - t0) * 1000
-            samples, steps = _timed(memory, user, questions[1:], top_k, NOW, show_progress,
-                                    probes=probes[1:], embedder=bench_embedder)  # fmt: skip
+            samples, steps, names_time = _timed(memory, user, questions[1:], top_k, NOW, show_progress,
+                                                probes=probes[1:], embedder=bench_embedder)  # fmt: skip
             after_write = _after_writes(memory, store, user, corpus, writes, user_memories, top_k,
                                         (probes, questions, bench_embedder)) if writes else {}  # fmt: skip
             if store_kind == "elasticsearch":  # before MemoryScope closes the store's client
@@ -342,6 +344,7 @@ def run_retrieval_bench(
         steps_p50_ms={k: round(float(np.median(v)), 3) for k, v in steps.items()},
         rss_after_fill_mb=round(rss_fill, 1), peak_rss_mb=round(peak_rss_mb(), 1), store_file_mb=round(size_mb, 1),
         embedder=embedder, index_s=round(index_s, 2), steps_share=_shares(samples, steps), after_write=after_write,
+        latency_by_kind=_by_kind(samples, names_time),
     )  # fmt: skip
 
 
@@ -387,11 +390,12 @@ def _scope(store: Any, store_settings: dict[str, Any], embedder: Any) -> Iterato
 def _timed(
     memory: Any, user: str, questions: Sequence[str], top_k: int, now: datetime, show_progress: bool,
     probes: Sequence[np.ndarray] | None = None, embedder: Any = None,
-) -> tuple[list[float], dict[str, list[float]]]:  # fmt: skip
-    """Time one retrieval per question: the wall times (ms) and each step's, with OUTSIDE: the time no step
-    accounts for (a parallel group counts as its slowest branch)."""
+) -> tuple[list[float], dict[str, list[float]], list[bool]]:  # fmt: skip
+    """Time one retrieval per question: the wall times (ms), each step's, with OUTSIDE: the time no step
+    accounts for (a parallel group counts as its slowest branch), and whether each question named a time."""
     samples: list[float] = []
     steps: dict[str, list[float]] = {}
+    names_time: list[bool] = []
     with progress("retrieving", len(questions), show_progress) as advance:
         for n, question in enumerate(questions):
             if probes is not None:
@@ -399,13 +403,21 @@ def _timed(
             t0 = time.perf_counter()
             result = memory.retrieve(user, question, top_k=top_k, now=now)
             samples.append((time.perf_counter() - t0) * 1000)
+            names_time.append(result.query_time is not None)
             slowest: dict[int, float] = {}
             for step in result.report.steps:
                 steps.setdefault(step.worker, []).append(step.wall_ms)
                 slowest[step.index] = max(slowest.get(step.index, 0.0), step.wall_ms)
             steps.setdefault(OUTSIDE, []).append(max(0.0, samples[-1] - sum(slowest.values())))
             advance()
-    return samples, steps
+    return samples, steps, names_time
+
+
+def _by_kind(samples: Sequence[float], names_time: Sequence[bool]) -> dict[str, dict[str, float]]:
+    """Latency of the questions that name a time (they run a second, time-filtered search) and of the rest."""
+    groups = {TIME_KIND: [s for s, t in zip(samples, names_time, strict=True) if t],
+              OTHER_KIND: [s for s, t in zip(samples, names_time, strict=True) if not t]}  # fmt: skip
+    return {kind: summarize(group).to_dict() for kind, group in groups.items() if group}
 
 
 def _shares(samples: Sequence[float], steps: dict[str, list[float]]) -> dict[str, float]:
@@ -443,14 +455,14 @@ def run_locomo_latency(data: Path, conversations: int = 1, top_k: int = 10,
                 t0 = time.perf_counter()
                 memory.retrieve(USER, questions[0], top_k=top_k, now=conv.last_date)
                 first_ms = (time.perf_counter() - t0) * 1000
-                samples, steps = _timed(memory, USER, questions[1:], top_k, conv.last_date, show_progress)
+                samples, steps, names_time = _timed(memory, USER, questions[1:], top_k, conv.last_date, show_progress)
             rows.append(RetrievalBenchResult(
                 memories=len(conv.turns), store=f"sqlite, LoCoMo {conv.name}", users=1, user_memories=len(conv.turns),
                 queries=len(samples), top_k=top_k, fill_s=round(fill_s, 2), first_query_ms=round(first_ms, 3),
                 latency=summarize(samples).to_dict(),
                 steps_p50_ms={k: round(float(np.median(v)), 3) for k, v in steps.items()},
                 rss_after_fill_mb=round(rss_mb(), 1), peak_rss_mb=round(peak_rss_mb(), 1), store_file_mb=float("nan"),
-                embedder=embedder, steps_share=_shares(samples, steps),
+                embedder=embedder, steps_share=_shares(samples, steps), latency_by_kind=_by_kind(samples, names_time),
             ))  # fmt: skip
     return rows
 
@@ -470,6 +482,11 @@ def report(results: list[RetrievalBenchResult], as_json: bool) -> None:
     emit(title, columns, rows, [r.to_dict() for r in results], as_json)
     if as_json or not results:
         return
+    kinds = [TIME_KIND, OTHER_KIND]
+    emit("by question: those that name a time run a second, time-filtered search",
+         ["store", "timed user's", *(f"{k} {c}" for k in kinds for c in ("n", "p50 ms", "p95 ms"))],
+         [[r.store, r.user_memories, *(r.latency_by_kind.get(k, {}).get(c, float("nan")) for k in kinds
+                                       for c in ("count", "p50", "p95"))] for r in results], None, False)  # fmt: skip
     written = [r for r in results if r.after_write]
     if written:
         emit("a retrieval right after a one-memory write (--writes)",

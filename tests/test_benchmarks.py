@@ -104,6 +104,9 @@ def test_bench_retrieval_times_the_real_operation(tmp_path: Path) -> None:
         assert row["latency"]["p50"] <= row["latency"]["p95"] <= row["latency"]["p99"]
         assert {"search_memories", "fuse_scores", "format_context"} <= set(row["steps_p50_ms"])
         assert 0 < row["steps_share"]["embed_query"] <= 100
+        kinds = row["latency_by_kind"]  # questions naming a time and the rest, every question in one of them
+        assert set(kinds) <= {"names a time", "other"}
+        assert sum(k["count"] for k in kinds.values()) == row["latency"]["count"]
         assert row["peak_rss_mb"] > 0
     assert out[0]["latency"]["count"] == 5
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
