@@ -905,12 +905,11 @@ class SqliteStore:
         # Both channels release the GIL (SQLite, BLAS): over a large matrix the text query runs on a helper
         # thread (its own connection) while the vector product runs here; small ones are not worth the hop.
         pending = None
-        if match is not None and query.embedding is not None:
-            rows = len(self._vector_index(kind, user_id, len(query.embedding)).ids)
-            if rows >= _PARALLEL_ROWS:
-                pending = self._text_pool().submit(text_channel)
-        if query.embedding is not None:
-            vector_ids, similarity = self._vector_channel(kind, user_id, query.embedding, wanted, mask_of)
+        index = self._vector_index(kind, user_id, len(query.embedding)) if query.embedding is not None else None
+        if match is not None and index is not None and len(index.ids) >= _PARALLEL_ROWS:
+            pending = self._text_pool().submit(text_channel)
+        if query.embedding is not None and index is not None:
+            vector_ids, similarity = self._vector_channel(kind, user_id, index, query.embedding, wanted, mask_of)
             rankings.append(vector_ids)
         if match is not None:
             text_ids = pending.result() if pending is not None else text_channel()
@@ -1003,17 +1002,18 @@ class SqliteStore:
         self,
         kind: str,
         user_id: str,
+        index: VectorIndex,
         embedding: Sequence[float],
         wanted: int,
         mask_of: Callable[[VectorIndex], np.ndarray],
     ) -> tuple[list[str], Callable[[str], float | None]]:
-        """Cosine top-`wanted` ids among the filtered rows, and a lookup of any row's exact similarity."""
+        """Cosine top-`wanted` ids among the filtered rows of `index` (the user's vectors of the query's
+        dimension), and a lookup of any row's exact similarity."""
         limit_blas_to_one_thread()  # once per process: see blas_threads
         q = np.asarray(embedding, dtype=np.float32).reshape(-1)
         norm = float(np.linalg.norm(q))
         if norm > 0:
             q = q / norm
-        index = self._vector_index(kind, user_id, int(q.shape[0]))
         if not index.ids:
             return [], lambda row_id: None
         if index.ann is None:
