@@ -152,19 +152,19 @@ def _run_job(memory: MemoryScope, operation: str, console: Console) -> list[RunR
     unfinished = [r for r in memory.jobs.status(USER) if r.operation == operation and r.state not in FINAL_STATES]
     job_id = unfinished[0].id if unfinished else memory.jobs.submit(operation, USER)
     record = memory.jobs.wait(job_id, timeout=JOB_WAIT_S)
-    celery = not isinstance(memory.jobs, LocalDispatcher)
+    local = memory.jobs if isinstance(memory.jobs, LocalDispatcher) else None  # else Celery
     if record.state in (JobState.QUEUED, JobState.RUNNING):
         hint = (
             f" is a worker running on queue {memory.settings.jobs.celery.queue!r}? Start one with `memscope worker`."
-            if celery
+            if local is None
             else ""
         )
         console.print(f"{operation} job {record.id} is still {record.state} after {JOB_WAIT_S:.0f}s;{hint}")
     elif record.state is not JobState.SUCCEEDED:
         console.print(f"{operation} job {record.id}: {record.state} {escape(record.error or '')}")
-    elif celery:
+    elif local is None:
         console.print(f"{operation} job {record.id} on a Celery worker: {record.summary}")
-    return memory.jobs.reports(job_id) if isinstance(memory.jobs, LocalDispatcher) else []
+    return local.reports(job_id) if local is not None else []
 
 
 def _print_memories(memory: MemoryScope, console: Console) -> list[Any]:
