@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,10 @@ def test_a_full_queue_drops_the_oldest_touches(tmp_path: Path, caplog: pytest.Lo
     try:
         with caplog.at_level(logging.WARNING, logger="memscope.access"):
             recorder.record("ann", [node.id], AT)
-            assert not recorder.flush(timeout=0.5)  # taken by the writer, which waits for the lock
+            deadline = time.monotonic() + 60
+            while not recorder._busy and time.monotonic() < deadline:  # the writer took it: it waits for the lock
+                time.sleep(0.01)
+            assert not recorder.flush(timeout=0.2)
             for day in range(1, 6):
                 recorder.record("ann", [node.id], AT.replace(day=day))
         assert recorder.dropped == 2 and "2 touches dropped" not in caplog.text and "1 touches dropped" in caplog.text
