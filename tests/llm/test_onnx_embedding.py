@@ -23,6 +23,7 @@ from memscope.llm.local_embedding import _CONFIG, LocalEmbedder, OnnxEncoder
 from memscope.llm.model_files import find_minilm
 from memscope.llm.onnx_graph import GRAPH_VERSION, build_graph
 from memscope.retrieval import content_spans, search_text
+from tests.support.embedders import RecordingEmbedder
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SENTENCES = [
@@ -112,26 +113,13 @@ def test_a_focus_no_token_falls_in_gives_the_question_alone(onnx_embedder: Local
     assert onnx_embedder.embed_query_focused(long, [(2900, 2904)]).shape == (1, 384)
 
 
-class Recording:
-    """An embedder with no query path of its own, recording what it embeds (as a remote one would be sent)."""
-
-    name, dim = "recording", 2
-
-    def __init__(self) -> None:
-        self.sent: list[list[str]] = []
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        self.sent.append(list(texts))
-        return np.eye(2, dtype=np.float32)[: len(texts)]
-
-
 @pytest.mark.unit
 def test_a_focused_query_without_a_pooling_embedder_is_one_batch_of_two() -> None:
     question = "What did Tom eat in Rome?"
-    inner = Recording()
+    inner = RecordingEmbedder()
     assert embed_query_focused(inner, question, content_spans(question)).shape == (2, 2)
     assert inner.sent == [[question, "Tom eat Rome"]]
-    cached = CachedEmbedder(Recording())
+    cached = CachedEmbedder(RecordingEmbedder())
     cached.embed_query_focused(question, content_spans(question))
     cached.embed_query_focused(question, content_spans(question))  # a remote embedder is spared the repeat
     assert cached.inner.sent == [[question, "Tom eat Rome"]] and cached.hits == 2

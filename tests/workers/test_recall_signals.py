@@ -23,6 +23,7 @@ from memscope.turn_signals import asks_now, overridden_turns
 from memscope.workers.embed_messages import EmbedMessages
 from memscope.workers.embed_query import EmbedQuery
 from memscope.workers.fuse_scores import FuseScores
+from tests.support.embedders import RecordingEmbedder
 
 pytestmark = pytest.mark.integration
 
@@ -213,19 +214,6 @@ def test_the_query_vector_blends_in_its_content_words_from_the_questions_own_pas
     only_content = "Caroline support group"  # nothing to drop: the question alone
     np.testing.assert_allclose(embedded_query(resources, only_content), local_embedder.embed_query([only_content])[0],
                                atol=1e-6)  # fmt: skip
-
-
-class RecordingEmbedder:
-    """An embedder without a pooling pass of its own (as a remote one), recording what it is sent."""
-
-    name, dim = "recording", 2
-
-    def __init__(self) -> None:
-        self.sent: list[list[str]] = []
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        self.sent.append(list(texts))
-        return np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)[: len(texts)]
 
 
 def test_an_embedder_without_a_pooling_pass_gets_the_question_and_its_content_words_in_one_batch(tmp_path):
