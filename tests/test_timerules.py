@@ -11,7 +11,7 @@ import pytest
 
 from memscope.errors import ValidationError
 from memscope.models import Granularity
-from memscope.timerules import TimeMatch, extract_all_times, extract_time, resolve_time_phrase
+from memscope.timerules import TimeMatch, en, extract_all_times, extract_time, resolve_time_phrase
 
 pytestmark = pytest.mark.unit
 
@@ -449,3 +449,16 @@ def test_every_rule_gives_an_ordered_range_all_year() -> None:
             got = resolve_time_phrase(phrase, anchor, "America/New_York")
             assert got is not None, (phrase, anchor)
             assert got.start <= got.end, (phrase, anchor)
+
+
+def test_the_english_gate_passes_every_phrase_a_rule_matches() -> None:
+    """A text that fails `en.GATE` skips the English rules (most queries name no time): every phrase any
+    rule matches in the sentence tables passes the gate, and each rule matches at least one of them."""
+    matched: set[int] = set()
+    more = ["what did I do in the past week?", "how was the past few days", "the week before last"]
+    for text in [row[0] for row in ENGLISH + PHRASES] + more:
+        for number, rule in enumerate(en.RULES):
+            for m in rule.pattern.finditer(text):
+                matched.add(number)
+                assert en.GATE.search(m.group(0)), (rule.pattern.pattern, m.group(0))
+    assert matched == set(range(len(en.RULES))), "a rule matches no sentence here: add one"

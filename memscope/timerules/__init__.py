@@ -31,12 +31,11 @@ _MONTH = timedelta(days=31)
 _VAGUE = re.compile(r"recently|lately|最近|近来", re.IGNORECASE)
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
-_LATIN = re.compile(r"[A-Za-z]")
 _DIGIT = re.compile(r"\d")
 _PartHours = Callable[[str], tuple[int, int]]
 # (language, rules, a quick gate the text must pass, part-of-day suffix, its hours)
 _RULE_SETS: tuple[tuple[str, tuple[Rule, ...], re.Pattern[str], re.Pattern[str], _PartHours], ...] = (
-    ("en", en.RULES, _LATIN, en.PART_SUFFIX, en.part_hours),
+    ("en", en.RULES, en.GATE, en.PART_SUFFIX, en.part_hours),
     ("zh", zh.RULES, _CJK, zh.PART_SUFFIX, zh.part_hours),
 )
 

@@ -248,6 +248,14 @@ RULES = (
     Rule(_c(r"\b(?:recently|lately)\b"), _recently),
 )
 
+# Every rule above needs one of these words or a digit: a text with none skips the rules (most queries).
+GATE = _c(
+    r"\d|\b(?:(?:day|week|weekend|month|year)s?|today|tonight|tomorrow|yesterday|morning|afternoon|evening|night"
+    r"|monday|tuesday|wednesday|thursday|friday|saturday|sunday|spring|summer|autumn|fall|winter|recently|lately"
+    r"|jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+    r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b"
+)
+
 # Whole-phrase forms too bare to trust inside free text ("2022", "March", "summer", "weekend").
 PHRASE_RULES = (
     Rule(_c(r"(?:the\s+year\s+)?(?P<y>\d{4})"), _year),

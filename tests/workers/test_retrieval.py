@@ -426,12 +426,16 @@ def test_the_text_channel_run_ahead_changes_no_result(resources, catalog):
         Message(user_id="u1", role=Role.USER, content="Tom said the Apple job is great", created_at=MONTH_AGO),
         Message(user_id="u1", role=Role.USER, content="Hiking again next week", created_at=NOW),
     ])  # fmt: skip
-    for query in ("Where does Tom work?", "Apple", "hiking last week", "", "🙂"):
-        ahead = retrieve(resources, catalog, "u1", query)
+    timed = ("What did Tom say about Apple last month?", "hiking this week", "Tom in April 2024")
+    for query in ("Where does Tom work?", "Apple", "hiking last week", "", "🙂", *timed):
+        ahead = retrieve(resources, catalog, "u1", query, now=NOW)
         assert [s.worker for s in ahead.report.steps][:4] == [
-            "embed_query", "extract_query_time", "attach_pending_messages", "rank_by_text"
+            "extract_query_time", "embed_query", "attach_pending_messages", "rank_by_text"
         ]  # fmt: skip
-        alone = OperationRunner(resources).run(inline, {"user_id": "u1", "query": query})
+        if query in timed:  # the time-filtered searches' text channels ran ahead too, and found the turn
+            assert ahead.context["query_time"] is not None
+            assert ahead.context["message_time_text_ranking"], query
+        alone = OperationRunner(resources).run(inline, {"user_id": "u1", "query": query, "now": NOW})
         assert [(i.id, round(i.score, 9)) for i in ahead["results"]] == [
             (i.id, round(i.score, 9)) for i in alone["results"]
         ], query
