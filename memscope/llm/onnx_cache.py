@@ -86,6 +86,7 @@ def _build(precision: Precision, weights_sha256: str, build_fp32: Callable[[], A
     if precision == "fp32":
         return bytes(build_fp32().SerializeToString())
     import_onnxruntime()
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory(prefix="memscope-onnx-") as tmp:
@@ -97,7 +98,13 @@ def _build(precision: Precision, weights_sha256: str, build_fp32: Callable[[], A
         root.addFilter(_no_preprocess_advice)  # onnxruntime's root-logger advice for image models: not ours
         try:
             quantize_dynamic(
-                source, target, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+                source,
+                target,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul"],
+                # shape inference cannot type an onnxruntime operator's output (MultiHeadAttention's): float
+                extra_options={"DefaultTensorType": TensorProto.FLOAT},
             )
         finally:
             root.removeFilter(_no_preprocess_advice)
