@@ -439,3 +439,21 @@ def test_the_text_channel_run_ahead_changes_no_result(resources, catalog):
         assert [(i.id, round(i.score, 9)) for i in ahead["results"]] == [
             (i.id, round(i.score, 9)) for i in alone["results"]
         ], query
+
+
+def test_rank_by_text_with_time_candidates_must_follow_extract_query_time():
+    """The time-filtered text rankings need the query time: beside extract_query_time they are a load error
+    that says what to move; without time_candidates the old layout still loads."""
+    from memscope.engine.operation import parse_operation
+    from memscope.errors import OperationLoadError
+
+    def steps(rank: str) -> str:
+        return (
+            "name: r\nmode: inline\ninputs: [user_id, query]\nsteps:\n  - parallel:\n"
+            "      - extract_query_time: {}\n      - embed_query: {}\n"
+            f"      - {rank}\n  - search_messages: {{}}\n"
+        )
+
+    with pytest.raises(OperationLoadError, match=r"optionally reads 'query_time'.*move 'rank_by_text' after it"):
+        parse_operation(steps("rank_by_text: {time_candidates: 20}"), "r.yaml")
+    parse_operation(steps("rank_by_text: {}"), "r.yaml")
