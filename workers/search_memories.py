@@ -22,8 +22,7 @@ class SearchMemories(Worker):
     is not run again: the store fuses that ranking with its vector search."""
 
     reads = ("user_id", "query", "query_vector")
-    optional_reads = ("agent_id", "memory_types", "query_time", "top_k", "candidates", "memory_text_ranking",
-                      "memory_time_text_ranking")
+    optional_reads = ("agent_id", "memory_types", "query_time", "top_k", "candidates", "memory_text_ranking")
     writes = ("memory_hits",)
 
     class Params(WorkerParams):
@@ -44,9 +43,8 @@ class SearchMemories(Worker):
         query_time = ctx.get("query_time")
         if query_time is not None and self.params.time_candidates > 0:
             n = self.params.time_candidates
-            timed_query = replace(query, top_k=n, candidates=n)
-            if query.text:  # rank_by_text ran this text channel too (None: it did not, or left it to the search)
-                timed_query = replace(timed_query, text_ranking=ctx.get("memory_time_text_ranking"))
-            timed = store.search_memories(user_id, timed_query, replace(where, time_range=query_time))
+            timed = store.search_memories(
+                user_id, replace(query, top_k=n, candidates=n), replace(where, time_range=query_time)
+            )
             hits = merge_time_hits(hits, timed, key=lambda h: h.memory.id)
         ctx["memory_hits"] = hits

@@ -22,8 +22,7 @@ class SearchMessages(Worker):
     With `message_text_ranking` (from rank_by_text) the text channel is not run again."""
 
     reads = ("user_id", "query", "query_vector")
-    optional_reads = ("agent_id", "memory_types", "query_time", "top_k", "candidates", "message_text_ranking",
-                      "message_time_text_ranking")
+    optional_reads = ("agent_id", "memory_types", "query_time", "top_k", "candidates", "message_text_ranking")
     writes = ("message_hits",)
 
     class Params(WorkerParams):
@@ -45,10 +44,9 @@ class SearchMessages(Worker):
         query_time = ctx.get("query_time")
         if query_time is not None and self.params.time_candidates > 0:
             n = self.params.time_candidates
-            timed_query = replace(query, top_k=n, candidates=n)
-            if query.text:  # rank_by_text ran this text channel too (None: it did not, or left it to the search)
-                timed_query = replace(timed_query, text_ranking=ctx.get("message_time_text_ranking"))
-            timed = store.search_messages(user_id, timed_query, replace(where, time_range=query_time))
+            timed = store.search_messages(
+                user_id, replace(query, top_k=n, candidates=n), replace(where, time_range=query_time)
+            )
             hits = merge_time_hits(hits, timed, key=lambda h: h.message.id)
         roles = set(self.params.roles)
         ctx["message_hits"] = [h for h in hits if h.message.role in roles]
