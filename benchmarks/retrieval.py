@@ -196,6 +196,7 @@ class RetrievalBenchResult:
     steps_share: dict[str, float] = field(default_factory=dict)  # % of the mean retrieve time
     after_write: dict[str, float] = field(default_factory=dict)  # a retrieval right after a one-memory write (ms)
     latency_by_kind: dict[str, dict[str, float]] = field(default_factory=dict)  # questions naming a time, others
+    against: dict[str, Any] = field(default_factory=dict)  # --against: the other operation, question by question
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -274,19 +275,21 @@ def _embedder(kind: str) -> Any:
 def run_retrieval_bench(
     memories: int = 1000, users: int = 1, queries: int = 200, top_k: int = 10, show_progress: bool = True,
     path: Path | None = None, store_kind: str = "sqlite", es_url: str | None = None, embedder: str = "local",
-    keep: Path | None = None, writes: int = 0,
+    keep: Path | None = None, writes: int = 0, against: Path | None = None,
 ) -> RetrievalBenchResult:  # fmt: skip
     """Fill a fresh store, build its index, reopen it, and time `queries` retrievals for the first user (after
     one first query, timed apart). With `keep` (SQLite), the filled store stays in that folder and a later
     run with the same size reuses it (its fill and index times are those of the run that built it). With
     `writes`, then time one retrieval right after each of that many one-memory writes (as a chatbot's turn
-    writes what consolidation learnt): `after_write`."""
+    writes what consolidation learnt): `after_write`. With `against` (a retrieve_memory YAML file), each
+    question also runs through that operation, the two alternating: `against`."""
     if memories < 1 or users < 1 or queries < 1 or writes < 0:
         raise ValueError("memories, users and queries must be at least 1, writes at least 0")
     if keep is not None and store_kind != "sqlite":
         raise ValueError("--keep keeps SQLite stores only")
     if keep is not None and writes:
         raise ValueError("--writes changes the store: it runs on a fresh store, not with --keep")
+    other = against_catalog(against) if against is not None else None
     model = _embedder(embedder)
     with tempfile.TemporaryDirectory(prefix="memscope-bench-") as tmp:
         db = path or (keep / f"bench-{memories}-{users}.db" if keep else Path(tmp) / "bench.db")
@@ -328,8 +331,11 @@ def run_retrieval_bench(
             t0 = time.perf_counter()
             memory.retrieve(user, questions[0], top_k=top_k, now=NOW)
             first_ms = (time.perf_counter() - t0) * 1000
-            samples, steps, names_time = _timed(memory, user, questions[1:], top_k, NOW, show_progress,
-                                                probes=probes[1:], embedder=bench_embedder)  # fmt: skip
+            if other is not None:  # its first run (worker set-up) is not timed either
+                _retrieve_with(memory, other, user, questions[0], top_k, NOW)
+            samples, steps, names_time, paired = _timed(memory, user, questions[1:], top_k, NOW, show_progress,
+                                                        probes=probes[1:], embedder=bench_embedder,
+                                                        against=other)  # fmt: skip
             after_write = _after_writes(memory, store, user, corpus, writes, user_memories, top_k,
                                         (probes, questions, bench_embedder)) if writes else {}  # fmt: skip
             if store_kind == "elasticsearch":  # before MemoryScope closes the store's client
@@ -344,7 +350,7 @@ def run_retrieval_bench(
         steps_p50_ms={k: round(float(np.median(v)), 3) for k, v in steps.items()},
         rss_after_fill_mb=round(rss_fill, 1), peak_rss_mb=round(peak_rss_mb(), 1), store_file_mb=round(size_mb, 1),
         embedder=embedder, index_s=round(index_s, 2), steps_share=_shares(samples, steps), after_write=after_write,
-        latency_by_kind=_by_kind(samples, names_time),
+        latency_by_kind=_by_kind(samples, names_time), against=_against_row(against, samples, names_time, paired),
     )  # fmt: skip
 
 
@@ -389,20 +395,30 @@ def _scope(store: Any, store_settings: dict[str, Any], embedder: Any) -> Iterato
 
 def _timed(
     memory: Any, user: str, questions: Sequence[str], top_k: int, now: datetime, show_progress: bool,
-    probes: Sequence[np.ndarray] | None = None, embedder: Any = None,
-) -> tuple[list[float], dict[str, list[float]], list[bool]]:  # fmt: skip
+    probes: Sequence[np.ndarray] | None = None, embedder: Any = None, against: Any = None,
+) -> tuple[list[float], dict[str, list[float]], list[bool], dict[str, list[Any]]]:  # fmt: skip
     """Time one retrieval per question: the wall times (ms), each step's, with OUTSIDE: the time no step
-    accounts for (a parallel group counts as its slowest branch), and whether each question named a time."""
+    accounts for (a parallel group counts as its slowest branch), and whether each question named a time.
+    With `against` (a catalog), each question also runs through its retrieve_memory, before the shipped
+    one on every other question: its wall times and whether it returned the same items ("paired")."""
     samples: list[float] = []
     steps: dict[str, list[float]] = {}
     names_time: list[bool] = []
+    paired: dict[str, list[Any]] = {"ms": [], "same": []}
     with progress("retrieving", len(questions), show_progress) as advance:
         for n, question in enumerate(questions):
             if probes is not None:
                 embedder.next_vector = probes[n]
+            other = None
+            if against is not None and n % 2:
+                other = _retrieve_with(memory, against, user, question, top_k, now)
             t0 = time.perf_counter()
             result = memory.retrieve(user, question, top_k=top_k, now=now)
             samples.append((time.perf_counter() - t0) * 1000)
+            if against is not None:
+                other = other or _retrieve_with(memory, against, user, question, top_k, now)
+                paired["ms"].append(other[0])
+                paired["same"].append([i.id for i in other[1].items] == [i.id for i in result.items])
             names_time.append(result.query_time is not None)
             slowest: dict[int, float] = {}
             for step in result.report.steps:
@@ -410,7 +426,51 @@ def _timed(
                 slowest[step.index] = max(slowest.get(step.index, 0.0), step.wall_ms)
             steps.setdefault(OUTSIDE, []).append(max(0.0, samples[-1] - sum(slowest.values())))
             advance()
-    return samples, steps, names_time
+    return samples, steps, names_time, paired
+
+
+def against_catalog(path: Path) -> Any:
+    """A catalog whose retrieve_memory is the one in `path` (a YAML file declaring `name: retrieve_memory`)."""
+    import shutil
+
+    from memscope.engine import OperationCatalog
+    from memscope.engine.operation import load_operation
+
+    spec = load_operation(path)  # a malformed file: OperationLoadError with its line
+    if spec.name != "retrieve_memory":
+        raise ValueError(f"{path} defines the operation {spec.name!r}; --against takes a retrieve_memory operation")
+    with tempfile.TemporaryDirectory(prefix="memscope-bench-against-") as folder:
+        shutil.copyfile(path, Path(folder) / "retrieve_memory.yaml")
+        return OperationCatalog(paths=[folder])  # read now: the folder may go
+
+
+def _retrieve_with(memory: Any, catalog: Any, user: str, question: str, top_k: int, now: datetime) -> tuple[float, Any]:
+    """One retrieval through `catalog`'s retrieve_memory (swapped in for the call): (wall ms, result)."""
+    shipped, memory.runtime.catalog = memory.runtime.catalog, catalog
+    try:
+        t0 = time.perf_counter()
+        result = memory.retrieve(user, question, top_k=top_k, now=now)
+        return (time.perf_counter() - t0) * 1000, result
+    finally:
+        memory.runtime.catalog = shipped
+
+
+def _against_row(
+    path: Path | None, samples: Sequence[float], names_time: Sequence[bool], paired: dict[str, list[Any]]
+) -> dict[str, Any]:
+    """The `against` figures of a row: the other operation's latency, and the paired differences (all
+    questions, and by kind)."""
+    if path is None or not paired["ms"]:
+        return {}
+    diff = np.asarray(paired["ms"]) - np.asarray(samples)
+    timed = np.asarray(names_time, dtype=bool)
+    by_kind = {kind: round(float(np.median(diff[mask])), 3)
+               for kind, mask in ((TIME_KIND, timed), (OTHER_KIND, ~timed)) if mask.any()}  # fmt: skip
+    return {
+        "operation": str(path), "latency": summarize(paired["ms"]).to_dict(),
+        "median_diff_ms": round(float(np.median(diff)), 3), "median_diff_by_kind_ms": by_kind,
+        "same_results": round(float(np.mean(paired["same"])), 4),
+    }  # fmt: skip
 
 
 def _by_kind(samples: Sequence[float], names_time: Sequence[bool]) -> dict[str, dict[str, float]]:
@@ -429,14 +489,15 @@ def _shares(samples: Sequence[float], steps: dict[str, list[float]]) -> dict[str
     return {k: round(100 * float(np.mean(v)) / total, 1) for k, v in steps.items()}
 
 
-def run_locomo_latency(data: Path, conversations: int = 1, top_k: int = 10,
-                       show_progress: bool = True, embedder: str = "local") -> list[RetrievalBenchResult]:  # fmt: skip
+def run_locomo_latency(data: Path, conversations: int = 1, top_k: int = 10, show_progress: bool = True,
+                       embedder: str = "local", against: Path | None = None) -> list[RetrievalBenchResult]:  # fmt: skip
     """Rows at LoCoMo size: per conversation, its turns as messages embedded by the local MiniLM, its own
     questions asked (embedded by the model inside each retrieval), after one first query timed apart.
     `embedder` is one of EMBEDDERS (precomputed means local here: these rows need the model)."""
     from benchmarks.locomo import USER, load_conversations, prepare
 
     embedder = embedder if embedder in EMBEDDERS else "local"
+    other = against_catalog(against) if against is not None else None
     model = _embedder(embedder)
     rows = []
     with tempfile.TemporaryDirectory(prefix="memscope-bench-locomo-") as tmp:
@@ -455,7 +516,10 @@ def run_locomo_latency(data: Path, conversations: int = 1, top_k: int = 10,
                 t0 = time.perf_counter()
                 memory.retrieve(USER, questions[0], top_k=top_k, now=conv.last_date)
                 first_ms = (time.perf_counter() - t0) * 1000
-                samples, steps, names_time = _timed(memory, USER, questions[1:], top_k, conv.last_date, show_progress)
+                if other is not None:  # its first run (worker set-up) is not timed either
+                    _retrieve_with(memory, other, USER, questions[0], top_k, conv.last_date)
+                samples, steps, names_time, paired = _timed(memory, USER, questions[1:], top_k, conv.last_date,
+                                                            show_progress, against=other)
             rows.append(RetrievalBenchResult(
                 memories=len(conv.turns), store=f"sqlite, LoCoMo {conv.name}", users=1, user_memories=len(conv.turns),
                 queries=len(samples), top_k=top_k, fill_s=round(fill_s, 2), first_query_ms=round(first_ms, 3),
@@ -463,6 +527,7 @@ def run_locomo_latency(data: Path, conversations: int = 1, top_k: int = 10,
                 steps_p50_ms={k: round(float(np.median(v)), 3) for k, v in steps.items()},
                 rss_after_fill_mb=round(rss_mb(), 1), peak_rss_mb=round(peak_rss_mb(), 1), store_file_mb=float("nan"),
                 embedder=embedder, steps_share=_shares(samples, steps), latency_by_kind=_by_kind(samples, names_time),
+                against=_against_row(against, samples, names_time, paired),
             ))  # fmt: skip
     return rows
 
@@ -487,6 +552,15 @@ def report(results: list[RetrievalBenchResult], as_json: bool) -> None:
          ["store", "timed user's", *(f"{k} {c}" for k in kinds for c in ("n", "p50 ms", "p95 ms"))],
          [[r.store, r.user_memories, *(r.latency_by_kind.get(k, {}).get(c, float("nan")) for k in kinds
                                        for c in ("count", "p50", "p95"))] for r in results], None, False)  # fmt: skip
+    compared = [r for r in results if r.against]
+    if compared:
+        emit(f"against {compared[0].against['operation']}: each question through both, alternating",
+             ["store", "timed user's", "p50 ms", "p95 ms", "against p50 ms", "against p95 ms",
+              "median (against - shipped) ms", *(f"{k}: median diff ms" for k in kinds), "same items"],
+             [[r.store, r.user_memories, r.latency["p50"], r.latency["p95"], r.against["latency"]["p50"],
+               r.against["latency"]["p95"], r.against["median_diff_ms"],
+               *(r.against["median_diff_by_kind_ms"].get(k, float("nan")) for k in kinds),
+               f"{r.against['same_results']:.0%}"] for r in compared], None, False)  # fmt: skip
     written = [r for r in results if r.after_write]
     if written:
         emit("a retrieval right after a one-memory write (--writes)",

@@ -124,6 +124,36 @@ def test_bench_retrieval_times_a_retrieval_after_each_write(tmp_path: Path) -> N
     assert refused.exit_code == 2 and "without --keep" in refused.output
 
 
+def test_bench_retrieval_times_another_operation_question_by_question(tmp_path: Path) -> None:
+    """--against runs each question through a second retrieve_memory too, alternating with the shipped one;
+    here the shipped one without rank_by_text (the searches then run BM25 themselves: the same items)."""
+    import memscope
+
+    shipped = Path(memscope.__file__).parent.parent / "operations" / "retrieve_memory.yaml"
+    inline = tmp_path / "inline.yaml"
+    inline.write_text("\n".join(line for line in shipped.read_text(encoding="utf-8").splitlines()
+                                if "- rank_by_text" not in line), encoding="utf-8")  # fmt: skip
+    out = invoke("retrieval", "-n", "120", "--queries", "6", "--locomo", str(write_locomo(tmp_path / "locomo")),
+                 "--against", str(inline))  # fmt: skip
+    assert len(out) == 2
+    for row in out:
+        against = row["against"]
+        assert against["operation"] == str(inline) and against["same_results"] == 1.0
+        assert against["latency"]["count"] == row["latency"]["count"] and against["latency"]["p50"] > 0
+        assert set(against["median_diff_by_kind_ms"]) <= {"names a time", "other"}
+    table = CliRunner().invoke(app, ["bench", "retrieval", "-n", "50", "--queries", "2", "--against", str(inline),
+                                     "--no-progress"])  # fmt: skip
+    assert table.exit_code == 0 and "each question through both" in table.output
+    assert invoke("retrieval", "-n", "50", "--queries", "2")[0]["against"] == {}  # none without it
+    listing = tmp_path / "list.yaml"
+    listing.write_text((shipped.parent / "list_memory.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: retrieve_memory\nsteps: [\n", encoding="utf-8")
+    for path, says in ((listing, "takes a retrieve_memory"), (broken, "broken.yaml"), (tmp_path / "nope.yaml", "nope")):
+        refused = CliRunner().invoke(app, ["bench", "retrieval", "-n", "50", "--against", str(path)])
+        assert refused.exit_code == 2 and says in refused.output, refused.output
+
+
 def test_bench_retrieval_can_embed_queries_with_the_numpy_path() -> None:
     out = invoke("retrieval", "--memories", "60", "--queries", "3", "--embedder", "local-numpy")
     assert out[0]["embedder"] == "local-numpy" and out[0]["steps_p50_ms"]["embed_query"] > 0

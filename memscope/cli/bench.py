@@ -9,6 +9,7 @@ import typer
 
 from memscope.cli._app import EXIT_INVALID, ConfigOpt, app, load_or_exit
 from memscope.config import settings_to_dict
+from memscope.errors import MemscopeError
 
 __all__ = ["bench_app"]
 
@@ -68,6 +69,9 @@ def bench_retrieval(
              "(a 1M store takes ~40 minutes to fill and index).")] = None,
     writes: Annotated[int, typer.Option(
         min=0, help="Then time a retrieval right after each of N one-memory writes (fresh stores, not --keep).")] = 0,
+    against: Annotated[Path | None, typer.Option(
+        help="A retrieve_memory operation file: each question also runs through it, alternating with the "
+             "shipped one (paired timing: the machine's drift cancels out).")] = None,
     json_out: JsonOpt = False,
     no_progress: NoProgressOpt = False,
 ) -> None:
@@ -79,15 +83,22 @@ def bench_retrieval(
     if keep is not None and writes:
         typer.echo("--writes changes the store it times: run it without --keep (on fresh stores)", err=True)
         raise typer.Exit(EXIT_INVALID)
+    if against is not None:
+        try:
+            bench.against_catalog(against)
+        except (OSError, ValueError, MemscopeError) as exc:
+            typer.echo(f"--against {against}: {exc}", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
     show = not (no_progress or json_out)
     results = [
         bench.run_retrieval_bench(n, users, queries, top_k, show_progress=show, store_kind=kind, es_url=es_url,
-                                  embedder=embedder, keep=keep, writes=writes)
+                                  embedder=embedder, keep=keep, writes=writes, against=against)
         for kind in (store or ["sqlite"])
         for n in memories
     ]  # fmt: skip
     if locomo is not None:
-        results += bench.run_locomo_latency(locomo, locomo_conversations, top_k, show_progress=show, embedder=embedder)
+        results += bench.run_locomo_latency(locomo, locomo_conversations, top_k, show_progress=show,
+                                            embedder=embedder, against=against)  # fmt: skip
     bench.report(results, json_out)
     if plot is not None:
         bench.plot(results, plot)
