@@ -14,6 +14,7 @@ class AttachPendingMessages(Worker):
     reads = ("user_id",)
     optional_reads = ("agent_id", "pending_limit")
     writes = ("pending_messages",)
+    store_bound = True
 
     class Params(WorkerParams):
         limit: int = 20  # the run's `pending_limit` input (retrieval.pending_limit) wins when given

@@ -21,6 +21,10 @@ class ExtractQueryTime(Worker):
 
     params: Params
 
+    def overlaps(self) -> bool:
+        """Regexes in Python: beside other branches it would only take turns at the GIL."""
+        return False
+
     def run(self, ctx: Context) -> None:
         text = clean_query(ctx["query"])[: self.params.max_chars]
         if not text:

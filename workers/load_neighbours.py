@@ -18,6 +18,7 @@ class LoadNeighbours(Worker):
     reads = ("user_id", "message_hits")
     optional_reads = ("agent_id",)
     writes = ("message_neighbours",)
+    store_bound = True
 
     class Params(WorkerParams):
         top: int = 10  # the best message hits whose neighbours are loaded

@@ -19,6 +19,7 @@ class RankByText(Worker):
     reads = ("user_id", "query")
     optional_reads = ("agent_id", "memory_types", "top_k", "candidates")
     writes = ("memory_text_ranking", "message_text_ranking")
+    store_bound = True
 
     class Params(WorkerParams):
         candidates: int = 50  # per channel: keep equal to search_memories' and search_messages'

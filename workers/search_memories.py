@@ -24,6 +24,7 @@ class SearchMemories(Worker):
     reads = ("user_id", "query", "query_vector")
     optional_reads = ("agent_id", "memory_types", "query_time", "top_k", "candidates", "memory_text_ranking")
     writes = ("memory_hits",)
+    store_bound = True
 
     class Params(WorkerParams):
         candidates: int = 50  # per channel, and how many fused hits come back

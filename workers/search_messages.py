@@ -24,6 +24,7 @@ class SearchMessages(Worker):
     reads = ("user_id", "query", "query_vector")
     optional_reads = ("agent_id", "memory_types", "query_time", "top_k", "candidates", "message_text_ranking")
     writes = ("message_hits",)
+    store_bound = True
 
     class Params(WorkerParams):
         candidates: int = 50

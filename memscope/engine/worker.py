@@ -121,6 +121,8 @@ class Worker:
     optional_reads: ClassVar[tuple[str, ...]] = ()  # read if present, never required
     uses_llm: ClassVar[bool] = False
     prompt_languages: ClassVar[tuple[str, ...]] = ()
+    # Its time goes to store calls: on an in-process store (SQLite) that is Python work under the GIL.
+    store_bound: ClassVar[bool] = False
 
     class Params(WorkerParams):
         pass
@@ -128,6 +130,12 @@ class Worker:
     def __init__(self, params: WorkerParams, resources: Resources) -> None:
         self.params = params
         self.resources = resources
+
+    def overlaps(self) -> bool:
+        """True when this step spends its time outside the GIL (a network call, a model's native code), so a
+        parallel group runs it on a thread beside the others; False for Python work that would only contend
+        for the GIL: the group runs those one after another on its own thread (see OperationRunner)."""
+        return not (self.store_bound and getattr(self.resources.store, "in_process", False))
 
     @classmethod
     def declared_reads(cls, params: WorkerParams) -> tuple[str, ...]:

@@ -132,6 +132,8 @@ def _aware(value: datetime, what: str) -> str:
 class ElasticsearchStore:
     """The Store protocol on Elasticsearch: one aliased, versioned index per kind of record."""
 
+    in_process = False  # its calls wait on the network, outside the GIL (see Worker.overlaps)
+
     bulk_retries = 2
     bulk_backoff_s = 0.2
 

@@ -183,6 +183,8 @@ def _mapped(fn: Callable[P, R]) -> Callable[P, R]:
 class SqliteStore:
     """The embedded Store: one SQLite file, safe for several threads and processes at once."""
 
+    in_process = True  # its calls run here, mostly Python under the GIL (see Worker.overlaps)
+
     def __init__(
         self,
         path: str | Path,

@@ -139,3 +139,27 @@ class ThreadName(Worker):
         import threading
 
         ctx[self.params.into] = threading.current_thread().name
+
+
+@worker("t_store_work")
+class StoreWork(Worker):
+    """Record (thread name, start, end) in the field named by `into` around a short sleep: a store-bound step."""
+
+    store_bound = True
+
+    class Params(WorkerParams):
+        into: str = "work_a"
+        seconds: float = 0.1
+
+    @classmethod
+    def declared_writes(cls, params: WorkerParams) -> tuple[str, ...]:
+        """The field `into` names."""
+        assert isinstance(params, cls.Params)
+        return (params.into,)
+
+    def run(self, ctx: Context) -> None:
+        import threading
+
+        started = time.monotonic()
+        time.sleep(self.params.seconds)
+        ctx[self.params.into] = (threading.current_thread().name, started, time.monotonic())

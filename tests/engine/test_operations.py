@@ -150,6 +150,68 @@ def test_parallel_really_overlaps():
     assert [s.branch for s in result.report.steps] == [1, 2]
 
 
+class _Store:
+    """Just what Worker.overlaps asks of a store."""
+
+    def __init__(self, in_process: bool) -> None:
+        self.in_process = in_process
+
+
+def test_store_bound_branches_on_an_in_process_store_run_one_after_another_on_one_thread():
+    """On an in-process store (SQLite) store-bound branches are Python work: side by side they would only
+    take turns at the GIL, so they run in turn on one thread while the others (a sleep here) run beside
+    them. Against a networked store they get a thread each, as every branch did before."""
+    spec = load(
+        """
+        name: mixed
+        steps:
+          - parallel:
+              - t_sleep_a: {seconds: 0.4}
+              - t_store_work: {into: work_a, seconds: 0.15}
+              - t_store_work: {into: work_b, seconds: 0.15}
+        """
+    )
+    local = OperationRunner(Resources(store=_Store(in_process=True), meter=UsageMeter()))  # type: ignore[arg-type]
+    started = time.monotonic()
+    result = local.run(spec, {})
+    assert time.monotonic() - started < 0.6  # the two in turn (0.3 s) still beside the 0.4 s sleep
+    (thread_a, start_a, end_a), (thread_b, start_b, end_b) = result.context["work_a"], result.context["work_b"]
+    assert thread_a == thread_b != threading.current_thread().name and end_a <= start_b
+    assert [s.branch for s in result.report.steps] == [1, 2, 3]
+    remote = OperationRunner(Resources(store=_Store(in_process=False), meter=UsageMeter()))  # type: ignore[arg-type]
+    result = remote.run(spec, {})
+    (thread_a, start_a, end_a), (thread_b, start_b, end_b) = result.context["work_a"], result.context["work_b"]
+    assert thread_a != thread_b and start_b < end_a and start_a < end_b  # side by side
+    only_store = load(
+        """
+        name: searches
+        steps:
+          - parallel:
+              - t_store_work: {into: work_a, seconds: 0.05}
+              - t_store_work: {into: work_b, seconds: 0.05}
+        """
+    )
+    result = local.run(only_store, {})
+    assert result.context["work_a"][0] == result.context["work_b"][0] == threading.current_thread().name
+    local.close()
+    remote.close()
+
+
+def test_the_retrieval_searches_are_store_bound_and_the_model_call_is_not(tmp_path: Path):
+    from memscope.stores.sqlite import SqliteStore
+    from memscope.workers.embed_query import EmbedQuery
+    from memscope.workers.extract_query_time import ExtractQueryTime
+    from memscope.workers.search_messages import SearchMessages
+
+    with SqliteStore(tmp_path / "m.db") as store:
+        on_sqlite = Resources(store=store, meter=UsageMeter())
+        assert not SearchMessages(SearchMessages.Params(), on_sqlite).overlaps()
+        assert EmbedQuery(EmbedQuery.Params(), on_sqlite).overlaps()
+    networked = Resources(store=_Store(in_process=False), meter=UsageMeter())  # type: ignore[arg-type]
+    assert SearchMessages(SearchMessages.Params(), networked).overlaps()
+    assert not ExtractQueryTime(ExtractQueryTime.Params(), networked).overlaps()  # regexes: always Python
+
+
 def test_failing_step_is_wrapped_once_with_cause():
     spec = load("name: failing\nsteps:\n  - t_emit: {}\n  - t_fail: {}\n")
     with pytest.raises(OperationRunError) as info:
