@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from memscope.context_text import fit_sections
@@ -29,6 +30,7 @@ HEADINGS = {
     "zh": ("相关记忆：", "尚未整理的最近消息："),  # noqa: RUF001 (Chinese punctuation)
 }
 BELIEFS_HEADING = {"en": "What to keep in mind for this user:", "zh": "对该用户应注意："}  # noqa: RUF001
+_LINES_KEPT = 4096  # clipped texts and date stamps cached
 _DATE_FORMATS = {Granularity.YEAR: "%Y", Granularity.MONTH: "%Y-%m", Granularity.INSTANT: "%Y-%m-%d %H:%M"}
 
 
@@ -72,11 +74,17 @@ class FormatContext(Worker):
         return f"- [{stamp}] {_speaker(message.role.value, message.name)}: {self._clip(message.content)}"
 
     def _clip(self, text: str) -> str:
-        flat = " ".join(text.split())
-        limit = self.params.max_item_chars
-        return flat if len(flat) <= limit else flat[: max(limit - 1, 0)].rstrip() + "…"
+        return _clip(text, self.params.max_item_chars)
 
 
+# Cached: the same turns and dates come back query after query (the pending turns in every retrieval).
+@lru_cache(maxsize=_LINES_KEPT)
+def _clip(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: max(limit - 1, 0)].rstrip() + "…"
+
+
+@lru_cache(maxsize=_LINES_KEPT)
 def _stamp(value: datetime, zone: ZoneInfo, granularity: Granularity) -> str:
     return value.astimezone(zone).strftime(_DATE_FORMATS.get(granularity, "%Y-%m-%d"))
 

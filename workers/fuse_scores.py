@@ -222,17 +222,20 @@ class FuseScores(Worker):
         self, item: RetrievedItem, relevance: float, span: Span, query_time: Span | None, now: datetime, zone: str,
     ) -> None:
         p = self.params
-        age_days = max(0.0, (now - item.time).total_seconds() / 86400)
+        recency = 0.0  # retrieve_memory sets no recency weight: the age is not worked out then
+        if p.recency_weight:
+            age_days = max(0.0, (now - item.time).total_seconds() / 86400)
+            recency = p.recency_weight * 0.5 ** (age_days / max(p.recency_half_life_days, 1e-9))
         parts = {
             "relevance": relevance
             * p.type_weights.get(item.memory_type, 1.0)
             * (p.role_weights.get(item.role or "", 1.0) * self._informative(item) if item.kind == "message" else 1.0),
             "time": p.time_match_boost * (_time_share(item, span, query_time, zone) if query_time else 0.0),
-            "recency": p.recency_weight * 0.5 ** (age_days / max(p.recency_half_life_days, 1e-9)),
+            "recency": recency,
             "importance": p.importance_weight
             * (item.importance if item.importance is not None else p.message_importance),
         }
-        item.explain = {**item.explain, **parts}  # keeps "neighbour" (what a neighbour lent)
+        item.explain = {**item.explain, **parts} if item.explain else parts  # keeps "neighbour" (what was lent)
         item.score = sum(parts.values())
 
 
