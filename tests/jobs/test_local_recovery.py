@@ -38,11 +38,13 @@ def test_a_crashed_job_thread_is_recorded_and_the_user_carries_on(tmp_path: Path
     model = start_model_server(procs)
     config = with_probe_ops(embedded_config(tmp_path, model.url), tmp_path)
     with MemoryScope(config, background=False) as memory:
-        memory.add_messages("vic", ["I restore old radios", "I live in Turin"])
+        # The crash comes first: a consolidation queued by add_messages could otherwise run right after it
+        # and hold the user's lease when the test looks.
         crashed = memory.jobs.wait(memory.jobs.submit("jobs_exit_op", "vic"), timeout=30)
         assert crashed.state is JobState.FAILED and "SystemExit" in (crashed.error or ""), crashed
         assert memory.runtime.store.acquire_lease("vic", "someone-else", 0.01) is not None  # released, not stuck
         time.sleep(0.05)
+        memory.add_messages("vic", ["I restore old radios", "I live in Turin"])
         record = memory.consolidate("vic", wait=True, timeout=60)
         assert record.state is JobState.SUCCEEDED  # type: ignore[union-attr]
         assert consolidation_problems(memory.runtime.store, "vic", 2) == []
