@@ -31,6 +31,7 @@ HEADINGS = {
 }
 BELIEFS_HEADING = {"en": "What to keep in mind for this user:", "zh": "对该用户应注意："}  # noqa: RUF001
 _LINES_KEPT = 4096  # clipped texts and date stamps cached
+_CACHED_CHARS_PER_LIMIT = 4  # longer texts are clipped anew each time (they are rare)
 _DATE_FORMATS = {Granularity.YEAR: "%Y", Granularity.MONTH: "%Y-%m", Granularity.INSTANT: "%Y-%m-%d %H:%M"}
 
 
@@ -74,14 +75,18 @@ class FormatContext(Worker):
         return f"- [{stamp}] {_speaker(message.role.value, message.name)}: {self._clip(message.content)}"
 
     def _clip(self, text: str) -> str:
-        return _clip(text, self.params.max_item_chars)
+        limit = self.params.max_item_chars
+        # cached up to a few times the limit, so the cache holds megabytes, not 4096 messages of 100k characters
+        return _clip_cached(text, limit) if len(text) <= _CACHED_CHARS_PER_LIMIT * limit else _clip(text, limit)
 
 
-# Cached: the same turns and dates come back query after query (the pending turns in every retrieval).
-@lru_cache(maxsize=_LINES_KEPT)
 def _clip(text: str, limit: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: max(limit - 1, 0)].rstrip() + "…"
+
+
+# Cached: the same turns and dates come back query after query (the pending turns in every retrieval).
+_clip_cached = lru_cache(maxsize=_LINES_KEPT)(_clip)
 
 
 @lru_cache(maxsize=_LINES_KEPT)

@@ -157,7 +157,11 @@ class StoreStats:
 
 @runtime_checkable
 class Store(Protocol):
-    """Durable messages, memories and memory events, scoped by user."""
+    """Durable messages, memories and memory events, scoped by user.
+
+    An implementation may set a class attribute `in_process = True` when its calls run in the caller's
+    process, mostly as Python work (SQLite); parallel groups then run store-bound steps one after another
+    (`Worker.overlaps`). Without it, store calls count as waits outside the GIL (a network store)."""
 
     # -- embedding space ---------------------------------------------------------------------------
     def check_embedding_model(self, model: str, dim: int) -> None:

@@ -438,3 +438,13 @@ def test_the_text_channel_run_ahead_changes_no_result(resources, catalog):
             (i.id, round(i.score, 9)) for i in alone["results"]
         ], query
 
+
+
+def test_format_context_clips_long_and_short_texts_alike():
+    """Short texts go through the cache, long ones (past a few times the limit) are clipped anew."""
+    from memscope.workers.format_context import FormatContext
+
+    worker = FormatContext(FormatContext.Params(max_item_chars=20), Resources(store=None))  # type: ignore[arg-type]
+    short, long = "a  b\n c " * 3, "word " * 1000
+    assert worker._clip(short) == worker._clip(short) == "a b c a b c a b c"
+    assert worker._clip(long) == "word word word word…" and len(worker._clip(long)) == 20
