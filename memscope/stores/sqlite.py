@@ -89,6 +89,7 @@ from memscope.stores.sqlite_schema import (
 from memscope.stores.vector_ann import ANN_MIN_ROWS, BuildStopped, ann_available, build_graph
 from memscope.stores.vector_files import load_snapshot, remove_snapshots, save_snapshot, snapshot_folder
 from memscope.stores.vector_index import (
+    TIME_ORDER,
     VECTOR_COLUMNS,
     VectorIndex,
     apply_rows,
@@ -1080,11 +1081,12 @@ class SqliteStore:
             if cached is None or cached.version < reset_at:
                 snapshot = load_snapshot(self._snapshots, kind, user_id, dim, self._store_id, version)
                 cached = snapshot if snapshot is not None and snapshot.version >= reset_at else None
+            select, order = f"SELECT {VECTOR_COLUMNS[kind]} FROM {kind}", f"ORDER BY {TIME_ORDER[kind]}"
             if cached is not None:
-                sql = f"SELECT {VECTOR_COLUMNS[kind]} FROM {kind} WHERE user_id = ? AND row_version > ?"
+                sql = f"{select} WHERE user_id = ? AND row_version > ? {order}"
                 index = apply_rows(cached, conn.execute(sql, (user_id, cached.version)).fetchall(), version)
             else:
-                sql = f"SELECT {VECTOR_COLUMNS[kind]} FROM {kind} WHERE user_id = ? AND dim = ?"
+                sql = f"{select} WHERE user_id = ? AND dim = ? {order}"
                 index = apply_rows(empty_index(dim), conn.execute(sql, (user_id, dim)).fetchall(), version)
         return self._keep(key, index, changed=True)
 

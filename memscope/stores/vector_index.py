@@ -25,6 +25,7 @@ from memscope.stores.vector_ann import ANN_MIN_ROWS, AnnGraph, ann_available
 
 __all__ = [
     "NUMERIC",
+    "TIME_ORDER",
     "VECTOR_COLUMNS",
     "VectorIndex",
     "apply_rows",
@@ -42,6 +43,9 @@ VECTOR_COLUMNS = {
     " reflected_at IS NOT NULL AS reflected",
     "messages": "id, embedding, dim, agent_id, session_id, consolidated_at IS NULL AS pending, created_at",
 }
+# Rows are laid out in this column's order when an index is built from the table (rows added later are
+# appended): a time-filtered search then reads one contiguous run of the matrix, not rows scattered over it.
+TIME_ORDER = {"memories": "time_start", "messages": "created_at"}
 NUMERIC = {
     "alive": np.bool_,
     "time_start": np.int64,
@@ -54,6 +58,7 @@ NUMERIC = {
 _EXACT_SHARE = 0.05  # a filter letting fewer rows than this share through is searched exactly over those rows
 _POOL_MIN = 200  # smallest candidate pool asked of the graph
 _POOL_FACTOR = 4  # pool = this many times the wanted count (scaled up by how selective the filter is)
+_MASKS_KEPT = 16  # column masks (`VectorIndex.isin`) kept per index
 _ROOM_SHARE = 0.1  # a copied matrix keeps room for this share more rows, plus _ROOM_MIN: a small index stays
 _ROOM_MIN = 64  # small (the vector cache's budget counts the room), and copying it is cheap anyway
 
@@ -98,6 +103,7 @@ class VectorIndex:
     ann: AnnGraph | None = None  # candidate generator over a prefix of the rows (large indexes only)
     saved: int = -1  # the version of the snapshot on disk this index extends (-1: none)
     rows: RowBuffer | None = field(default=None, compare=False, repr=False)  # `matrix` is its first rows
+    masks: dict[tuple[str, frozenset[str | None]], np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def nbytes(self) -> int:
@@ -108,10 +114,18 @@ class VectorIndex:
         return int(sum(a.nbytes for a in arrays if not isinstance(a, np.memmap)))
 
     def isin(self, name: str, values: Sequence[Any]) -> np.ndarray:
-        """Rows whose text column `name` is one of `values`."""
-        distinct, codes = self.cats[name]
-        wanted = {None if v is None else str(v) for v in values}
-        return np.array([v in wanted for v in distinct], dtype=bool)[codes]
+        """Rows whose text column `name` is one of `values` (read-only: the last few are kept, as every
+        search of a retrieval asks for the same statuses and agent)."""
+        wanted = frozenset(None if v is None else str(v) for v in values)
+        mask = self.masks.get((name, wanted))
+        if mask is None:
+            distinct, codes = self.cats[name]
+            mask = np.array([v in wanted for v in distinct], dtype=bool)[codes]
+            mask.flags.writeable = False
+            if len(self.masks) >= _MASKS_KEPT:
+                self.masks.clear()
+            self.masks[(name, wanted)] = mask
+        return mask
 
 
 # -- filters -----------------------------------------------------------------------------------------------
@@ -243,10 +257,19 @@ def _exact(
     if 2 * count >= allowed.size:  # most rows: one product over the whole matrix
         return top_matches(index.matrix @ q, allowed, wanted)
     rows = np.flatnonzero(allowed)  # few rows: gather them first
-    scores = index.matrix[rows] @ q
+    scores = _scores_of(index.matrix, rows, q)
     top = np.argpartition(-scores, wanted - 1)[:wanted] if scores.size > wanted else np.arange(scores.size)
     top = top[np.argsort(-scores[top], kind="stable")]
     return rows[top], scores[top]
+
+
+def _scores_of(matrix: np.ndarray, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Cosines of `q` with `matrix[rows]` (sorted positions): when they lie mostly in one run (a time filter
+    over a time-ordered index), the product over that run's slice, with no gather; otherwise gathered."""
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    if hi - lo <= 2 * rows.size:
+        return (matrix[lo:hi] @ q)[rows - lo]
+    return matrix[rows] @ q
 
 
 # -- building and patching -----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import memscope
 from memscope.errors import StoreError, ValidationError
-from memscope.models import MemoryStatus, Message
+from memscope.models import MemoryStatus, Message, TimeRange
 from memscope.stores.base import (
     MemoryFilter,
     MessageFilter,
@@ -30,7 +30,7 @@ from memscope.stores.base import (
 )
 from memscope.stores.sqlite import SCHEMA_VERSION, SqliteStore, fts_normalize, fts_query
 from memscope.stores.testing import T0, StoreContractSuite, basis, memory, message, vec
-from memscope.stores.vector_index import apply_rows, empty_index, top_matches
+from memscope.stores.vector_index import apply_rows, empty_index, memory_mask, message_mask, search, top_matches
 
 
 @pytest.fixture
@@ -402,6 +402,59 @@ def test_store_vector_search_matches_brute_force(sqlite_store: SqliteStore) -> N
     expected = [nodes[i].id for i in np.argsort(-sims)[:10]]
     hits = sqlite_store.search_memories("u", SearchQuery(embedding=query.tolist(), top_k=10, candidates=10))
     assert [h.memory.id for h in hits] == expected
+
+
+@pytest.mark.unit
+def test_an_index_lays_rows_out_in_time_order_and_time_filtered_searches_stay_exact(
+    sqlite_store: SqliteStore,
+) -> None:
+    """Memories and turns written out of time order: the index built from the table holds them by time, so a
+    month is one run of the matrix (its product needs no gather); rows added later are appended out of order.
+    Either way a time-filtered search, the store's and the graph path's exact one, returns exactly the
+    brute-force top hits within the period."""
+    rng = np.random.default_rng(17)
+    n, dim = 3000, 16
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    days = rng.permutation(n) % 720  # written in no time order
+    when = [T0 + timedelta(days=int(d), hours=i % 24) for i, d in enumerate(days)]
+    nodes = [memory("u", "m", id=f"m{i}", embedding=vectors[i].tolist(), created_at=when[i]) for i in range(n)]
+    turns = [message("u", "t", id=f"t{i}", created_at=when[i]) for i in range(n)]
+
+    def add(picked: range) -> None:
+        sqlite_store.write_memories([nodes[i] for i in picked])
+        sqlite_store.add_messages([turns[i] for i in picked])
+        sqlite_store.set_message_embeddings("u", {f"t{i}": vectors[i].tolist() for i in picked})
+
+    def check(kind: str, period: TimeRange, written: int) -> None:
+        query = rng.normal(size=dim).astype(np.float32)
+        query /= np.linalg.norm(query)
+        inside = np.array([period.start <= w < period.end for w in when[:written]])
+        order = np.argsort(-np.where(inside, unit[:written] @ query, -np.inf), kind="stable")
+        expected = [f"{'m' if kind == 'memories' else 't'}{i}" for i in order[:10] if inside[i]]
+        q = SearchQuery(embedding=query.tolist(), top_k=10, candidates=10)
+        if kind == "memories":
+            f: MemoryFilter | MessageFilter = MemoryFilter(time_range=period)
+            found = [h.memory.id for h in sqlite_store.search_memories("u", q, f)]
+        else:
+            f = MessageFilter(time_range=period)
+            found = [h.message.id for h in sqlite_store.search_messages("u", q, f)]
+        assert found == expected
+        index = sqlite_store._vector_index(kind, "u", dim)
+        mask = memory_mask(index, f) if isinstance(f, MemoryFilter) else message_mask(index, f)
+        rows, _ = search(index, query, mask, 10)  # what a graph-backed index does with a selective filter
+        assert [index.ids[r] for r in rows] == expected
+
+    month = TimeRange(start=T0 + timedelta(days=200), end=T0 + timedelta(days=231))
+    add(range(2500))
+    for kind, column in (("memories", "time_start"), ("messages", "created_at")):
+        check(kind, month, 2500)
+        assert np.all(np.diff(sqlite_store._vector_index(kind, "u", dim).cols[column]) >= 0)  # in time order
+    add(range(2500, n))  # added to a built index, out of time order: appended
+    for kind, column in (("memories", "time_start"), ("messages", "created_at")):
+        check(kind, month, n)
+        check(kind, TimeRange(start=T0 + timedelta(days=700), end=T0 + timedelta(days=720)), n)
+        assert not np.all(np.diff(sqlite_store._vector_index(kind, "u", dim).cols[column]) >= 0)
 
 
 class _Row(dict):  # type: ignore[type-arg]
