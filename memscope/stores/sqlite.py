@@ -939,32 +939,33 @@ class SqliteStore:
         return self._text_ids(kind, match, where, params, max(query.candidates, query.top_k))
 
     def _text_match(self, kind: str, text: str | None) -> tuple[str | None, bool]:
-        """The MATCH expression of a query, and whether a vector search can stand in for it; in a large
-        index, unselective terms are left out (see `sqlite_fts.plan_text_query`)."""
+        """The MATCH expression of a query, and whether a vector search can stand in for it: terms that
+        cannot rank, and in a large index unselective ones, are left out (see `sqlite_fts.plan_text_query`)."""
         terms = query_terms(text)
         if not terms:
             return None, False
         conn = self._conn()
         total = conn.execute(f"SELECT max(pk) FROM {kind}").fetchone()[0] or 0  # rows ever written: a bound
-        if total <= UNSELECTIVE_ROWS:
-            return fts_query(None, terms=terms), False
+        if total <= UNSELECTIVE_ROWS and (len(terms) == 1 or total == 0):
+            return fts_query(None, terms=terms), False  # a small index keeps a lone term
         # Kept until a row is added (max(pk) grows): the text and time-filtered searches of one retrieval
-        # plan the same words, and at 100k rows the document counts cost about 1 ms. An edit or a deletion
-        # does not renew it: the counts only guide selectivity, which a few rows changed do not move.
+        # plan the same words, and at 100k rows the document counts cost about 1 ms (at 400 rows, 0.07 ms).
+        # An edit or a deletion does not renew it: the counts only guide selectivity, which a few rows
+        # changed do not move.
         key = (kind, tuple(terms), total)
         with self._lock:
             planned = self._plans.get(key)
         if planned is None:
-            planned = self._plan_text(conn, kind, terms)
+            planned = self._plan_text(conn, kind, terms, total)
             with self._lock:
                 self._plans[key] = planned
                 while len(self._plans) > _PLANS_KEPT:
                     self._plans.popitem(last=False)
         return planned
 
-    def _plan_text(self, conn: sqlite3.Connection, kind: str, terms: list[str]) -> tuple[str | None, bool]:
-        """`_text_match`'s answer for a large index, from the terms' document counts."""
-        plan = plan_text_query(terms, self._doc_freq(conn, kind, terms))
+    def _plan_text(self, conn: sqlite3.Connection, kind: str, terms: list[str], rows: int) -> tuple[str | None, bool]:
+        """`_text_match`'s answer from the terms' document counts among `rows` rows."""
+        plan = plan_text_query(terms, self._doc_freq(conn, kind, terms), rows)
         match = fts_query(None, terms=plan.terms, all_required=plan.all_required)
         if plan.all_required:  # the terms may still occur together in thousands of rows: count, unranked
             probe = f"SELECT count(*) FROM (SELECT rowid FROM {kind}_fts WHERE {kind}_fts MATCH ? LIMIT ?)"

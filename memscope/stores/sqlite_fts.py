@@ -104,12 +104,23 @@ class TextPlan:
     vector_suffices: bool = False  # only one unselective term: BM25 cannot rank its rows, vectors can
 
 
-def plan_text_query(terms: list[str], doc_freq: Mapping[str, int | None], limit: int = UNSELECTIVE_ROWS) -> TextPlan:
+def plan_text_query(
+    terms: list[str], doc_freq: Mapping[str, int | None], rows: int, limit: int = UNSELECTIVE_ROWS
+) -> TextPlan:
     """Which of `terms` a BM25 query keeps, given each term's row count (None: unknown, a CJK phrase,
-    never left out): the selective ones OR'ed; with none, the unselective ones AND'ed, or a lone
-    unselective term flagged as one the vector channel can replace."""
+    never left out) among `rows` indexed rows (a bound).
+
+    A term in more than half the rows cannot rank: FTS5's BM25 floors its IDF, log((N - n + 0.5) / (n + 0.5)),
+    at 1e-6 once it turns negative, so it only makes every row it is in a match that BM25 must score (at
+    LoCoMo size, a speaker's name in half the turns). Such terms are left out while a term that can rank
+    remains. In a large index (over `limit` rows), so are the unselective terms (over `limit` rows each):
+    the selective ones are OR'ed; with none, the unselective ones are AND'ed, or a lone unselective term
+    is flagged as one the vector channel can replace."""
     present = [t for t in terms if doc_freq.get(t, 0) != 0]
-    selective = [t for t in present if (n := doc_freq.get(t)) is None or n <= limit]
+    ranking = [t for t in present if (n := doc_freq.get(t)) is None or 2 * n <= rows]
+    if rows <= limit:
+        return TextPlan([t for t in terms if t in ranking or t not in present] if ranking else terms)
+    selective = [t for t in ranking if (n := doc_freq.get(t)) is None or n <= limit]
     if selective or not present:
         return TextPlan(selective or terms)
     if len(present) > 1:

@@ -498,7 +498,7 @@ def test_text_plan_leaves_out_unselective_terms() -> None:
     from memscope.stores.sqlite_fts import TextPlan, plan_text_query
 
     def plan(freq: dict[str, int | None]) -> TextPlan:
-        return plan_text_query(list(freq), freq)
+        return plan_text_query(list(freq), freq, rows=100_000)
 
     assert plan({"alice": 40, "work": 25_000}) == TextPlan(["alice"])
     assert plan({"neighbour": 2_470, "live": 8_341}) == TextPlan(["neighbour", "live"], all_required=True)
@@ -507,6 +507,39 @@ def test_text_plan_leaves_out_unselective_terms() -> None:
     assert plan({"nowhere": 0}) == TextPlan(["nowhere"])  # matches nothing: nothing to save
     assert plan({"work": 900, "alice": 3}) == TextPlan(["work", "alice"])  # up to 1,000 rows: kept
     assert plan({"老 师": None, "work": 25_000}) == TextPlan(["老 师"])  # a CJK phrase's count is unknown
+
+
+@pytest.mark.unit
+def test_text_plan_leaves_out_terms_in_more_than_half_the_rows_while_one_can_rank() -> None:
+    """FTS5 floors the BM25 IDF of a term in more than half the rows at 1e-6: it cannot rank, it only adds
+    matches to score. A small index (at LoCoMo size a speaker's name is in half the turns) leaves it out
+    while a term that can rank remains; so does a large one."""
+    from memscope.stores.sqlite_fts import TextPlan, plan_text_query
+
+    def plan(freq: dict[str, int | None], rows: int = 400) -> TextPlan:
+        return plan_text_query(list(freq), freq, rows=rows)
+
+    assert plan({"melanie": 230, "camping": 9}) == TextPlan(["camping"])
+    assert plan({"melanie": 230, "camping": 9, "zelda": 0}) == TextPlan(["camping", "zelda"])
+    assert plan({"melanie": 200, "camping": 9}) == TextPlan(["melanie", "camping"])  # half: it still ranks
+    assert plan({"melanie": 230, "say": 390}) == TextPlan(["melanie", "say"])  # none can rank: all kept
+    assert plan({"melanie": 230, "zelda": 0}) == TextPlan(["melanie", "zelda"])  # nor can a term in no row
+    assert plan({"老 师": None, "melanie": 230}) == TextPlan(["老 师"])
+    assert plan({"pottery": 1_600, "start": 900}, rows=1_800) == TextPlan(["start"])  # large: both rules
+    assert plan({"pottery": 1_600, "start": 1_200}, rows=1_800) == TextPlan(["pottery", "start"], all_required=True)
+
+
+@pytest.mark.unit
+def test_a_small_index_ranks_by_the_terms_that_can_rank(sqlite_store: SqliteStore) -> None:
+    """Most turns name Melanie: "Melanie camping" ranks the camping turns alone, not every Melanie turn."""
+    texts = [f"Melanie: chat number {i}" for i in range(30)] + ["Melanie: we went camping by the lake", "Camping!"]
+    ids = [f"t{i}" for i in range(30)] + ["camp1", "camp2"]  # the last turns: no later turn quotes them
+    pairs = enumerate(zip(ids, texts, strict=True))
+    sqlite_store.add_messages([message("u", t, id=i, created_at=T0 + timedelta(minutes=n)) for n, (i, t) in pairs])
+    ranking = sqlite_store.message_text_ranking("u", SearchQuery(text="Melanie camping", top_k=10, candidates=10))
+    assert sorted(ranking or []) == ["camp1", "camp2"]
+    hits = sqlite_store.search_messages("u", SearchQuery(text="Melanie chat number 7", top_k=3, candidates=3))
+    assert hits[0].message.id == "t7"  # a query of rankable terms is unchanged
 
 
 @pytest.mark.unit
