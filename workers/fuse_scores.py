@@ -60,6 +60,7 @@ _WORDS = re.compile(r"[^\W_]+")
 Span = tuple[float, float]  # a time range in seconds since the epoch: start, end (an instant: start == end)
 _INSTANT_S = 1e-6  # TimeRange.effective_end: an instant is one microsecond long
 _TEXTS_KEPT = 20_000  # per-text signals cached: the same turns come back query after query
+_CACHED_CHARS = 2_000  # longer texts are worked out anew: the cache's keys would hold them whole
 _QUESTION = re.compile("[?\uff1f]|[\u5417\u5462]\\s*$")  # ?, the full-width ?, or a closing 吗/呢
 DEFAULT_TYPE_WEIGHTS = {
     "insight": 1.1, "observation": 1.0, "customized": 1.2, "profile": 1.2, "belief": 1.0, "message": 0.8,
@@ -246,10 +247,16 @@ def _named_speakers(query: str, items: Iterable[RetrievedItem]) -> set[str]:
     return {n for n in names if n in words}
 
 
-@lru_cache(maxsize=_TEXTS_KEPT)
 def _content_words(text: str) -> int:
     """How many words of `text` carry content (function words and question scaffolding left out)."""
+    return _content_words_cached(text) if len(text) <= _CACHED_CHARS else _count_content_words(text)
+
+
+def _count_content_words(text: str) -> int:
     return sum(1 for w in _WORDS.findall(text) if w.lower() not in STOPWORDS)
+
+
+_content_words_cached = lru_cache(maxsize=_TEXTS_KEPT)(_count_content_words)
 
 
 def _rank_score(hit: ScoredMemory | ScoredMessage, channels: int, k: int) -> float | None:
@@ -287,9 +294,11 @@ def _says_when(item: RetrievedItem) -> bool:
     return _mentions_time(item.content)
 
 
-@lru_cache(maxsize=_TEXTS_KEPT)
 def _mentions_time(text: str) -> bool:
-    return mentions_time(text)
+    return _mentions_time_cached(text) if len(text) <= _CACHED_CHARS else mentions_time(text)
+
+
+_mentions_time_cached = lru_cache(maxsize=_TEXTS_KEPT)(mentions_time)
 
 
 def _time_share(item: RetrievedItem, span: Span, query: Span, zone: str) -> float:

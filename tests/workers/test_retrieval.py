@@ -440,6 +440,30 @@ def test_the_text_channel_run_ahead_changes_no_result(resources, catalog):
 
 
 
+def test_per_text_signals_keep_no_long_text_in_their_caches():
+    """fuse_scores' word counts and time mentions, and a turn's resolved times, are cached per text; a long
+    turn (a pasted document) is worked out anew or cached by its head only, so the caches never hold it
+    whole: a process fed many would otherwise keep them all. The answers are the same either way."""
+    from memscope.timerules import mentions
+    from memscope.workers import fuse_scores
+
+    short = "We met Anna last Friday to plan the trip."
+    long = short + " filler words here" * 2000
+    at = datetime(2024, 5, 20, 12, tzinfo=UTC)
+    for cache in (fuse_scores._content_words_cached, fuse_scores._mentions_time_cached, mentions._resolved):
+        cache.cache_clear()
+    assert fuse_scores._content_words(long) == fuse_scores._count_content_words(long) > 2000
+    assert fuse_scores._mentions_time(long)
+    assert fuse_scores._content_words_cached.cache_info().currsize == 0
+    assert fuse_scores._mentions_time_cached.cache_info().currsize == 0
+    assert fuse_scores._content_words(short) == fuse_scores._count_content_words(short) > 0
+    assert fuse_scores._content_words_cached.cache_info().currsize == 1
+    times = mentions.mentioned_times("m1", long, at)
+    assert times == mentions.mentioned_times("m2", short, at) != ()
+    assert mentions.mentioned_times("m1", long + " and a different tail", at) == times
+    assert mentions._resolved.cache_info().hits == 1  # keyed by the head the times are read from
+
+
 def test_format_context_clips_long_and_short_texts_alike():
     """Short texts go through the cache, long ones (past a few times the limit) are clipped anew."""
     from memscope.workers.format_context import FormatContext
