@@ -148,6 +148,13 @@ _STEMS_KEPT = 10_000  # query words whose stem is cached
 SNAPSHOT_MIN_ROWS = 5_000  # below this, reading a user's rows on open takes less than ~50 ms (idle)
 _SIMS_KEPT = 4  # recent query-vector similarity arrays kept (a retrieval searches twice with one vector)
 _PLANS_KEPT = 256  # recent text-query plans kept (a retrieval plans its words twice per kind)
+_COUNTS_SLACK = 0.005  # a term's row count (and a plan made from counts) is kept until the index grows by this
+_COUNTS_SLACK_ROWS = 16  # ... or by this many rows, whichever is more
+
+
+def _still_counts(counted_at: int, rows: int) -> bool:
+    """Whether counts taken when the index had `counted_at` rows still stand at `rows` rows."""
+    return counted_at <= rows <= counted_at + max(_COUNTS_SLACK_ROWS, int(counted_at * _COUNTS_SLACK))
 
 log = scrubbed_logger("memscope.store")
 P = ParamSpec("P")
@@ -210,7 +217,8 @@ class SqliteStore:
         self._cache: OrderedDict[tuple[str, str, int], VectorIndex] = OrderedDict()
         self._sims: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
         self._stem_cache: OrderedDict[str, str] = OrderedDict()
-        self._plans: OrderedDict[tuple[str, tuple[str, ...], int], tuple[str | None, bool]] = OrderedDict()
+        self._plans: OrderedDict[tuple[str, tuple[str, ...]], tuple[int, tuple[str | None, bool]]] = OrderedDict()
+        self._counts: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()  # (kind, stem): (rows, of)
         self._pool: ThreadPoolExecutor | None = None
         self._graph_pool: ThreadPoolExecutor | None = None
         self._building: set[tuple[str, str, int]] = set()
@@ -948,24 +956,26 @@ class SqliteStore:
         total = conn.execute(f"SELECT max(pk) FROM {kind}").fetchone()[0] or 0  # rows ever written: a bound
         if total <= UNSELECTIVE_ROWS and (len(terms) == 1 or total == 0):
             return fts_query(None, terms=terms), False  # a small index keeps a lone term
-        # Kept until a row is added (max(pk) grows): the text and time-filtered searches of one retrieval
-        # plan the same words, and at 100k rows the document counts cost about 1 ms (at 400 rows, 0.07 ms).
-        # An edit or a deletion does not renew it: the counts only guide selectivity, which a few rows
-        # changed do not move.
-        key = (kind, tuple(terms), total)
+        # Kept while the index grows by less than _COUNTS_SLACK (see _still_counts): the text and
+        # time-filtered searches of one retrieval plan the same words, and at 100k rows the document counts
+        # and the AND probe cost 1-2 ms (at 400 rows, 0.07 ms). An edit or a deletion does not renew it:
+        # the counts only guide selectivity, which a few rows changed do not move.
+        key = (kind, tuple(terms))
         with self._lock:
-            planned = self._plans.get(key)
-        if planned is None:
-            planned = self._plan_text(conn, kind, terms, total)
-            with self._lock:
-                self._plans[key] = planned
-                while len(self._plans) > _PLANS_KEPT:
-                    self._plans.popitem(last=False)
+            kept = self._plans.get(key)
+        if kept is not None and _still_counts(kept[0], total):
+            return kept[1]
+        planned = self._plan_text(conn, kind, terms, total)
+        with self._lock:
+            self._plans[key] = (total, planned)
+            self._plans.move_to_end(key)
+            while len(self._plans) > _PLANS_KEPT:
+                self._plans.popitem(last=False)
         return planned
 
     def _plan_text(self, conn: sqlite3.Connection, kind: str, terms: list[str], rows: int) -> tuple[str | None, bool]:
         """`_text_match`'s answer from the terms' document counts among `rows` rows."""
-        plan = plan_text_query(terms, self._doc_freq(conn, kind, terms), rows)
+        plan = plan_text_query(terms, self._doc_freq(conn, kind, terms, rows), rows)
         match = fts_query(None, terms=plan.terms, all_required=plan.all_required)
         if plan.all_required:  # the terms may still occur together in thousands of rows: count, unranked
             probe = f"SELECT count(*) FROM (SELECT rowid FROM {kind}_fts WHERE {kind}_fts MATCH ? LIMIT ?)"
@@ -973,15 +983,31 @@ class SqliteStore:
             return match, together > UNSELECTIVE_ROWS
         return match, plan.vector_suffices
 
-    def _doc_freq(self, conn: sqlite3.Connection, kind: str, terms: list[str]) -> dict[str, int | None]:
-        """How many indexed rows contain each term (None for a CJK phrase, which is not one token)."""
+    def _doc_freq(self, conn: sqlite3.Connection, kind: str, terms: list[str], rows: int) -> dict[str, int | None]:
+        """How many of the `rows` indexed rows contain each term (None for a CJK phrase, which is not one
+        token). A count is kept per word while the index grows by less than _COUNTS_SLACK: fts5vocab counts
+        by walking the term's rows (1.2 ms for a word in 25k rows), and common words recur query after query."""
         words = [t for t in terms if " " not in t]
-        conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{kind}_vocab USING fts5vocab(main, {kind}_fts, 'row')")
         stems = self._stems(conn, words)
         freq: dict[str, int | None] = {t: None for t in terms}
-        for word in words:
+        with self._lock:
+            kept = {w: self._counts.get((kind, stems[w])) for w in words}
+        for word, count in kept.items():
+            if count is not None and _still_counts(count[1], rows):
+                freq[word] = count[0]
+        stale = [w for w in words if freq[w] is None]
+        if stale:
+            conn.execute(
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{kind}_vocab USING fts5vocab(main, {kind}_fts, 'row')"
+            )
+        for word in stale:
             row = conn.execute(f"SELECT doc FROM temp.{kind}_vocab WHERE term = ?", (stems[word],)).fetchone()
             freq[word] = row[0] if row else 0
+            with self._lock:
+                self._counts[(kind, stems[word])] = (freq[word] or 0, rows)
+                self._counts.move_to_end((kind, stems[word]))
+                while len(self._counts) > _STEMS_KEPT:
+                    self._counts.popitem(last=False)
         return freq
 
     def _stems(self, conn: sqlite3.Connection, words: list[str]) -> dict[str, str]:
