@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from memscope.stores.vector_ann import load_graph
-from memscope.stores.vector_index import VectorIndex
+from memscope.stores.vector_index import Positions, VectorIndex
 
 __all__ = ["load_snapshot", "remove_snapshots", "save_snapshot", "snapshot_folder"]
 
@@ -115,5 +115,5 @@ def _read(path: Path, kind: str, user_id: str, store_id: str) -> VectorIndex | N
     ann = None
     if meta["ann"] is not None:
         ann = load_graph(path / "graph.usearch", meta["ann"]["covered"], meta["ann"]["version"])
-    pos = {row_id: n for n, row_id in enumerate(ids)}
+    pos = Positions(dict(zip(ids, range(len(ids)), strict=True)))  # 1M ids: 0.47 s, a comprehension 0.68
     return VectorIndex(meta["version"], ids, pos, matrix, cols, cats, ann, saved=meta["version"])

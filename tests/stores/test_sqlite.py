@@ -490,6 +490,31 @@ def test_added_rows_go_into_the_room_of_the_matrix_and_older_indexes_never_see_a
     assert restated.matrix[0] == pytest.approx(unit[0]) and moved.matrix[0] == pytest.approx(unit[5])
 
 
+@pytest.mark.unit
+def test_a_patch_that_adds_rows_shares_the_id_map_and_folds_it_when_the_added_ids_grow() -> None:
+    """Each write patches the index: the id -> position map of the rows already there is shared, not copied
+    (at 100k rows the copy was most of a retrieval right after a write); the added ids fold into a new base
+    once they are many. Positions stay right either way, and older indexes never see the newer ids."""
+    from memscope.stores.vector_index import Positions
+
+    def rows(ids: range) -> list[_Row]:
+        return [_Row({"id": f"r{i}", "embedding": np.ones(4, dtype=np.float32).tobytes(), "dim": 4, "created_at": i})
+                for i in ids]  # fmt: skip
+
+    base = apply_rows(empty_index(4), rows(range(5000)), 1)
+    patched = apply_rows(base, rows(range(5000, 5003)), 2)
+    assert patched.pos._base is base.pos._base and len(patched.pos) == 5003  # shared, three ids beside it
+    assert patched.pos["r5001"] == 5001 and patched.pos.get("r17") == 17 and "r5002" in patched.pos
+    assert "r5001" not in base.pos and base.pos.get("r5001") is None and len(base.pos) == 5000
+    grown = patched
+    for version, start in enumerate(range(5003, 7003, 500), start=3):
+        grown = apply_rows(grown, rows(range(start, start + 500)), version)
+    assert grown.pos._base is not base.pos._base  # 2,000 added ids: folded
+    assert [grown.pos[f"r{i}"] for i in range(0, 7003, 997)] == list(range(0, 7003, 997))
+    assert sorted(grown.pos.values()) == list(range(7003)) and grown.ids[6500] == "r6500"
+    assert Positions({}).extended({"a": 0}).get("a") == 0  # a position of 0 is found, not taken for missing
+
+
 # -- common terms in a large index -------------------------------------------------------------------------
 
 
