@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -26,6 +28,7 @@ __all__ = [
     "message_embedding_texts",
     "query_now",
     "search_text",
+    "search_with_period",
     "top_k_of",
     "wants_messages",
 ]
@@ -53,6 +56,7 @@ STOPWORDS = frozenset(
 )  # fmt: skip
 
 H = TypeVar("H", ScoredMemory, ScoredMessage)
+F = TypeVar("F", MemoryFilter, MessageFilter)
 
 
 @dataclass
@@ -215,6 +219,44 @@ def merge_time_hits(hits: list[H], time_hits: list[H], key: Callable[[H], str]) 
             hit.vector_rank = hit.text_rank = None
             merged.append(hit)
     return sorted(merged, key=lambda h: h.score, reverse=True)
+
+
+def search_with_period(
+    search: Callable[[SearchQuery, F], list[H]],
+    open_search: tuple[SearchQuery, F],
+    period_search: tuple[SearchQuery, F] | None,
+    key: Callable[[H], str],
+    *,
+    side_by_side: bool,
+) -> list[H]:
+    """`search(query, filter)` for the open search and, when given, the time-filtered one, merged (see
+    `merge_time_hits`). `side_by_side` (a networked store: Elasticsearch) runs the time-filtered one on a
+    helper thread meanwhile, so the two round trips overlap; an in-process store runs them in turn, as
+    side by side they only take turns at the GIL (LoCoMo questions naming a time: +0.25 ms)."""
+    if period_search is None:
+        return search(*open_search)
+    if not side_by_side:
+        return merge_time_hits(search(*open_search), search(*period_search), key)
+    pending = _period_pool().submit(search, *period_search)
+    try:
+        hits = search(*open_search)
+    except BaseException:
+        wait([pending])  # nothing of this call outlives it; the open search's error is the one raised
+        raise
+    return merge_time_hits(hits, pending.result(), key)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _period_pool() -> ThreadPoolExecutor:
+    """The process's threads for time-filtered searches (made on first use; two, as a retrieval runs two)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memscope-period")
+        return _POOL
 
 
 def top_k_of(ctx: Context, default: int = 10) -> int:

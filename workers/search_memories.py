@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from memscope.engine import Context, Worker, WorkerParams, worker
-from memscope.retrieval import memory_search, merge_time_hits
+from memscope.retrieval import memory_search, search_with_period
 
 
 @worker("search_memories")
@@ -40,12 +40,12 @@ class SearchMemories(Worker):
         query, where = planned
         user_id, store = ctx["user_id"], self.resources.store
         ranking = ctx.get("memory_text_ranking")
-        hits = store.search_memories(user_id, replace(query, text_ranking=ranking) if query.text else query, where)
-        query_time = ctx.get("query_time")
-        if query_time is not None and self.params.time_candidates > 0:
-            n = self.params.time_candidates
-            timed = store.search_memories(
-                user_id, replace(query, top_k=n, candidates=n), replace(where, time_range=query_time)
-            )
-            hits = merge_time_hits(hits, timed, key=lambda h: h.memory.id)
-        ctx["memory_hits"] = hits
+        query_time, n = ctx.get("query_time"), self.params.time_candidates
+        period = (replace(query, top_k=n, candidates=n), replace(where, time_range=query_time))
+        ctx["memory_hits"] = search_with_period(
+            lambda q, f: store.search_memories(user_id, q, f),
+            (replace(query, text_ranking=ranking) if query.text else query, where),
+            period if query_time is not None and n > 0 else None,
+            key=lambda h: h.memory.id,
+            side_by_side=not getattr(store, "in_process", False),
+        )

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from memscope.engine import Context, Worker, WorkerParams, worker
 from memscope.models import Role
-from memscope.retrieval import merge_time_hits, message_search
+from memscope.retrieval import message_search, search_with_period
 
 
 @worker("search_messages")
@@ -41,13 +41,14 @@ class SearchMessages(Worker):
         query, where = planned
         user_id, store = ctx["user_id"], self.resources.store
         ranking = ctx.get("message_text_ranking")
-        hits = store.search_messages(user_id, replace(query, text_ranking=ranking) if query.text else query, where)
-        query_time = ctx.get("query_time")
-        if query_time is not None and self.params.time_candidates > 0:
-            n = self.params.time_candidates
-            timed = store.search_messages(
-                user_id, replace(query, top_k=n, candidates=n), replace(where, time_range=query_time)
-            )
-            hits = merge_time_hits(hits, timed, key=lambda h: h.message.id)
+        query_time, n = ctx.get("query_time"), self.params.time_candidates
+        period = (replace(query, top_k=n, candidates=n), replace(where, time_range=query_time))
+        hits = search_with_period(
+            lambda q, f: store.search_messages(user_id, q, f),
+            (replace(query, text_ranking=ranking) if query.text else query, where),
+            period if query_time is not None and n > 0 else None,
+            key=lambda h: h.message.id,
+            side_by_side=not getattr(store, "in_process", False),
+        )
         roles = set(self.params.roles)
         ctx["message_hits"] = [h for h in hits if h.message.role in roles]

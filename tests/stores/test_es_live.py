@@ -1,6 +1,7 @@
 """What only a live Elasticsearch can show: compare-and-set under concurrent writers, the default
-`refresh=wait_for` read-your-writes, the core-only analyzer on Chinese text, and an index made
-before `replied_to` getting the field and its backfill."""
+`refresh=wait_for` read-your-writes, the core-only analyzer on Chinese text, an index made
+before `replied_to` getting the field and its backfill, and the time-filtered search's round trip
+beside the open one's."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from typing import Any
 
 import pytest
 
+from memscope.models import EventTime, Granularity, MemoryStatus, TimeRange
+from memscope.retrieval import search_with_period
 from memscope.stores import es_queries as q
-from memscope.stores.base import SearchQuery
+from memscope.stores.base import MemoryFilter, SearchQuery
 from memscope.stores.elasticsearch import ElasticsearchStore
 from memscope.stores.es_templates import ADDED_FIELDS, PROPERTIES
-from memscope.stores.testing import memory, message, uid
+from memscope.stores.testing import memory, message, uid, vec
 from tests.support.es import es_prefix
 
 pytestmark = pytest.mark.integration
@@ -50,6 +53,36 @@ def test_concurrent_touches_and_rewrites_lose_no_access_and_no_event(store: Elas
     assert stored is not None and stored.access_count == 60  # 6 x 10 touches, none lost to a rewrite
     assert stored.content == "likes green tea, cup 4"
     assert [e.kind.value for e in store.history(user, node.id)] == ["add"] + ["update"] * 5
+
+
+def test_the_time_filtered_search_beside_the_open_one_finds_what_it_finds_in_turn(store: ElasticsearchStore) -> None:
+    """A retrieval naming a time sends its time-filtered search on a helper thread while the open one runs
+    (`search_with_period`, as the search workers do on a networked store): through the one client, both
+    ways give the same hits, the period's memory merged in below the open search's."""
+    user = uid()
+    nodes = [
+        memory(user, f"went hiking with Sam, trip {i}", embedding=vec(1.0, 0.1 * i),
+               event_time=EventTime(start=AT + timedelta(days=60 * i), end=AT + timedelta(days=60 * i + 1),
+                                    granularity=Granularity.DAY))
+        for i in range(6)
+    ]  # fmt: skip
+    store.write_memories(nodes)
+    active = MemoryFilter(statuses=(MemoryStatus.ACTIVE,))
+    period = TimeRange(start=AT + timedelta(days=240), end=AT + timedelta(days=250))  # trip 4 alone
+    calls = (
+        (SearchQuery(text="hiking Sam", embedding=vec(1.0, 0.0), top_k=2, candidates=2), active),
+        (SearchQuery(text="hiking Sam", embedding=vec(1.0, 0.0), top_k=2, candidates=2),
+         MemoryFilter(statuses=(MemoryStatus.ACTIVE,), time_range=period)),
+    )  # fmt: skip
+
+    def search(query: SearchQuery, f: MemoryFilter) -> list[Any]:
+        return store.search_memories(user, query, f)
+
+    for _ in range(5):
+        beside = search_with_period(search, *calls, key=lambda h: h.memory.id, side_by_side=True)
+        in_turn = search_with_period(search, *calls, key=lambda h: h.memory.id, side_by_side=False)
+        assert [h.memory.id for h in beside] == [h.memory.id for h in in_turn]
+        assert len(beside) == 3 and beside[-1].memory.id == nodes[4].id  # the period's, below the open two
 
 
 def test_concurrent_mark_consolidated_counts_each_message_once(store: ElasticsearchStore) -> None:

@@ -13,7 +13,7 @@ from memscope.engine import Context, OperationCatalog, OperationRunner, Resource
 from memscope.errors import OperationRunError, ValidationError
 from memscope.llm.base import UsageMeter
 from memscope.llm.local_embedding import LocalEmbedder
-from memscope.models import EventTime, Granularity, MemoryNode, MemoryStatus, MemoryType, Message, Role
+from memscope.models import EventTime, Granularity, MemoryNode, MemoryStatus, MemoryType, Message, Role, TimeRange
 from memscope.retrieval import MAX_QUERY_CHARS, RetrievedItem, merge_time_hits, message_embedding_text
 from memscope.stores.base import MessageFilter, ScoredMessage, SearchQuery
 from memscope.stores.sqlite import SqliteStore
@@ -438,6 +438,56 @@ def test_the_text_channel_run_ahead_changes_no_result(resources, catalog):
             (i.id, round(i.score, 9)) for i in alone["results"]
         ], query
 
+
+
+def test_a_networked_store_runs_the_time_filtered_search_beside_the_open_one():
+    """Against Elasticsearch the time-filtered search's round trip overlaps the open search's (both wait at
+    a barrier that only two searches in flight at once pass); an in-process store runs them in turn on the
+    caller's thread. The merge is the same, and the open search's error is the one raised, after the
+    other search ended."""
+    import threading
+
+    from memscope.retrieval import search_with_period
+
+    def hit(mid: str, score: float) -> ScoredMessage:
+        return ScoredMessage(Message(id=mid, user_id="u", role=Role.USER, content=mid), score)
+
+    met = threading.Barrier(2, timeout=10)
+    threads: list[int] = []
+
+    def search(query: SearchQuery, f: MessageFilter) -> list[ScoredMessage]:
+        threads.append(threading.get_ident())
+        if f.time_range is None:
+            met.wait()
+            return [hit("open-1", 0.9), hit("both", 0.8)]
+        met.wait()
+        return [hit("both", 0.5), hit("period-1", 0.95)]
+
+    period = TimeRange(start=datetime(2024, 5, 1, tzinfo=UTC), end=datetime(2024, 6, 1, tzinfo=UTC))
+    calls = (SearchQuery(text="q"), MessageFilter()), (SearchQuery(text="q", top_k=2), MessageFilter(time_range=period))
+    merged = search_with_period(search, *calls, key=lambda h: h.message.id, side_by_side=True)
+    assert [h.message.id for h in merged] == ["open-1", "both", "period-1"]  # the period's hit capped below
+    assert merged[-1].score == 0.8 and len(set(threads)) == 2
+
+    threads.clear()
+    in_turn = threading.Barrier(1)  # in turn, each search passes alone
+    met = in_turn
+    assert [h.message.id for h in search_with_period(search, *calls, key=lambda h: h.message.id,
+                                                       side_by_side=False)] == ["open-1", "both", "period-1"]
+    assert threads == [threading.get_ident()] * 2
+
+    ended = threading.Event()
+
+    def failing(query: SearchQuery, f: MessageFilter) -> list[ScoredMessage]:
+        if f.time_range is None:
+            raise ValidationError("the open search failed")
+        ended.wait(0.2)
+        ended.set()
+        return []
+
+    with pytest.raises(ValidationError, match="the open search failed"):
+        search_with_period(failing, *calls, key=lambda h: h.message.id, side_by_side=True)
+    assert ended.is_set()  # the helper's search had ended before the error reached the caller
 
 
 def test_per_text_signals_keep_no_long_text_in_their_caches():
