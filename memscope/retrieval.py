@@ -241,9 +241,12 @@ def search_with_period(
     try:
         hits = search(*open_search)
     except BaseException:
-        wait([pending])  # nothing of this call outlives it; the open search's error is the one raised
+        if not pending.cancel():
+            wait([pending])  # nothing of this call outlives it; the open search's error is the one raised
         raise
-    return merge_time_hits(hits, pending.result(), key)
+    # Not started yet (every helper busy with other retrievals): run it here rather than queue behind them.
+    timed = search(*period_search) if pending.cancel() else pending.result()
+    return merge_time_hits(hits, timed, key)
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -251,11 +254,11 @@ _POOL_LOCK = threading.Lock()
 
 
 def _period_pool() -> ThreadPoolExecutor:
-    """The process's threads for time-filtered searches (made on first use; two, as a retrieval runs two)."""
+    """The process's threads for time-filtered searches (made as needed, up to four: a retrieval runs two)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memscope-period")
+            _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="memscope-period")
         return _POOL
 
 

@@ -476,11 +476,13 @@ def test_a_networked_store_runs_the_time_filtered_search_beside_the_open_one():
                                                        side_by_side=False)] == ["open-1", "both", "period-1"]
     assert threads == [threading.get_ident()] * 2
 
-    ended = threading.Event()
+    started, ended = threading.Event(), threading.Event()
 
     def failing(query: SearchQuery, f: MessageFilter) -> list[ScoredMessage]:
         if f.time_range is None:
+            started.wait(10)  # the helper's search is under way when the open one fails
             raise ValidationError("the open search failed")
+        started.set()
         ended.wait(0.2)
         ended.set()
         return []
@@ -488,6 +490,34 @@ def test_a_networked_store_runs_the_time_filtered_search_beside_the_open_one():
     with pytest.raises(ValidationError, match="the open search failed"):
         search_with_period(failing, *calls, key=lambda h: h.message.id, side_by_side=True)
     assert ended.is_set()  # the helper's search had ended before the error reached the caller
+
+
+def test_a_busy_helper_pool_does_not_hold_up_a_retrieval(monkeypatch: pytest.MonkeyPatch):
+    """When every helper thread is taken (other retrievals), the time-filtered search runs on the caller's
+    thread once the open search is done, instead of waiting in the queue."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import memscope.retrieval as retrieval
+
+    release = threading.Event()
+    busy = ThreadPoolExecutor(max_workers=1)
+    busy.submit(release.wait, 30)  # the one helper, taken
+    monkeypatch.setattr(retrieval, "_period_pool", lambda: busy)
+    ran_on: list[int] = []
+
+    def search(query: SearchQuery, f: MessageFilter) -> list[ScoredMessage]:
+        ran_on.append(threading.get_ident())
+        return [ScoredMessage(Message(id=f"m{len(ran_on)}", user_id="u", role=Role.USER, content="x"), 0.5)]
+
+    period = TimeRange(start=datetime(2024, 5, 1, tzinfo=UTC), end=datetime(2024, 6, 1, tzinfo=UTC))
+    calls = (SearchQuery(text="q"), MessageFilter()), (SearchQuery(text="q"), MessageFilter(time_range=period))
+    try:
+        merged = retrieval.search_with_period(search, *calls, key=lambda h: h.message.id, side_by_side=True)
+        assert [h.message.id for h in merged] == ["m1", "m2"] and ran_on == [threading.get_ident()] * 2
+    finally:
+        release.set()
+        busy.shutdown()
 
 
 def test_per_text_signals_keep_no_long_text_in_their_caches():
