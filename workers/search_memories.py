@@ -47,5 +47,5 @@ class SearchMemories(Worker):
             (replace(query, text_ranking=ranking) if query.text else query, where),
             period if query_time is not None and n > 0 else None,
             key=lambda h: h.memory.id,
-            side_by_side=not getattr(store, "in_process", False),
+            side_by_side=self.overlaps(),  # a networked store: the two round trips overlap
         )

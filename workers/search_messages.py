@@ -48,7 +48,7 @@ class SearchMessages(Worker):
             (replace(query, text_ranking=ranking) if query.text else query, where),
             period if query_time is not None and n > 0 else None,
             key=lambda h: h.message.id,
-            side_by_side=not getattr(store, "in_process", False),
+            side_by_side=self.overlaps(),  # a networked store: the two round trips overlap
         )
         roles = set(self.params.roles)
         ctx["message_hits"] = [h for h in hits if h.message.role in roles]
