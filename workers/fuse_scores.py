@@ -30,6 +30,9 @@
   lends `neighbour_before` to the turn right before it; a turn keeps the larger of its own relevance
   and what it is lent.
   A lent-to turn that no search found joins the candidates.
+- a question about now ("Where do I work now?"): a raw turn that a later turn of its speaker overrides
+  ("I left Meta and joined Apple") lends its relevance to that turn (or the memory made of it), which
+  keeps the larger, and then ranks below it (see `turn_signals`).
 - when_boost: a question asking "when" ("When did Caroline go to ...?") adds it to candidates that say
   when something happened (a raw turn mentioning a time, a memory with an event time), since the
   answer is the turn that dates the event, not a date to filter on.
@@ -131,6 +134,9 @@ class FuseScores(Worker):
                 items[hit.message.id] = RetrievedItem.from_message(hit.message, 0.0)
                 rel[hit.message.id] = r
         self._lend_to_neighbours(ctx.get("message_neighbours") or {}, items, rel, owner)
+        now_question = asks_now(clean_query(ctx["query"]))
+        overridden = _overridden(ctx["message_hits"]) if now_question else {}
+        _pass_match_to_overriding(overridden, items, rel, owner)
         spans = {h.memory.id: _seconds(h.memory.time_span()) for h in ctx["memory_hits"]}
         wanted = _seconds(query_time) if query_time is not None else None
         zone = str(user_zone(self, ctx))
@@ -144,8 +150,6 @@ class FuseScores(Worker):
             if when and _says_when(item):
                 item.explain["when"] = when
                 item.score += when
-        now_question = asks_now(clean_query(ctx["query"]))
-        overridden = _overridden(ctx["message_hits"]) if now_question else {}
         self._lift_best_sessions([i for i in items.values() if i.id not in overridden])
         _rank_overridden_lower(overridden, items, owner)
         ranked = sorted(items.values(), key=lambda i: (-i.score, -i.time.timestamp(), i.id))
@@ -270,6 +274,19 @@ def _rank_score(hit: ScoredMemory | ScoredMessage, channels: int, k: int) -> flo
 def _overridden(hits: list[ScoredMessage]) -> dict[str, str]:
     """{raw turn id: id of the later turn of its speaker that overrides it} among the message hits."""
     return overridden_turns([RetrievedItem.from_message(h.message, 0.0) for h in hits])
+
+
+def _pass_match_to_overriding(
+    overridden: dict[str, str], items: dict[str, RetrievedItem], rel: dict[str, float], owner: dict[str, str],
+) -> None:
+    """For a question about now: the turn that overrides a matching turn states the current value of what
+    matched ("I left Meta and joined Apple" for "Where do I work now?", where only "I work at Meta" says
+    "work"), so it takes the larger of the two relevances, as a memory does from its source turn."""
+    for earlier, later in overridden.items():
+        old, new = rel.get(earlier), owner.get(later, later)
+        if old is not None and new in rel and old > rel[new]:
+            rel[new] = old
+            items[new].explain["supersedes"] = old
 
 
 def _rank_overridden_lower(overridden: dict[str, str], items: dict[str, RetrievedItem], owner: dict[str, str]) -> None:

@@ -43,11 +43,14 @@ def resources(tmp_path, local_embedder) -> Iterator[Resources]:
         yield Resources(store=store, embedder=local_embedder, meter=UsageMeter(), clock=lambda: NOW)
 
 
-def add_session(resources: Resources, session: str, start: datetime, turns: list[tuple[str, str]]) -> list[Message]:
-    """Store a session's turns (speaker, text), a minute apart, and embed them as consolidation would."""
+def add_session(
+    resources: Resources, session: str, start: datetime, turns: list[tuple[str, str]], assistant: str = "",
+) -> list[Message]:
+    """Store a session's turns (speaker, text), a minute apart, and embed them as consolidation would; the
+    `assistant` speaker's turns have the assistant role."""
     messages = [
-        Message(user_id="u1", session_id=session, role=Role.USER, name=who, content=text,
-                created_at=start + timedelta(minutes=n))
+        Message(user_id="u1", session_id=session, role=Role.ASSISTANT if who == assistant else Role.USER,
+                name=who, content=text, created_at=start + timedelta(minutes=n))
         for n, (who, text) in enumerate(turns)
     ]  # fmt: skip
     resources.store.add_messages(messages)
@@ -156,6 +159,25 @@ def test_now_questions_rank_an_overridden_turn_below_the_turn_that_changed_it(re
     assert "Apple" in found[0] and "at Meta" in found[1]
     history = contents(retrieve(resources, "Where did I work as a data scientist?", top_k=2))
     assert "at Meta" in history[0]  # not a question about now: the older turn is not pushed down
+
+
+def test_the_turn_that_overrides_the_matching_one_answers_a_question_about_now(resources):
+    """Only the old turn says "work"; the later turn that overrides it states the current job and takes its
+    match, above the climbing turn that matches through the question it answers ("... outside work?")."""
+    add_session(resources, "s1", NOW - timedelta(days=150), [
+        ("Tom", "Hi! I'm Tom. I work as a data scientist at Meta in San Francisco."),
+        ("Ava", "Nice to meet you, Tom! What do you enjoy outside work?"),
+        ("Tom", "I go rock climbing most weekends, usually at Mission Cliffs."),
+    ], assistant="Ava")  # fmt: skip
+    add_session(resources, "s2", NOW - timedelta(days=5), [
+        ("Tom", "Big news: I left Meta last month and joined Apple as an ML engineer."),
+        ("Ava", "Congratulations on the new role!"),
+        ("Tom", "Thanks! I'm flying to Paris next Friday for a conference."),
+    ], assistant="Ava")  # fmt: skip
+    first = retrieve(resources, "Where do I work now?", top_k=3)["results"][0]
+    assert "Apple" in first.content and first.explain["supersedes"] > 0
+    history = retrieve(resources, "Where did I work as a data scientist?", top_k=3)["results"]
+    assert "at Meta" in history[0].content and all("supersedes" not in i.explain for i in history)
 
 
 def test_when_questions_favour_the_turn_that_dates_the_event(resources):
