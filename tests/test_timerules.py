@@ -12,6 +12,7 @@ import pytest
 from memscope.errors import ValidationError
 from memscope.models import Granularity
 from memscope.timerules import TimeMatch, en, extract_all_times, extract_time, resolve_time_phrase
+from memscope.timerules._calendar import DIGIT, words
 
 pytestmark = pytest.mark.unit
 
@@ -451,14 +452,20 @@ def test_every_rule_gives_an_ordered_range_all_year() -> None:
             assert got.start <= got.end, (phrase, anchor)
 
 
-def test_the_english_gate_passes_every_phrase_a_rule_matches() -> None:
-    """A text that fails `en.GATE` skips the English rules (most queries name no time): every phrase any
-    rule matches in the sentence tables passes the gate, and each rule matches at least one of them."""
+def test_every_phrase_a_rule_matches_holds_one_of_the_rules_words() -> None:
+    """A text with none of a rule's `words` skips that rule (most turns name no time): every phrase any
+    rule matches in the sentence tables holds one of its words, and each rule matches one of them."""
     matched: set[int] = set()
-    more = ["what did I do in the past week?", "how was the past few days", "the week before last"]
+    more = [
+        "what did I do in the past week?", "how was the past few days", "the week before last",
+        "SUNDAY of next week", "back in 2019", "on Sept. 3rd, 2021", "the 8th of Jan", "two YEARS ago",
+    ]  # fmt: skip
     for text in [row[0] for row in ENGLISH + PHRASES] + more:
         for number, rule in enumerate(en.RULES):
+            assert rule.words, rule.pattern.pattern  # each English rule is gated
             for m in rule.pattern.finditer(text):
                 matched.add(number)
-                assert en.GATE.search(m.group(0)), (rule.pattern.pattern, m.group(0))
+                assert rule.may_match(words(m.group(0))), (rule.pattern.pattern, m.group(0))
     assert matched == set(range(len(en.RULES))), "a rule matches no sentence here: add one"
+    assert not any(rule.may_match(words("I sat down with Sam for lunch")) for rule in en.RULES)
+    assert words("Im Jahr 2019") >= {"jahr", DIGIT} and DIGIT not in words("no digits")

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from memscope.errors import ValidationError
 from memscope.models import EventTime, Granularity
 from memscope.timerules import _numeric, en, zh
-from memscope.timerules._calendar import Anchor, Prefer, Rule, at, part_of_day
+from memscope.timerules._calendar import DIGIT, Anchor, Prefer, Rule, at, part_of_day, words
 
 __all__ = ["TimeMatch", "extract_all_times", "extract_query_time", "extract_time", "resolve_time_phrase"]
 
@@ -31,11 +31,10 @@ _MONTH = timedelta(days=31)
 _VAGUE = re.compile(r"recently|lately|最近|近来", re.IGNORECASE)
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
-_DIGIT = re.compile(r"\d")
 _PartHours = Callable[[str], tuple[int, int]]
-# (language, rules, a quick gate the text must pass, part-of-day suffix, its hours)
-_RULE_SETS: tuple[tuple[str, tuple[Rule, ...], re.Pattern[str], re.Pattern[str], _PartHours], ...] = (
-    ("en", en.RULES, en.GATE, en.PART_SUFFIX, en.part_hours),
+# (language, rules, a quick gate the text must pass (None: each rule's words), part-of-day suffix, its hours)
+_RULE_SETS: tuple[tuple[str, tuple[Rule, ...], re.Pattern[str] | None, re.Pattern[str], _PartHours], ...] = (
+    ("en", en.RULES, None, en.PART_SUFFIX, en.part_hours),
     ("zh", zh.RULES, _CJK, zh.PART_SUFFIX, zh.part_hours),
 )
 
@@ -101,16 +100,19 @@ def _narrow(
 
 def _candidates(text: str, a: Anchor) -> list[TimeMatch]:
     found: list[TimeMatch] = []
+    present = words(text)
     for lang, rules, gate, suffix, hours in _RULE_SETS:
-        if not gate.search(text):
+        if gate is not None and not gate.search(text):
             continue
         for rule in rules:
+            if not rule.may_match(present):
+                continue
             for m in rule.pattern.finditer(text):
                 time = _apply(rule, m, a)
                 if time is not None:
                     end, time = _narrow(text, m.end(), time, a, suffix, hours)
                     found.append(TimeMatch(text[m.start() : end], (m.start(), end), time, lang))
-    if _DIGIT.search(text):
+    if DIGIT in present:
         lang = "zh" if _CJK.search(text) else "en"
         for rule in _numeric.RULES:
             for m in rule.pattern.finditer(text):

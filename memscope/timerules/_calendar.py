@@ -44,12 +44,34 @@ class Anchor:
 Handler = Callable[[re.Match[str], Anchor], EventTime | None]
 
 
+DIGIT = "#"  # in a text's `words`: the text has a digit
+_TOKENS = re.compile(r"[^\W_]+")
+_DIGIT = re.compile(r"\d")
+
+
+def words(text: str) -> frozenset[str]:
+    """The text's case-folded words, and DIGIT when it has a digit: what `Rule.words` is checked against."""
+    found = set(_TOKENS.findall(text.casefold()))
+    if _DIGIT.search(text):
+        found.add(DIGIT)
+    return frozenset(found)
+
+
 @dataclass(frozen=True)
 class Rule:
-    """One precompiled pattern and the function turning its match into an event time."""
+    """One precompiled pattern and the function turning its match into an event time.
+
+    `words`: every match holds one of these (case-folded, or DIGIT for a digit), so a text with none of
+    them skips the rule (a regex search per rule per text was most of a turn's 0.3 ms); empty: always run.
+    """
 
     pattern: re.Pattern[str]
     handler: Handler
+    words: frozenset[str] = frozenset()
+
+    def may_match(self, text_words: frozenset[str]) -> bool:
+        """False when the text (given as `words(text)`) cannot hold a match."""
+        return not self.words or not self.words.isdisjoint(text_words)
 
 
 def at(a: Anchor, d: date, hour: int = 0) -> datetime:

@@ -20,7 +20,7 @@ from datetime import date, timedelta
 
 from memscope.models import EventTime
 from memscope.timerules import _calendar as cal
-from memscope.timerules._calendar import Anchor, Rule
+from memscope.timerules._calendar import DIGIT, Anchor, Rule
 
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _MONTHS = (
@@ -218,42 +218,43 @@ _DAY_WORD = (
     r"|this\s+(?:morning|afternoon|evening)|last\s+night|earlier\s+today|later\s+today)\b"
 )
 
-RULES = (
-    Rule(_c(_DAY_WORD), _day_word),
-    Rule(_c(rf"\b{NUM}\s+{UNIT}\s+(?P<dir>ago|from\s+now)\b"), _ago),
-    Rule(_c(rf"\bin\s+{NUM}\s+{UNIT}\b"), _in_n),
-    Rule(_c(rf"\b(?:past|last|previous)\s+{NUM}\s+{UNIT}\b"), _rolling),
-    Rule(_c(r"\bpast\s+(?P<unit>day|week|month|year)\b"), _rolling),
-    Rule(_c(rf"\b{REL}\s+(?P<unit>week|month|year)\b"), _rel_unit),
-    Rule(_c(r"\bthe\s+(?P<unit>week|month)\s+(?P<w>before\s+last|after\s+next)\b"), _unit_before_after),
-    Rule(_c(r"\bthe\s+year\s+(?P<w>before\s+last|after\s+next)\b"), _year_before_after),
-    Rule(_c(r"\b(?P<w>earlier|later)\s+this\s+(?P<unit>week|month|year)\b"), _earlier_later),
-    Rule(_c(rf"\b{REL}\s+{WD}\b"), _rel_weekday),
-    Rule(_c(rf"\b(?:on\s+)?{WD}\s+(?:of\s+)?{REL}\s+week\b"), _weekday_of_week),
-    Rule(_c(rf"\b{REL}\s+week(?:'s)?\s+(?:on\s+)?{WD}\b"), _weekday_of_week),
-    Rule(_c(rf"\b(?:on\s+)?{WD}\b"), _bare_weekday),
-    Rule(_c(rf"\b{REL}\s+weekend\b"), _rel_weekend),
-    Rule(_c(r"\b(?:on|at|over|during)\s+the\s+weekend\b"), _bare_weekend),
-    Rule(_c(rf"\b{REL}\s+{MODIFIER}{FULL_MON}\b"), _rel_month_name),
-    Rule(_c(rf"\b(?:(?:in|during)\s+{MODIFIER}|(?:early|mid|late)[\s-]+){FULL_MON}\b"), _bare_month),
-    Rule(_c(rf"\b(?:(?:in|during)\s+)?{MODIFIER}{MON},?\s+(?:of\s+)?{YEAR}\b"), _month_year),
-    Rule(_c(rf"\b{MON}\s+{DAY_ORD}(?:,?\s+{YEAR})?\b"), _month_day),
-    Rule(_c(rf"\b(?:the\s+)?{DAY_ORD}\s+(?:of\s+)?{MON}(?:,?\s+{YEAR})?\b"), _month_day),
-    Rule(_c(r"\b(?:in|during|back\s+in|the\s+year)\s+(?P<y>(?:19|20)\d\d)(?![\d/-]|\.\d)"), _year),
-    Rule(_c(rf"\b{REL}\s+{SEASON}\b"), _rel_season),
-    Rule(_c(rf"\b(?:in|during|over)\s+(?:the\s+)?{SEASON}\b"), _bare_season),
-    Rule(_c(rf"\b(?:(?:in|during|over)\s+(?:the\s+)?)?{SEASON},?\s+(?:of\s+)?{YEAR}\b"), _season_year),
-    Rule(_c(r"\b(?:a\s+)?(?:few|couple(?:\s+of)?|several)\s+days\s+ago\b|\bthe\s+other\s+day\b"), _few),
-    Rule(_c(r"\b(?:the\s+)?(?:past|last)\s+(?:few|couple(?:\s+of)?|several)\s+days\b"), _past_few),
-    Rule(_c(r"\b(?:recently|lately)\b"), _recently),
-)
+# What each rule's matches must hold (see Rule.words), case-folded.
+_W_DAY = frozenset({"today", "tonight", "tomorrow", "yesterday", "morning", "afternoon", "evening", "night"})
+_W_UNIT = frozenset({"day", "days", "week", "weeks", "month", "months", "year", "years"})
+_W_WEEKDAY = frozenset(_WEEKDAYS)
+_W_MONTH = frozenset(_MONTHS)
+_W_MON = _W_MONTH | {"jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"}
+_W_SEASON = frozenset({"spring", "summer", "autumn", "fall", "winter"})
+_W_DAYS = frozenset({"day", "days"})
 
-# Every rule above needs one of these words or a digit: a text with none skips the rules (most queries).
-GATE = _c(
-    r"\d|\b(?:(?:day|week|weekend|month|year)s?|today|tonight|tomorrow|yesterday|morning|afternoon|evening|night"
-    r"|monday|tuesday|wednesday|thursday|friday|saturday|sunday|spring|summer|autumn|fall|winter|recently|lately"
-    r"|jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
-    r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b"
+RULES = (
+    Rule(_c(_DAY_WORD), _day_word, _W_DAY),
+    Rule(_c(rf"\b{NUM}\s+{UNIT}\s+(?P<dir>ago|from\s+now)\b"), _ago, _W_UNIT),
+    Rule(_c(rf"\bin\s+{NUM}\s+{UNIT}\b"), _in_n, _W_UNIT),
+    Rule(_c(rf"\b(?:past|last|previous)\s+{NUM}\s+{UNIT}\b"), _rolling, _W_UNIT),
+    Rule(_c(r"\bpast\s+(?P<unit>day|week|month|year)\b"), _rolling, _W_UNIT),
+    Rule(_c(rf"\b{REL}\s+(?P<unit>week|month|year)\b"), _rel_unit, _W_UNIT),
+    Rule(_c(r"\bthe\s+(?P<unit>week|month)\s+(?P<w>before\s+last|after\s+next)\b"), _unit_before_after, _W_UNIT),
+    Rule(_c(r"\bthe\s+year\s+(?P<w>before\s+last|after\s+next)\b"), _year_before_after, _W_UNIT),
+    Rule(_c(r"\b(?P<w>earlier|later)\s+this\s+(?P<unit>week|month|year)\b"), _earlier_later, _W_UNIT),
+    Rule(_c(rf"\b{REL}\s+{WD}\b"), _rel_weekday, _W_WEEKDAY),
+    Rule(_c(rf"\b(?:on\s+)?{WD}\s+(?:of\s+)?{REL}\s+week\b"), _weekday_of_week, _W_WEEKDAY),
+    Rule(_c(rf"\b{REL}\s+week(?:'s)?\s+(?:on\s+)?{WD}\b"), _weekday_of_week, _W_WEEKDAY),
+    Rule(_c(rf"\b(?:on\s+)?{WD}\b"), _bare_weekday, _W_WEEKDAY),
+    Rule(_c(rf"\b{REL}\s+weekend\b"), _rel_weekend, frozenset({"weekend"})),
+    Rule(_c(r"\b(?:on|at|over|during)\s+the\s+weekend\b"), _bare_weekend, frozenset({"weekend"})),
+    Rule(_c(rf"\b{REL}\s+{MODIFIER}{FULL_MON}\b"), _rel_month_name, _W_MONTH),
+    Rule(_c(rf"\b(?:(?:in|during)\s+{MODIFIER}|(?:early|mid|late)[\s-]+){FULL_MON}\b"), _bare_month, _W_MONTH),
+    Rule(_c(rf"\b(?:(?:in|during)\s+)?{MODIFIER}{MON},?\s+(?:of\s+)?{YEAR}\b"), _month_year, _W_MON),
+    Rule(_c(rf"\b{MON}\s+{DAY_ORD}(?:,?\s+{YEAR})?\b"), _month_day, _W_MON),
+    Rule(_c(rf"\b(?:the\s+)?{DAY_ORD}\s+(?:of\s+)?{MON}(?:,?\s+{YEAR})?\b"), _month_day, _W_MON),
+    Rule(_c(r"\b(?:in|during|back\s+in|the\s+year)\s+(?P<y>(?:19|20)\d\d)(?![\d/-]|\.\d)"), _year, frozenset({DIGIT})),
+    Rule(_c(rf"\b{REL}\s+{SEASON}\b"), _rel_season, _W_SEASON),
+    Rule(_c(rf"\b(?:in|during|over)\s+(?:the\s+)?{SEASON}\b"), _bare_season, _W_SEASON),
+    Rule(_c(rf"\b(?:(?:in|during|over)\s+(?:the\s+)?)?{SEASON},?\s+(?:of\s+)?{YEAR}\b"), _season_year, _W_SEASON),
+    Rule(_c(r"\b(?:a\s+)?(?:few|couple(?:\s+of)?|several)\s+days\s+ago\b|\bthe\s+other\s+day\b"), _few, _W_DAYS),
+    Rule(_c(r"\b(?:the\s+)?(?:past|last)\s+(?:few|couple(?:\s+of)?|several)\s+days\b"), _past_few, _W_DAYS),
+    Rule(_c(r"\b(?:recently|lately)\b"), _recently, frozenset({"recently", "lately"})),
 )
 
 # Whole-phrase forms too bare to trust inside free text ("2022", "March", "summer", "weekend").

@@ -18,6 +18,8 @@ from memscope.retrieval import RetrievedItem, content_spans, message_embedding_t
 from memscope.stores.base import ScoredMessage, SearchQuery
 from memscope.stores.sqlite import SqliteStore
 from memscope.timerules import extract_query_time
+from memscope.timerules import mentions as mentions_regex
+from memscope.timerules._calendar import words
 from memscope.timerules.mentions import asks_when, mentioned_times, mentions_time
 from memscope.turn_signals import asks_now, overridden_turns
 from memscope.workers.embed_messages import EmbedMessages
@@ -85,6 +87,24 @@ def test_mentions_time_in_any_phrasing():
         assert mentions_time(text), text
     for text in ("I love painting", "What's up?", "Mayor Smith spoke", "我喜欢猫"):
         assert not mentions_time(text), text
+
+
+def test_the_mention_regex_runs_only_on_texts_with_a_time_word_and_misses_none():
+    """`mentions_time` skips its regex unless the text holds one of `_MENTION_WORDS` or a digit: every form
+    the regex knows (each alternative, any case) holds one, and the check alone turns most chat away."""
+    forms = [
+        "I went yesterday", "TODAY", "tonight", "Tomorrow", "long ago", "recently", "Lately", "the other day",
+        "earlier this week", "last summer", "next Weekends", "this coming evening", "past months", "previous year",
+        "coming Thurs", "on Wed", "Satur", "SUNDAY", "since mid-Sept", "back in late sepember", "during 1999",
+        "in 2022", "Aug 3rd", "May 8", "the 8th of December", "12 Jan", "2023-05-08", "3/4/2021", "last night",
+    ]  # fmt: skip
+    for text in forms:
+        match = mentions_regex._MENTION_EN.search(text)
+        assert match is not None, text
+        assert not mentions_regex._MENTION_WORDS.isdisjoint(words(match.group(0))), match.group(0)
+        assert mentions_time(text), text
+    chat = ["I love painting", "Thanks, that means a lot!", "What are you up to?", "Good luck with the move"]
+    assert all(mentions_regex._MENTION_WORDS.isdisjoint(words(text)) for text in chat)
 
 
 def test_mentioned_times_resolve_against_the_message_time():
