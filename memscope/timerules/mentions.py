@@ -1,9 +1,10 @@
 """Cheap time signals for retrieval: does a question ask "when", does a turn say when something happened.
 
 `asks_when` and `mentions_time` are a regex search each (microseconds; `mentions_time` only when a time
-word or a digit is there), so retrieval may run them on every candidate. `mentioned_times` resolves a turn's time expressions against the turn's OWN time
-(its created_at: "yesterday" in a message of 8 May 2023 is 7 May 2023), with the full rules, cached
-per message, since a message's content and time never change.
+word or a digit is there), so retrieval may run them on every candidate. `mentioned_times` resolves a
+turn's time expressions against the turn's OWN time (its created_at: "yesterday" in a message of 8 May
+2023 is 7 May 2023), with the full rules, cached per message, since a message's content and time never
+change.
 """
 
 from __future__ import annotations
