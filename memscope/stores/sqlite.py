@@ -561,7 +561,8 @@ class SqliteStore:
         check_user_id(user_id)
         f = filter or MessageFilter()
         where, params = message_where(user_id, f)
-        hits = self._hybrid("messages", user_id, query, where, params, lambda ix: message_mask(ix, f))
+        rows = self._rows_between(where, params) if f.time_range is not None else None
+        hits = self._hybrid("messages", user_id, query, where, params, lambda ix: message_mask(ix, f), rows)
         found = self._rows_by_id("messages", user_id, [h.id for h in hits], message_from_stored, _MESSAGE_SELECT)
         return [ScoredMessage.of(found[h.id], h) for h in hits if h.id in found]
 
@@ -894,8 +895,10 @@ class SqliteStore:
         where: str,
         params: list[Any],
         mask_of: Callable[[VectorIndex], np.ndarray],
+        rows: tuple[int, int] | None = None,
     ) -> list[FusedHit]:
-        """Run both channels and fuse them, best first."""
+        """Run both channels and fuse them, best first; `rows`: the least and greatest pk `where` selects,
+        which bound the text channel's full-text search (see `_rows_between`)."""
         wanted = max(query.candidates, query.top_k)
         rankings: list[list[str]] = []
         vector_ids: list[str] = []
@@ -911,7 +914,7 @@ class SqliteStore:
                 match = None  # one term in thousands of rows: BM25 cannot rank them, the vector channel does
 
         def text_channel() -> list[str]:
-            return self._text_ids(kind, match or "", where, params, wanted)
+            return self._text_ids(kind, match or "", where, params, wanted, rows)
 
         # Both channels release the GIL (SQLite, BLAS): over a large matrix the text query runs on a helper
         # thread (its own connection) while the vector product runs here; small ones are not worth the hop.
@@ -929,13 +932,28 @@ class SqliteStore:
             return []
         return fuse_channels(vector_ids, text_ids, k=query.rrf_k, top_k=query.top_k, similarity=similarity)
 
-    def _text_ids(self, kind: str, match: str, where: str, params: list[Any], wanted: int) -> list[str]:
-        """The ids BM25 ranks first for a MATCH expression among the rows `where` selects."""
+    def _text_ids(
+        self, kind: str, match: str, where: str, params: list[Any], wanted: int, rows: tuple[int, int] | None = None
+    ) -> list[str]:
+        """The ids BM25 ranks first for a MATCH expression among the rows `where` selects (whose pks lie
+        within `rows`, when given: FTS5 then reads and ranks only that stretch of each term's rows)."""
+        if rows is not None and rows[0] > rows[1]:
+            return []  # `where` selects no row
+        within = f" AND {kind}_fts.rowid BETWEEN ? AND ?" if rows is not None else ""
         sql = (
             f"SELECT m.id FROM {kind}_fts JOIN {kind} m ON m.pk = {kind}_fts.rowid"
-            f" WHERE {kind}_fts MATCH ? AND {where} ORDER BY rank LIMIT ?"  # rank = bm25, sorted inside FTS5
+            f" WHERE {kind}_fts MATCH ?{within} AND {where} ORDER BY rank LIMIT ?"  # rank = bm25, sorted inside FTS5
         )
-        return [r[0] for r in self._conn().execute(sql, [match, *params, wanted]).fetchall()]
+        return [r[0] for r in self._conn().execute(sql, [match, *(rows or ()), *params, wanted]).fetchall()]
+
+    def _rows_between(self, where: str, params: list[Any]) -> tuple[int, int]:
+        """The least and greatest pk of the messages `where` selects ((0, -1): none), read from the (user_id,
+        created_at) index. Turns are mostly written in time order, so a period's turns are one short stretch
+        of pks, and BM25 bounded by it ranks that stretch alone, not every turn with the words (LoCoMo's
+        questions naming a time: 0.59 -> 0.33 ms). A superset bound: the rows `where` selects decide."""
+        sql = f"SELECT min(m.pk), max(m.pk) FROM messages m WHERE {where}"
+        low, high = self._conn().execute(sql, params).fetchone()
+        return (0, -1) if low is None else (low, high)
 
     def _text_ranking(self, kind: str, query: SearchQuery, where: str, params: list[Any]) -> list[str] | None:
         """The text channel of `_hybrid` alone; None when a vector search may stand in for it."""

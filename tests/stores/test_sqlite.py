@@ -29,6 +29,7 @@ from memscope.stores.base import (
     Store,
 )
 from memscope.stores.sqlite import SCHEMA_VERSION, SqliteStore, fts_normalize, fts_query
+from memscope.stores.sqlite_schema import message_where
 from memscope.stores.testing import T0, StoreContractSuite, basis, memory, message, vec
 from memscope.stores.vector_index import apply_rows, empty_index, memory_mask, message_mask, search, top_matches
 
@@ -565,6 +566,32 @@ def test_a_small_index_ranks_by_the_terms_that_can_rank(sqlite_store: SqliteStor
     assert sorted(ranking or []) == ["camp1", "camp2"]
     hits = sqlite_store.search_messages("u", SearchQuery(text="Melanie chat number 7", top_k=3, candidates=3))
     assert hits[0].message.id == "t7"  # a query of rankable terms is unchanged
+
+
+@pytest.mark.unit
+def test_a_time_filtered_text_search_reads_only_the_periods_stretch_of_rows(sqlite_store: SqliteStore) -> None:
+    """BM25 in a period is bounded by the least and greatest pk of the period's turns, and finds what the
+    unbounded search finds, a turn written late (out of time order) included; an empty period runs no MATCH."""
+    turns = [message("u", f"guitar lesson {n}" if n % 3 else f"painting class {n}", id=f"t{n}",
+                     created_at=T0 + timedelta(days=n)) for n in range(90)]  # fmt: skip
+    late = T0 + timedelta(days=10, hours=1)
+    turns.append(message("u", "my first guitar lesson, back then", id="late", created_at=late))
+    sqlite_store.add_messages(turns)
+    statements: list[str] = []
+    sqlite_store._conn().set_trace_callback(statements.append)
+    start, end = T0 + timedelta(days=5), T0 + timedelta(days=15)
+    period = MessageFilter(time_range=TimeRange(start=start, end=end))
+    hits = sqlite_store.search_messages("u", SearchQuery(text="guitar lesson", top_k=20, candidates=20), period)
+    assert all(start <= h.message.created_at < end for h in hits) and "late" in [h.message.id for h in hits]
+    bounded = [s for s in statements if "ORDER BY rank" in s]
+    assert len(bounded) == 1 and "rowid BETWEEN 6 AND 91" in bounded[0]  # t5's pk to the late turn's
+    where, params = message_where("u", period)
+    unbounded = sqlite_store._text_ids("messages", '"guitar" OR "lesson"', where, params, 20)
+    assert len(hits) > 10 and [h.message.id for h in hits] == unbounded  # the same ranking without the bound
+    del statements[:]
+    empty = MessageFilter(time_range=TimeRange(start=T0 - timedelta(days=30), end=T0 - timedelta(days=20)))
+    assert sqlite_store.search_messages("u", SearchQuery(text="guitar", top_k=5), empty) == []
+    assert not [s for s in statements if "ORDER BY rank" in s]
 
 
 @pytest.mark.unit
