@@ -1069,7 +1069,7 @@ class SqliteStore:
             rows, _ = top_matches(sims, mask_of(index), wanted)
 
             def similarity(row_id: str) -> float | None:
-                pos = index.pos.get(row_id)
+                pos = index.ids.position(row_id)
                 return None if pos is None else float(sims[pos])
 
             return [index.ids[r] for r in rows], similarity
@@ -1079,7 +1079,7 @@ class SqliteStore:
         def exact(row_id: str) -> float | None:
             if row_id in found:
                 return found[row_id]
-            pos = index.pos.get(row_id)
+            pos = index.ids.position(row_id)
             return None if pos is None else float(index.matrix[pos] @ q)
 
         return list(found), exact
@@ -1170,7 +1170,7 @@ class SqliteStore:
             saved = self._write_snapshot(key, built)
             with self._lock:
                 current = self._cache.get(key)
-                if current is not None and current.ids[: len(built.ids)] == built.ids:
+                if current is not None and current.ids.extends(built.ids):
                     if current.ann is None or current.ann.version < index.version:
                         self._cache[key] = current = replace(current, ann=built.ann)
                     if saved and current.saved < index.version:
@@ -1186,7 +1186,7 @@ class SqliteStore:
             if self._write_snapshot(key, index):
                 with self._lock:
                     current = self._cache.get(key)
-                    extends = current is not None and current.ids[: len(index.ids)] == index.ids
+                    extends = current is not None and current.ids.extends(index.ids)
                     if current is not None and extends and current.saved < index.version:
                         self._cache[key] = replace(current, saved=index.version)
         finally:

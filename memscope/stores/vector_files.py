@@ -1,11 +1,11 @@
 """Snapshots of the SQLite store's large vector indexes on disk, so a new process need not rebuild them.
 
 A snapshot is a folder beside the database (`<db>-vectors/<kind>-<dim>-<user hash>-v<version>/`):
-the float32 matrix as .npy (memory-mapped on load), the filter columns as .npy, ids and text columns in
-meta.json, and the HNSW graph (memory-mapped too). It is written to a hidden temporary folder and
-renamed into place, so a reader never sees half of one. A snapshot is only a head start: the store
-patches in the rows written after its version, and ignores it when the user was reset since
-(`delete_user`, `clear_embeddings`) or when it belongs to another database file (store id).
+the float32 matrix as .npy (memory-mapped on load), the filter columns as .npy, the ids packed (see
+`vector_ids`), text columns in meta.json, and the HNSW graph (memory-mapped too). It is written to a
+hidden temporary folder and renamed into place, so a reader never sees half of one. A snapshot is only
+a head start: the store patches in the rows written after its version, and ignores it when the user was
+reset since (`delete_user`, `clear_embeddings`) or when it belongs to another database file (store id).
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from memscope.stores.vector_ann import load_graph
-from memscope.stores.vector_index import Positions, VectorIndex
+from memscope.stores.vector_ids import RowIds, read_packed, write_packed
+from memscope.stores.vector_index import VectorIndex
 
 __all__ = ["load_snapshot", "remove_snapshots", "save_snapshot", "snapshot_folder"]
 
-_FORMAT = 1
+_FORMAT = 2  # 1: ids in meta.json (still read)
 
 
 def snapshot_folder(db_path: Path) -> Path:
@@ -67,13 +68,14 @@ def save_snapshot(folder: Path, kind: str, user_id: str, index: VectorIndex, sto
     tmp.mkdir()
     try:
         np.save(tmp / "matrix.npy", np.ascontiguousarray(index.matrix))
+        write_packed(tmp, index.ids)
         for name, column in index.cols.items():
             np.save(tmp / f"col-{name}.npy", column)
         for name, (_, codes) in index.cats.items():
             np.save(tmp / f"cat-{name}.npy", codes)
         meta: dict[str, Any] = {
             "format": _FORMAT, "store_id": store_id, "user_id": user_id, "kind": kind, "version": index.version,
-            "ids": index.ids, "cols": list(index.cols), "cats": {k: v for k, (v, _) in index.cats.items()},
+            "rows": len(index.ids), "cols": list(index.cols), "cats": {k: v for k, (v, _) in index.cats.items()},
             "ann": None if index.ann is None else {"covered": index.ann.covered, "version": index.ann.version},
         }  # fmt: skip
         if index.ann is not None:
@@ -104,9 +106,10 @@ def load_snapshot(folder: Path, kind: str, user_id: str, dim: int, store_id: str
 
 def _read(path: Path, kind: str, user_id: str, store_id: str) -> VectorIndex | None:
     meta = json.loads((path / "meta.json").read_text())
-    if (meta["format"], meta["store_id"], meta["user_id"], meta["kind"]) != (_FORMAT, store_id, user_id, kind):
+    owner = (meta["store_id"], meta["user_id"], meta["kind"])
+    if meta["format"] not in (1, _FORMAT) or owner != (store_id, user_id, kind):
         return None
-    ids: list[str] = meta["ids"]
+    ids = RowIds(meta["ids"] if meta["format"] == 1 else read_packed(path))
     matrix = np.load(path / "matrix.npy", mmap_mode="r")
     cols = {name: np.load(path / f"col-{name}.npy") for name in meta["cols"]}
     cats = {name: (values, np.load(path / f"cat-{name}.npy")) for name, values in meta["cats"].items()}
@@ -115,5 +118,4 @@ def _read(path: Path, kind: str, user_id: str, store_id: str) -> VectorIndex | N
     ann = None
     if meta["ann"] is not None:
         ann = load_graph(path / "graph.usearch", meta["ann"]["covered"], meta["ann"]["version"])
-    pos = Positions(dict(zip(ids, range(len(ids)), strict=True)))  # 1M ids: 0.47 s, a comprehension 0.68
-    return VectorIndex(meta["version"], ids, pos, matrix, cols, cats, ann, saved=meta["version"])
+    return VectorIndex(meta["version"], ids, matrix, cols, cats, ann, saved=meta["version"])

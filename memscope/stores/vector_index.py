@@ -13,7 +13,7 @@ candidates, which are rescored exactly and filtered; a selective filter goes exa
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,12 +22,12 @@ import numpy as np
 from memscope.stores.base import MemoryFilter, MessageFilter
 from memscope.stores.sqlite_rows import span_bounds, to_us
 from memscope.stores.vector_ann import ANN_MIN_ROWS, AnnGraph, ann_available
+from memscope.stores.vector_ids import RowIds
 
 __all__ = [
     "NUMERIC",
     "TIME_ORDER",
     "VECTOR_COLUMNS",
-    "Positions",
     "VectorIndex",
     "apply_rows",
     "empty_index",
@@ -60,7 +60,6 @@ _EXACT_SHARE = 0.05  # a filter letting fewer rows than this share through is se
 _POOL_MIN = 200  # smallest candidate pool asked of the graph
 _POOL_FACTOR = 4  # pool = this many times the wanted count (scaled up by how selective the filter is)
 _MASKS_KEPT = 16  # column masks (`VectorIndex.isin`) kept per index
-_ADDED_KEPT = 1024  # ids added since the base map that `Positions` keeps apart (or an eighth of the base)
 _ROOM_SHARE = 0.1  # a copied matrix keeps room for this share more rows, plus _ROOM_MIN: a small index stays
 _ROOM_MIN = 64  # small (the vector cache's budget counts the room), and copying it is cheap anyway
 
@@ -92,52 +91,12 @@ class RowBuffer:
         return RowBuffer(buf, rows)
 
 
-class Positions(Mapping[str, int]):
-    """Row id -> position in an index: a base map shared by the indexes patched from one another, plus the
-    ids added since. A patch that adds rows copies only those: copying the whole map cost each write ~4 ms
-    at 100k rows (tens at 1M). The added ids are folded into a new base once they are an eighth of it."""
-
-    __slots__ = ("_added", "_base")
-
-    def __init__(self, base: dict[str, int], added: dict[str, int] | None = None) -> None:
-        self._base = base
-        self._added = added or {}
-
-    def __getitem__(self, row_id: str) -> int:
-        found = self._added.get(row_id)
-        return self._base[row_id] if found is None else found
-
-    def get(self, row_id: str, default: Any = None) -> Any:  # type: ignore[override]
-        found = self._added.get(row_id)
-        return self._base.get(row_id, default) if found is None else found
-
-    def __contains__(self, row_id: object) -> bool:
-        return row_id in self._added or row_id in self._base
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._base
-        yield from self._added
-
-    def __len__(self) -> int:
-        return len(self._base) + len(self._added)
-
-    def extended(self, added: dict[str, int]) -> Positions:
-        """These positions plus `added` (ids not yet in them)."""
-        if not added:
-            return self
-        merged = {**self._added, **added}
-        if len(merged) > max(_ADDED_KEPT, len(self._base) // 8):
-            return Positions({**self._base, **merged})
-        return Positions(self._base, merged)
-
-
 @dataclass(frozen=True)
 class VectorIndex:
     """One user's vectors of one dimension, L2-normalised, with the columns filters need."""
 
     version: int
-    ids: list[str]
-    pos: Positions
+    ids: RowIds  # position -> id and id -> position
     matrix: np.ndarray
     cols: dict[str, np.ndarray]  # numbers per row
     cats: dict[str, tuple[list[Any], np.ndarray]]  # text per row as (distinct values, code per row)
@@ -216,8 +175,8 @@ def message_mask(index: VectorIndex, f: MessageFilter) -> np.ndarray:
 
 def _ids_mask(index: VectorIndex, ids: Sequence[str]) -> np.ndarray:
     mask = np.zeros(len(index.ids), dtype=bool)
-    positions = [index.pos[i] for i in ids if i in index.pos]
-    mask[positions] = True
+    positions = [index.ids.position(i) for i in ids]
+    mask[[p for p in positions if p is not None]] = True
     return mask
 
 
@@ -319,7 +278,7 @@ def _scores_of(matrix: np.ndarray, rows: np.ndarray, q: np.ndarray) -> np.ndarra
 def empty_index(dim: int) -> VectorIndex:
     """An index of no rows."""
     cols = {"alive": np.zeros(0, dtype=bool), "stamp": np.zeros(0, dtype=np.int64)}
-    return VectorIndex(0, [], Positions({}), np.zeros((0, dim), dtype=np.float32), cols, {})
+    return VectorIndex(0, RowIds(), np.zeros((0, dim), dtype=np.float32), cols, {})
 
 
 def apply_rows(base: VectorIndex, rows: Sequence[Any], version: int) -> VectorIndex:
@@ -332,11 +291,12 @@ def apply_rows(base: VectorIndex, rows: Sequence[Any], version: int) -> VectorIn
         return replace(base, version=version)
     dim = base.matrix.shape[1]
     usable = [r["embedding"] is not None and r["dim"] == dim for r in rows]
-    added = [r["id"] for r, ok in zip(rows, usable, strict=True) if ok and r["id"] not in base.pos]
-    ids = base.ids + added
-    pos = base.pos.extended({i: n for n, i in enumerate(added, start=len(base.ids))})
-    keep = [n for n, r in enumerate(rows) if r["id"] in pos]
-    where = np.array([pos[rows[n]["id"]] for n in keep], dtype=np.int64)
+    found = [base.ids.position(r["id"]) for r in rows]
+    added = [r["id"] for r, ok, at in zip(rows, usable, found, strict=True) if ok and at is None]
+    ids = base.ids.extended(added)
+    places = [at if at is not None else ids.position(r["id"]) for r, at in zip(rows, found, strict=True)]
+    keep = [n for n, at in enumerate(places) if at is not None]
+    where = np.array([places[n] for n in keep], dtype=np.int64)
     old = len(base.ids)
 
     def grown(array: np.ndarray, fill: Any) -> np.ndarray:
@@ -368,7 +328,7 @@ def apply_rows(base: VectorIndex, rows: Sequence[Any], version: int) -> VectorIn
             per_row = [lookup.setdefault(v, len(lookup)) for v in values]
             cats[name] = (list(lookup), grown(codes, 0))
             cats[name][1][where] = per_row
-    return VectorIndex(version, ids, pos, matrix, cols, cats, base.ann, base.saved, buffer)
+    return VectorIndex(version, ids, matrix, cols, cats, base.ann, base.saved, buffer)
 
 
 def _patched_matrix(

@@ -479,7 +479,7 @@ def test_added_rows_go_into_the_room_of_the_matrix_and_older_indexes_never_see_a
     base = apply_rows(empty_index(8), rows(("a", 0), ("b", 1)), 1)
     grown = apply_rows(base, rows(("c", 2)), 2)
     assert np.shares_memory(grown.matrix, base.matrix) and grown.matrix.shape == (3, 8)
-    assert base.matrix.shape == (2, 8) and base.ids == ["a", "b"]
+    assert base.matrix.shape == (2, 8) and list(base.ids) == ["a", "b"]
     assert grown.matrix == pytest.approx(unit[:3])
     restated = apply_rows(grown, rows(("b", 1), ("d", 3)), 3)  # b rewritten with its vector (a status change)
     assert np.shares_memory(restated.matrix, grown.matrix) and restated.matrix == pytest.approx(unit[:4])
@@ -493,10 +493,10 @@ def test_added_rows_go_into_the_room_of_the_matrix_and_older_indexes_never_see_a
 
 @pytest.mark.unit
 def test_a_patch_that_adds_rows_shares_the_id_map_and_folds_it_when_the_added_ids_grow() -> None:
-    """Each write patches the index: the id -> position map of the rows already there is shared, not copied
-    (at 100k rows the copy was most of a retrieval right after a write); the added ids fold into a new base
-    once they are many. Positions stay right either way, and older indexes never see the newer ids."""
-    from memscope.stores.vector_index import Positions
+    """Each write patches the index: the ids of the rows already there (and their positions) are shared,
+    not copied (at 100k rows the copy was most of a retrieval right after a write); the added ids fold into
+    a new base once they are many. Positions stay right either way, and older indexes never see the newer ids."""
+    from memscope.stores.vector_ids import RowIds
 
     def rows(ids: range) -> list[_Row]:
         return [_Row({"id": f"r{i}", "embedding": np.ones(4, dtype=np.float32).tobytes(), "dim": 4, "created_at": i})
@@ -504,16 +504,22 @@ def test_a_patch_that_adds_rows_shares_the_id_map_and_folds_it_when_the_added_id
 
     base = apply_rows(empty_index(4), rows(range(5000)), 1)
     patched = apply_rows(base, rows(range(5000, 5003)), 2)
-    assert patched.pos._base is base.pos._base and len(patched.pos) == 5003  # shared, three ids beside it
-    assert patched.pos["r5001"] == 5001 and patched.pos.get("r17") == 17 and "r5002" in patched.pos
-    assert "r5001" not in base.pos and base.pos.get("r5001") is None and len(base.pos) == 5000
+    assert patched.ids._base is base.ids._base and len(patched.ids) == 5003  # shared, three ids beside it
+    assert patched.ids.position("r5001") == 5001 and patched.ids.position("r17") == 17 and "r5002" in patched.ids
+    assert "r5001" not in base.ids and base.ids.position("r5001") is None and len(base.ids) == 5000
+    assert patched.ids.extends(base.ids) and not base.ids.extends(patched.ids)
+    forked = apply_rows(base, rows(range(6000, 6003)), 2)  # another patch of base: not patched from `patched`
+    assert not forked.ids.extends(patched.ids) and forked.ids.extends(base.ids)
     grown = patched
     for version, start in enumerate(range(5003, 7003, 500), start=3):
         grown = apply_rows(grown, rows(range(start, start + 500)), version)
-    assert grown.pos._base is not base.pos._base  # 2,000 added ids: folded
-    assert [grown.pos[f"r{i}"] for i in range(0, 7003, 997)] == list(range(0, 7003, 997))
-    assert sorted(grown.pos.values()) == list(range(7003)) and grown.ids[6500] == "r6500"
-    assert Positions({}).extended({"a": 0}).get("a") == 0  # a position of 0 is found, not taken for missing
+    assert grown.ids._base is not base.ids._base  # 2,000 added ids: folded
+    assert grown.ids.extends(patched.ids) and not grown.ids.extends(forked.ids)  # compared id by id
+    assert [grown.ids.position(f"r{i}") for i in range(0, 7003, 997)] == list(range(0, 7003, 997))
+    assert sorted(grown.ids.position(i) for i in grown.ids) == list(range(7003)) and grown.ids[6500] == "r6500"
+    assert RowIds().extended(["a"]).position("a") == 0  # a position of 0 is found, not taken for missing
+    with pytest.raises(IndexError):
+        grown.ids[7003]
 
 
 # -- common terms in a large index -------------------------------------------------------------------------

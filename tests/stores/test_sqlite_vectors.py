@@ -217,3 +217,77 @@ def test_a_memory_mapped_index_stays_cached_beside_the_small_ones(tmp_path: Path
             assert _search(reopened, q)
             reopened.search_messages(USER, SearchQuery(text="hello", embedding=q.tolist()))
         assert len([a for a in loads if a[1] == "memories"]) == 1
+
+
+def test_packed_ids_find_every_id_and_no_other_even_when_hashes_collide(tmp_path: Path, monkeypatch) -> None:
+    """A large snapshot's ids are read in place: the id at a position from the blob, an id's position by
+    its hash. Odd Unicode ids survive, and ids sharing a hash are told apart by comparing them."""
+    from memscope.stores import vector_ids
+
+    ids = ["mem-1", "Tōkyō 東京", "😀", "", "a" * 300, "mem-2", "x\u00e9", "xe\u0301", "mem-10"]
+    monkeypatch.setattr(vector_ids, "_PACKED_ROWS", 1)
+    monkeypatch.setattr(vector_ids, "_hash", lambda encoded: len(encoded) % 3)  # many collisions
+    vector_ids.write_packed(tmp_path, ids)
+    packed = vector_ids.read_packed(tmp_path)
+    assert isinstance(packed, vector_ids.PackedIds)
+    assert [packed[n] for n in range(len(ids))] == ids and packed.decoded() == ids
+    assert [packed.position(i) for i in ids] == list(range(len(ids)))
+    assert packed.position("mem-3") is None and packed.position("missing") is None
+    row_ids = vector_ids.RowIds(packed).extended(["added"])
+    assert row_ids.position("added") == len(ids) and row_ids.position("😀") == 2 and row_ids[1] == "Tōkyō 東京"
+    monkeypatch.setattr(vector_ids, "_PACKED_ROWS", 100)  # few ids: decoded into a list on load
+    assert vector_ids.read_packed(tmp_path) == ids
+    (tmp_path / "ids.bin").write_bytes(b"short")
+    with pytest.raises(ValueError, match="offsets"):
+        vector_ids.read_packed(tmp_path)
+
+
+def test_a_snapshot_with_ids_read_in_place_searches_and_takes_writes_like_a_fresh_build(
+    built: tuple[Path, list[str], np.ndarray, np.ndarray], monkeypatch
+) -> None:
+    """At a million rows, decoding the snapshot's ids into a list and a dict was most of the first query
+    after opening: large snapshots keep them packed. Searches, id filters and writes work as on a list."""
+    from memscope.stores import vector_ids
+
+    path, ids, _stored, queries = built
+    with SqliteStore(path, ann_min_rows=MIN_ROWS) as store:
+        expected = [_search(store, q) for q in queries[:20]]
+    monkeypatch.setattr(vector_ids, "_PACKED_ROWS", MIN_ROWS)
+    with SqliteStore(path, ann_min_rows=MIN_ROWS) as store:
+        assert [_search(store, q) for q in queries[:20]] == expected
+        index = store._cache[("memories", USER, 384)]
+        assert isinstance(index.ids._base, vector_ids.PackedIds)
+        picked = ids[5:900:97]
+        assert set(_search(store, queries[0], MemoryFilter(ids=picked), k=50)) == set(picked)
+        q = queries[3]
+        store.write_memories([memory(USER, "new, right on the query", id="mem-new", embedding=q.tolist())])
+        gone = store.get_memory(USER, expected[3][0])
+        assert gone is not None
+        store.write_memories([gone.model_copy(update={"status": MemoryStatus.EXPIRED})])
+        after = _search(store, q, k=10)
+        assert after[0] == "mem-new" and expected[3][0] not in after and after[1:] == expected[3][1:10]
+        assert isinstance(store._cache[("memories", USER, 384)].ids._base, vector_ids.PackedIds)  # patched in
+
+
+def test_a_snapshot_written_by_the_previous_format_is_still_read(
+    built: tuple[Path, list[str], np.ndarray, np.ndarray],
+) -> None:
+    """Snapshots of format 1 held their ids in meta.json: a store upgraded in place keeps using them."""
+    import json
+
+    path, ids, _stored, queries = built
+    with SqliteStore(path, ann_min_rows=MIN_ROWS) as store:
+        expected = [_search(store, q) for q in queries[:10]]
+    (folder,) = list(snapshot_folder(path).iterdir())
+    meta = json.loads((folder / "meta.json").read_text())
+    packed = (folder / "ids.bin").read_bytes()
+    ends = np.load(folder / "ids-end.npy").tolist()
+    old_ids = [packed[a:b].decode() for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+    assert sorted(old_ids) == sorted(ids)
+    for name in ("ids.bin", "ids-end.npy", "ids-hash.npy", "ids-order.npy"):
+        (folder / name).unlink()
+    del meta["rows"]
+    (folder / "meta.json").write_text(json.dumps({**meta, "format": 1, "ids": old_ids}))
+    with SqliteStore(path, ann_min_rows=MIN_ROWS) as store:
+        assert [_search(store, q) for q in queries[:10]] == expected
+        assert store._cache[("memories", USER, 384)].matrix.base is not None  # from the snapshot, not rebuilt
