@@ -398,7 +398,7 @@ def _timed(
     probes: Sequence[np.ndarray] | None = None, embedder: Any = None, against: Any = None,
 ) -> tuple[list[float], dict[str, list[float]], list[bool], dict[str, list[Any]]]:  # fmt: skip
     """Time one retrieval per question: the wall times (ms), each step's, with OUTSIDE: the time no step
-    accounts for (a parallel group counts as its slowest branch), and whether each question named a time.
+    accounts for (`busy_ms`: steps that ran side by side count once), and whether each question named a time.
     With `against` (a catalog), each question also runs through its retrieve_memory, before the shipped
     one on every other question: its wall times and whether it returned the same items ("paired")."""
     samples: list[float] = []
@@ -420,13 +420,20 @@ def _timed(
                 paired["ms"].append(other[0])
                 paired["same"].append([i.id for i in other[1].items] == [i.id for i in result.items])
             names_time.append(result.query_time is not None)
-            slowest: dict[int, float] = {}
             for step in result.report.steps:
                 steps.setdefault(step.worker, []).append(step.wall_ms)
-                slowest[step.index] = max(slowest.get(step.index, 0.0), step.wall_ms)
-            steps.setdefault(OUTSIDE, []).append(max(0.0, samples[-1] - sum(slowest.values())))
+            steps.setdefault(OUTSIDE, []).append(max(0.0, samples[-1] - busy_ms(result.report.steps)))
             advance()
     return samples, steps, names_time, paired
+
+
+def busy_ms(steps: Sequence[Any]) -> float:
+    """How long at least one of these steps (StepReports) was running: the union of their spans."""
+    total, reached = 0.0, float("-inf")
+    for start, end in sorted((s.start_ms, s.start_ms + s.wall_ms) for s in steps):
+        total += max(0.0, end - max(start, reached))
+        reached = max(reached, end)
+    return total
 
 
 def against_catalog(path: Path) -> Any:

@@ -112,6 +112,20 @@ def test_bench_retrieval_times_the_real_operation(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.unit
+def test_the_time_outside_steps_counts_steps_that_ran_side_by_side_once() -> None:
+    """A parallel group's steps overlap (the query embedding beside BM25) or run in turn on one thread (an
+    in-process store's searches): the time no step accounts for is the run's minus the union of spans."""
+    from benchmarks.retrieval import busy_ms
+    from memscope.engine.report import StepReport
+
+    steps = [StepReport(1, "embed_query", wall_ms=3.0, start_ms=0.1), StepReport(1, "rank_by_text", 1.0, 0.2),
+             StepReport(1, "extract_query_time", 1.0, 1.3), StepReport(2, "search_memories", 0.5, 3.5),
+             StepReport(2, "search_messages", 1.0, 4.0)]  # fmt: skip
+    assert busy_ms(steps) == pytest.approx(3.0 + 1.5)
+    assert busy_ms([]) == 0.0
+
+
 def test_bench_retrieval_times_a_retrieval_after_each_write(tmp_path: Path) -> None:
     out = invoke("retrieval", "--memories", "200", "--queries", "3", "--writes", "4")
     assert out[0]["after_write"]["count"] == 4 and out[0]["after_write"]["p50"] > 0

@@ -15,6 +15,7 @@ class StepReport:
     index: int
     worker: str
     wall_ms: float = 0.0
+    start_ms: float = 0.0  # when it started, after the run started (steps of a group may run side by side)
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0

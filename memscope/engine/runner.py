@@ -110,7 +110,7 @@ class OperationRunner:
         run_id = run_id or new_id()
         report = RunReport(operation=spec.name, run_id=run_id)
         ctx = Context(operation=spec.name, run_id=run_id, values=values, fence=fence, report=report)
-        started = time.perf_counter()
+        started = ctx.started
         limit = self.step_timeout_s if spec.mode == "inline" and not getattr(self._on_pool, "active", False) else None
         if limit is None:
             self._steps(spec, ctx, report, None)
@@ -244,6 +244,7 @@ class OperationRunner:
     ) -> StepReport:
         report = StepReport(index=index, worker=step.worker, branch=branch)
         started = time.perf_counter()
+        report.start_ms = (started - ctx.started) * 1000
         meter = self.resources.meter
         try:
             worker = self._worker(spec, index, step, branch)

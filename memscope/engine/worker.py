@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -73,6 +74,7 @@ class Context:
     notices: list[str] = field(default_factory=list)
     report: RunReport = field(default_factory=lambda: RunReport(operation="", run_id=""))  # the steps so far
     fence: Fence | None = None  # a background job's lease on the user: its store writes pass it on
+    started: float = field(default_factory=time.perf_counter, repr=False)  # the run's start (perf_counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __getitem__(self, name: str) -> Any:

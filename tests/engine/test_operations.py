@@ -178,6 +178,8 @@ def test_store_bound_branches_on_an_in_process_store_run_one_after_another_on_on
     (thread_a, start_a, end_a), (thread_b, start_b, end_b) = result.context["work_a"], result.context["work_b"]
     assert thread_a == thread_b != threading.current_thread().name and end_a <= start_b
     assert [s.branch for s in result.report.steps] == [1, 2, 3]
+    sleep, step_a, step_b = result.report.steps  # each step's span in the run: beside the sleep, in turn
+    assert sleep.start_ms < 100 and step_a.start_ms < 100 and step_b.start_ms >= step_a.start_ms + step_a.wall_ms
     remote = OperationRunner(Resources(store=_Store(in_process=False), meter=UsageMeter()))  # type: ignore[arg-type]
     result = remote.run(spec, {})
     (thread_a, start_a, end_a), (thread_b, start_b, end_b) = result.context["work_a"], result.context["work_b"]
