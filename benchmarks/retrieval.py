@@ -390,6 +390,7 @@ def _scope(store: Any, store_settings: dict[str, Any], embedder: Any) -> Iterato
     settings = {"store": store_settings, "llm": {"backend": "none"}, "rerank": {"backend": "none"}}
     runtime = Runtime(settings, store=store, embedder=embedder, llm=None)
     with MemoryScope(runtime=runtime, background=False) as memory:
+        memory.warm_up()  # as `memscope serve` does before its first request
         yield memory, embedder
 
 
@@ -520,6 +521,7 @@ def run_locomo_latency(data: Path, conversations: int = 1, top_k: int = 10, show
 
             questions = [q.question for q in conv.scored_questions()]
             with MemoryScope(runtime=Runtime(cfg, embedder=model, llm=None), background=False) as memory:
+                memory.warm_up()
                 t0 = time.perf_counter()
                 memory.retrieve(USER, questions[0], top_k=top_k, now=conv.last_date)
                 first_ms = (time.perf_counter() - t0) * 1000

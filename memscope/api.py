@@ -447,10 +447,12 @@ class MemoryScope:
     # -- lifecycle -------------------------------------------------------------------------------
     def warm_up(self) -> None:
         """Load the embedding model now rather than in the first `retrieve` (the local one: ~1 s, and
-        ~5 s the first time on a machine, which builds its graphs); a remote embedder has nothing to load."""
-        warm = getattr(self.runtime.embedder, "warm_up", None)
-        if callable(warm):
-            warm()
+        ~5 s the first time on a machine, which builds its graphs), and what the store's first search
+        needs (SQLite: the vector libraries); a remote embedder has nothing to load."""
+        for part in (self.runtime.embedder, self.runtime.store):
+            warm = getattr(part, "warm_up", None)
+            if callable(warm):
+                warm()
 
     def close(self) -> None:
         """Finish running jobs (queued work stays pending in the store) and close the store."""

@@ -306,6 +306,13 @@ class SqliteStore:
                 ensure_late_indexes(conn)
             self._store_id = leases.ensure_store_id(conn)
 
+    def warm_up(self) -> None:
+        """Load now what the first vector search would load (the graph library, the BLAS thread limit, a
+        part of numpy imported on first use): ~30 ms of the first query after opening otherwise."""
+        limit_blas_to_one_thread()
+        ann_available()
+        np.unique(np.zeros(2, dtype=np.int64))
+
     def close(self) -> None:
         """Release every thread's connection; later calls raise StoreError. Calls other threads have in flight
         are interrupted and waited for (up to the busy timeout): closing a connection under one crashes."""
