@@ -45,6 +45,7 @@ class AnnGraph:
     graph: Any  # usearch.index.Index (keys are row positions)
     covered: int
     version: int
+    mapped: bool = False  # a saved graph, memory-mapped (it holds its file open)
 
     def candidates(self, q: np.ndarray, count: int) -> np.ndarray:
         """Row positions of (about) the `count` nearest rows by inner product, nearest first."""
@@ -103,4 +104,4 @@ def load_graph(path: Path, covered: int, version: int) -> AnnGraph | None:
         return None
     if graph is None or len(graph) != covered:
         return None
-    return AnnGraph(graph, covered, version)
+    return AnnGraph(graph, covered, version, mapped=True)

@@ -120,6 +120,11 @@ class RowIds:
     def __contains__(self, row_id: object) -> bool:
         return isinstance(row_id, str) and self.position(row_id) is not None
 
+    @property
+    def packed(self) -> bool:
+        """Whether these ids are read in place from a snapshot's files (which they hold open)."""
+        return isinstance(self._base, PackedIds)
+
     def position(self, row_id: str) -> int | None:
         """The position of `row_id`, or None."""
         found = self._added_at.get(row_id)

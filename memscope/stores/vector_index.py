@@ -113,6 +113,11 @@ class VectorIndex:
         arrays = [matrix, *self.cols.values(), *(codes for _, codes in self.cats.values())]
         return int(sum(a.nbytes for a in arrays if not isinstance(a, np.memmap)))
 
+    @property
+    def mapped(self) -> bool:
+        """Whether this index reads files of a snapshot in place (each holds a file descriptor open)."""
+        return isinstance(self.matrix, np.memmap) or self.ids.packed or (self.ann is not None and self.ann.mapped)
+
     def isin(self, name: str, values: Sequence[Any]) -> np.ndarray:
         """Rows whose text column `name` is one of `values` (read-only: the last few are kept, as every
         search of a retrieval asks for the same statuses and agent)."""

@@ -318,3 +318,33 @@ def test_warm_up_loads_what_the_first_vector_search_needs(tmp_path: Path) -> Non
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["(False,", "False)", "(True,", "True)"]
+
+
+def test_indexes_reading_snapshots_in_place_are_capped_so_open_files_stay_bounded(tmp_path: Path, monkeypatch) -> None:
+    """A memory-mapped snapshot costs the cache's byte budget almost nothing but holds files open: with
+    many users served by one process, the least recently used of them are dropped past _MAPPED_KEPT
+    (and read again from disk when asked), so open file descriptors stay bounded."""
+    import memscope.stores.sqlite as sqlite_module
+
+    stored, queries = _vectors()
+    path = tmp_path / "many.db"
+    users = [f"user-{n}" for n in range(6)]
+    with SqliteStore(path, ann_min_rows=10**9, snapshot_min_rows=300) as store:
+        for n, user in enumerate(users):
+            vectors = stored[n * 150 : n * 150 + 400]
+            store.write_memories([memory(user, f"turn {i}", embedding=v.tolist()) for i, v in enumerate(vectors)])
+            store.build_vector_index(user)
+    monkeypatch.setattr(sqlite_module, "_MAPPED_KEPT", 2)
+    fds = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    with SqliteStore(path, ann_min_rows=10**9, snapshot_min_rows=300) as store:
+        query = SearchQuery(embedding=queries[0].tolist(), top_k=5, candidates=5)
+        first = {user: [h.memory.id for h in store.search_memories(user, query)] for user in users[:3]}
+        opened = fds()
+        for _ in range(3):
+            for user in users:
+                assert store.search_memories(user, query)
+        assert fds() <= opened + 2  # three more users than the cap: no more files held open
+        mapped = [key for key, index in store._cache.items() if index.mapped]
+        assert [key[1] for key in mapped] == users[-2:]  # the two most recently used
+        again = {user: [h.memory.id for h in store.search_memories(user, query)] for user in users[:3]}
+        assert again == first  # read from disk again, the same answers
