@@ -143,7 +143,7 @@ def _adjacent(
     return [sorted(rows, key=lambda r: (r["created_at"], r["id"])) for rows in found]
 
 _CACHE_BYTES = 512 * 1024 * 1024  # heap bytes of cached indexes (memory-mapped snapshots are not counted)
-_MAPPED_KEPT = 64  # cached indexes reading a snapshot's files in place (2-6 open files each)
+_OPEN_FILES_KEPT = 256  # snapshot files the cached indexes may hold open (a 1M-row index holds 16)
 _PARALLEL_ROWS = 20_000  # from this many vectors, the text query runs beside the vector product
 _STEMS_KEPT = 10_000  # query words whose stem is cached
 SNAPSHOT_MIN_ROWS = 5_000  # below this, reading a user's rows on open takes less than ~50 ms (idle)
@@ -1144,9 +1144,9 @@ class SqliteStore:
         return self._keep(key, index, changed=True)
 
     def _keep(self, key: tuple[str, str, int], index: VectorIndex, *, changed: bool) -> VectorIndex:
-        """Cache `index` (evicting the least recently used past _CACHE_BYTES, or past _MAPPED_KEPT indexes
-        holding a snapshot's files open); start a graph build if it is large and its graph is missing or
-        lags too far behind."""
+        """Cache `index` (evicting the least recently used past _CACHE_BYTES, or while the cached indexes
+        hold more than _OPEN_FILES_KEPT snapshot files open); start a graph build if it is large and its
+        graph is missing or lags too far behind."""
         with self._lock:
             self._cache[key] = index
             self._cache.move_to_end(key)
@@ -1155,9 +1155,13 @@ class SqliteStore:
                 while total > _CACHE_BYTES and len(self._cache) > 1:
                     _, evicted = self._cache.popitem(last=False)
                     total -= evicted.nbytes
-                mapped = [k for k, ix in self._cache.items() if ix.mapped and k != key]  # least recent first
-                for old in mapped[: max(0, len(mapped) + index.mapped - _MAPPED_KEPT)]:
+                files = {k: ix.open_files for k, ix in self._cache.items()}
+                held = sum(files.values())
+                for old in [k for k, n in files.items() if n and k != key]:  # least recently used first
+                    if held <= _OPEN_FILES_KEPT:
+                        break
                     del self._cache[old]  # its mapped bytes are not counted above, but its open files are
+                    held -= files[old]
             job = upkeep(index, self.ann_min_rows, self.snapshot_min_rows) if changed else None
             if job is not None and key not in self._building and not self._closed:
                 self._building.add(key)

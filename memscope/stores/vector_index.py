@@ -22,7 +22,7 @@ import numpy as np
 from memscope.stores.base import MemoryFilter, MessageFilter
 from memscope.stores.sqlite_rows import span_bounds, to_us
 from memscope.stores.vector_ann import ANN_MIN_ROWS, AnnGraph, ann_available
-from memscope.stores.vector_ids import RowIds
+from memscope.stores.vector_ids import PACKED_FILES, RowIds
 
 __all__ = [
     "NUMERIC",
@@ -114,9 +114,11 @@ class VectorIndex:
         return int(sum(a.nbytes for a in arrays if not isinstance(a, np.memmap)))
 
     @property
-    def mapped(self) -> bool:
-        """Whether this index reads files of a snapshot in place (each holds a file descriptor open)."""
-        return isinstance(self.matrix, np.memmap) or self.ids.packed or (self.ann is not None and self.ann.mapped)
+    def open_files(self) -> int:
+        """How many files of a snapshot this index reads in place: each holds a descriptor open while cached."""
+        arrays = [self.matrix, *self.cols.values(), *(codes for _, codes in self.cats.values())]
+        mapped = sum(isinstance(a, np.memmap) for a in arrays) + (self.ann is not None and self.ann.mapped)
+        return mapped + (PACKED_FILES if self.ids.packed else 0)
 
     def isin(self, name: str, values: Sequence[Any]) -> np.ndarray:
         """Rows whose text column `name` is one of `values` (read-only: the last few are kept, as every

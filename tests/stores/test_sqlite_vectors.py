@@ -259,6 +259,8 @@ def test_a_snapshot_with_ids_read_in_place_searches_and_takes_writes_like_a_fres
         assert [_search(store, q) for q in queries[:20]] == expected
         index = store._cache[("memories", USER, 384)]
         assert isinstance(index.ids._base, vector_ids.PackedIds)
+        assert isinstance(index.cols["stamp"], np.memmap)  # a large snapshot's columns too are read as touched
+        assert index.open_files == 1 + len(index.cols) + len(index.cats) + 1 + vector_ids.PACKED_FILES  # + graph
         picked = ids[5:900:97]
         assert set(_search(store, queries[0], MemoryFilter(ids=picked), k=50)) == set(picked)
         q = queries[3]
@@ -322,7 +324,7 @@ def test_warm_up_loads_what_the_first_vector_search_needs(tmp_path: Path) -> Non
 
 def test_indexes_reading_snapshots_in_place_are_capped_so_open_files_stay_bounded(tmp_path: Path, monkeypatch) -> None:
     """A memory-mapped snapshot costs the cache's byte budget almost nothing but holds files open: with
-    many users served by one process, the least recently used of them are dropped past _MAPPED_KEPT
+    many users served by one process, the least recently used of them are dropped past _OPEN_FILES_KEPT
     (and read again from disk when asked), so open file descriptors stay bounded."""
     import memscope.stores.sqlite as sqlite_module
 
@@ -334,7 +336,7 @@ def test_indexes_reading_snapshots_in_place_are_capped_so_open_files_stay_bounde
             vectors = stored[n * 150 : n * 150 + 400]
             store.write_memories([memory(user, f"turn {i}", embedding=v.tolist()) for i, v in enumerate(vectors)])
             store.build_vector_index(user)
-    monkeypatch.setattr(sqlite_module, "_MAPPED_KEPT", 2)
+    monkeypatch.setattr(sqlite_module, "_OPEN_FILES_KEPT", 2)  # these hold one file each: the matrix
     fds = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
     with SqliteStore(path, ann_min_rows=10**9, snapshot_min_rows=300) as store:
         query = SearchQuery(embedding=queries[0].tolist(), top_k=5, candidates=5)
@@ -344,7 +346,7 @@ def test_indexes_reading_snapshots_in_place_are_capped_so_open_files_stay_bounde
             for user in users:
                 assert store.search_memories(user, query)
         assert fds() <= opened + 2  # three more users than the cap: no more files held open
-        mapped = [key for key, index in store._cache.items() if index.mapped]
+        mapped = [key for key, index in store._cache.items() if index.open_files]
         assert [key[1] for key in mapped] == users[-2:]  # the two most recently used
         again = {user: [h.memory.id for h in store.search_memories(user, query)] for user in users[:3]}
         assert again == first  # read from disk again, the same answers
