@@ -119,6 +119,7 @@ def run_demo(
                 console.print("  notice: " + escape(notice))
             outcome["memories"] = _print_memories(memory, console)
             outcome["profile"], outcome["beliefs"] = _print_profile(memory, console)
+            memory.warm_up()  # the query model and vector libraries load here, not in the first timed question
             outcome["answers"] = _print_retrieval(memory, console)
             stats = memory.stats(USER)
             console.print(f"pending messages: {stats['pending_messages']} of {stats['total_messages']}")

@@ -43,10 +43,19 @@ def _config(tmp_path: Path, server: ScriptedServer | None) -> dict[str, Any]:
     return cfg
 
 
-def test_demo_questions_before_consolidation(tmp_path: Path) -> None:
+def test_demo_questions_before_consolidation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memscope.api import MemoryScope
+
+    calls: list[str] = []
+    warm_up, retrieve = MemoryScope.warm_up, MemoryScope.retrieve
+    monkeypatch.setattr(MemoryScope, "warm_up", lambda self: calls.append("warm_up") or warm_up(self))
+    monkeypatch.setattr(
+        MemoryScope, "retrieve", lambda self, *a, **k: calls.append("retrieve") or retrieve(self, *a, **k)
+    )
     outcome = run_demo(_config(tmp_path, None), console=Console(file=io.StringIO()))
     assert outcome["skipped"] and outcome["stats"]["pending_messages"] == 9
     assert_demo_answers(outcome["answers"])
+    assert calls.index("warm_up") < calls.index("retrieve")  # it prints a warm process's latencies, not loading
 
 
 def _resolve(body: dict[str, Any]) -> dict[str, Any]:
