@@ -57,8 +57,13 @@ class PackedIds:
 
     def decoded(self) -> list[str]:
         """Every id, in position order."""
-        ends = self._ends.tolist()
-        return [self._blob[a:b].decode() for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        return _decode(self._blob, self._ends)
+
+
+def _decode(blob: bytes | mmap.mmap, ends: np.ndarray) -> list[str]:
+    """The ids packed in `blob`, each ending at its offset in `ends`."""
+    stops = ends.tolist()
+    return [blob[a:b].decode() for a, b in zip([0, *stops[:-1]], stops, strict=True)]
 
 
 def write_packed(folder: Path, ids: Iterable[str]) -> None:
@@ -80,7 +85,7 @@ def read_packed(folder: Path) -> list[str] | PackedIds:
     if path.stat().st_size != size:
         raise ValueError(f"{path} holds {path.stat().st_size} bytes, its offsets {size}")
     if len(ends) < _PACKED_ROWS:
-        return PackedIds(path.read_bytes(), ends, np.zeros(0, np.uint64), np.zeros(0, np.int64)).decoded()
+        return _decode(path.read_bytes(), ends)
     with path.open("rb") as file:
         blob = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
     hashes = np.load(folder / "ids-hash.npy", mmap_mode="r")
