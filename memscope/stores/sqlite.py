@@ -104,6 +104,7 @@ from memscope.stores.vector_index import (
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "fts_normalize", "fts_query"]
 
 _MESSAGE_SELECT = ", ".join(MESSAGE_COLUMNS)
+_MEMORY_SELECT = ", ".join(MEMORY_COLUMNS)  # the order memory_from_stored reads
 _MEMORY_SELECT_NO_VECTOR = ", ".join("NULL AS embedding" if c == "embedding" else c for c in MEMORY_COLUMNS)
 _NEIGHBOUR_ANCHORS_PER_QUERY = 100  # two SELECTs each: under SQLite's 500 terms of a compound SELECT
 
@@ -442,7 +443,7 @@ class SqliteStore:
                 earlier = [r for r in rows if (r["created_at"], r["id"]) < key]
                 later = [r for r in rows if (r["created_at"], r["id"]) > key and r["id"] not in added]
                 pk, row, message = added[anchor[0]]
-                replied = replied_turn_text(message_from_stored(earlier[-1])) if earlier else ""
+                replied = replied_turn_text(message_from_stored(earlier[-1][1:])) if earlier else ""
                 conn.execute(
                     "INSERT INTO messages_fts (rowid, body, context) VALUES (?, ?, ?)",
                     (pk, fts_normalize(message_body(row)), fts_normalize(replied)),
@@ -614,7 +615,7 @@ class SqliteStore:
                 return out
             found = _adjacent(conn, user_id, anchors, before, after)
         for (mid, *_rest), rows in zip(anchors, found, strict=True):
-            out[mid] = [message_from_stored(r) for r in rows]
+            out[mid] = [message_from_stored(r[1:]) for r in rows]  # r[0]: the anchor's position
         return out
 
     # -- identity and per-user leases ----------------------------------------------------------------
@@ -784,7 +785,7 @@ class SqliteStore:
         f = filter or MemoryFilter()
         where, params = memory_where(user_id, f)
         hits = self._hybrid("memories", user_id, query, where, params, lambda ix: memory_mask(ix, f))
-        columns = "*" if query.with_vectors else _MEMORY_SELECT_NO_VECTOR
+        columns = _MEMORY_SELECT if query.with_vectors else _MEMORY_SELECT_NO_VECTOR
         found = self._rows_by_id("memories", user_id, [h.id for h in hits], memory_from_stored, columns)
         return [ScoredMemory.of(found[h.id], h) for h in hits if h.id in found]
 
@@ -800,14 +801,14 @@ class SqliteStore:
     def _rows_by_id(
         self, kind: str, user_id: str, ids: list[str], convert: Callable[[Any], T], columns: str = "*"
     ) -> dict[str, T]:
-        """This user's rows of `kind` with these ids (these columns), converted, by id."""
+        """This user's rows of `kind` with these ids (these columns, the id first), converted, by id."""
         if not ids:
             return {}
         rows = self._conn().execute(
             f"SELECT {columns} FROM {kind} WHERE +user_id = ? AND id IN (SELECT value FROM json_each(?))",
             (user_id, to_json(ids)),
         )
-        return {r["id"]: convert(r) for r in rows.fetchall()}
+        return {r[0]: convert(r) for r in rows.fetchall()}
 
     @_mapped
     def touch_memories(self, user_id: str, memory_ids: Sequence[str], at: datetime) -> None:

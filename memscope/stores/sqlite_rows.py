@@ -176,10 +176,19 @@ def _json(text: str) -> Any:
     return empty() if empty is not None else json.loads(text)
 
 
-def memory_from_stored(row: sqlite3.Row) -> MemoryNode:
-    """`_memory_from_row` without re-validation, for rows this store wrote (validated then): the hot path."""
-    blob = row["embedding"]
-    event = row["event_time"]
+_MEMORY_TYPES = {t.value: t for t in MemoryType}  # an enum by value from a dict: a third of Enum(value)'s time
+_STATUSES = {s.value: s for s in MemoryStatus}
+_ROLES = {r.value: r for r in Role}
+
+
+def memory_from_stored(values: Sequence[Any]) -> MemoryNode:
+    """A MemoryNode, without re-validation, from a row this store wrote (validated then): the hot path.
+
+    `values` are the columns of `MEMORY_COLUMNS`, in that order (a row's columns read by position: by
+    name, sqlite3.Row compares the name with each column's in turn, half of a 50-row search's conversion)."""
+    (id_, user_id, agent_id, memory_type, content, key, blob, _dim, status, event, _start, _end, created,
+     updated, message_ids, memory_ids, superseded_by, importance, access_count, last, metadata, reflected,
+     _version) = values  # fmt: skip
     if event is not None:
         data = json.loads(event)
         event = _trusted(EventTime, {
@@ -187,44 +196,44 @@ def memory_from_stored(row: sqlite3.Row) -> MemoryNode:
             "end": datetime.fromisoformat(data["end"]),
             "granularity": Granularity(data["granularity"]),
         })  # fmt: skip
-    last = row["last_accessed_at"]
     return _trusted(MemoryNode, dict(
-        id=row["id"],
-        user_id=row["user_id"],
-        agent_id=row["agent_id"],
-        memory_type=MemoryType(row["memory_type"]),
-        content=row["content"],
-        key=row["key"],
+        id=id_,
+        user_id=user_id,
+        agent_id=agent_id,
+        memory_type=_MEMORY_TYPES.get(memory_type) or MemoryType(memory_type),
+        content=content,
+        key=key,
         embedding=None if blob is None else np.frombuffer(blob, dtype=np.float32).tolist(),  # exact in float64
-        status=MemoryStatus(row["status"]),
+        status=_STATUSES.get(status) or MemoryStatus(status),
         event_time=event,
-        created_at=from_us(row["created_at"]),
-        updated_at=from_us(row["updated_at"]),
-        source_message_ids=_json(row["source_message_ids"]),
-        source_memory_ids=_json(row["source_memory_ids"]),
-        superseded_by=row["superseded_by"],
-        importance=float(row["importance"]),
-        access_count=int(row["access_count"]),
-        last_accessed_at=None if last is None else from_us(last),
-        metadata=_json(row["metadata"]),
-        reflected_at=_from_us_or_none(row["reflected_at"]),
+        created_at=_EPOCH + timedelta(microseconds=created),
+        updated_at=_EPOCH + timedelta(microseconds=updated),
+        source_message_ids=_json(message_ids),
+        source_memory_ids=_json(memory_ids),
+        superseded_by=superseded_by,
+        importance=float(importance),
+        access_count=int(access_count),
+        last_accessed_at=None if last is None else _EPOCH + timedelta(microseconds=last),
+        metadata=_json(metadata),
+        reflected_at=None if reflected is None else _EPOCH + timedelta(microseconds=reflected),
     ))  # fmt: skip
 
 
-def message_from_stored(row: sqlite3.Row) -> Message:
-    """`_message_from_row` without re-validation, for rows this store wrote: the hot path."""
-    done = row["consolidated_at"]
+def message_from_stored(values: Sequence[Any]) -> Message:
+    """A Message, without re-validation, from a row this store wrote: the hot path. `values` are the
+    columns of `MESSAGE_COLUMNS`, in that order (see `memory_from_stored`)."""
+    id_, user_id, agent_id, session_id, role, content, name, created, metadata, done = values
     return _trusted(Message, dict(
-        id=row["id"],
-        user_id=row["user_id"],
-        agent_id=row["agent_id"],
-        session_id=row["session_id"],
-        role=Role(row["role"]),
-        content=row["content"],
-        name=row["name"],
-        created_at=from_us(row["created_at"]),
-        metadata=_json(row["metadata"]),
-        consolidated_at=None if done is None else from_us(done),
+        id=id_,
+        user_id=user_id,
+        agent_id=agent_id,
+        session_id=session_id,
+        role=_ROLES.get(role) or Role(role),
+        content=content,
+        name=name,
+        created_at=_EPOCH + timedelta(microseconds=created),
+        metadata=_json(metadata),
+        consolidated_at=None if done is None else _EPOCH + timedelta(microseconds=done),
     ))  # fmt: skip
 
 

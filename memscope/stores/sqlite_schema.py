@@ -180,7 +180,7 @@ def migrate_v4_reply_context(conn: sqlite3.Connection) -> None:
         values = []
         for row in page:
             same = previous is not None and all(row[c] == previous[c] for c in ("user_id", "agent_id", "session_id"))
-            context = replied_turn_text(message_from_stored(previous)) if same and previous is not None else ""
+            context = replied_turn_text(message_from_stored(previous[1:])) if same and previous is not None else ""
             body = message_body({"name": row["name"], "content": row["content"]})
             values.append((row["pk"], fts_normalize(body), fts_normalize(context)))
             previous = row

@@ -180,6 +180,45 @@ def test_stale_copy_neither_records_an_event_nor_undoes_a_touch(sqlite_store: Sq
     assert stored.last_accessed_at == T0 + timedelta(days=1)
 
 
+@pytest.mark.unit
+def test_search_reads_rows_back_as_the_validated_path_does(sqlite_store: SqliteStore) -> None:
+    """The hot path reads a row's columns by position: every field must land where the validated path puts it."""
+    from memscope.models import EventTime, Granularity, MemoryType, Role
+
+    node = memory(
+        "u", "Tom hikes in Yosemite", memory_type=MemoryType.INSIGHT, key="hobby", embedding=vec(1, 2),
+        event_time=EventTime(start=T0, end=T0 + timedelta(days=7), granularity=Granularity.WEEK),
+        updated_at=T0 + timedelta(hours=1), source_message_ids=["m-1", "m-2"], source_memory_ids=["n-1"],
+        superseded_by="n-9", importance=0.7, metadata={"tag": "✓ 用户", "n": [1, 2]},
+        reflected_at=T0 + timedelta(days=2),
+    )  # fmt: skip
+    sqlite_store.write_memories([node])
+    sqlite_store.touch_memories("u", [node.id], T0 + timedelta(days=3))
+    stored = sqlite_store.get_memory("u", node.id)  # built and validated field by field, by name
+    assert stored is not None and stored.access_count == 1
+    everything = MemoryFilter(statuses=list(MemoryStatus))
+    for with_vectors in (True, False):
+        query = SearchQuery(text="Yosemite", embedding=vec(1, 2), with_vectors=with_vectors)
+        [hit] = sqlite_store.search_memories("u", query, everything)
+        expected = stored if with_vectors else stored.model_copy(update={"embedding": None})
+        assert hit.memory.model_dump() == expected.model_dump()
+
+    turns = [
+        message("u", "How was Yosemite?", role=Role.ASSISTANT, session_id="s", name="Bot", metadata={"k": "v"}),
+        message("u", "Great, we hiked Half Dome", session_id="s", created_at=T0 + timedelta(minutes=1)),
+    ]
+    sqlite_store.add_messages(turns)
+    sqlite_store.mark_consolidated("u", [turns[0].id], T0 + timedelta(hours=1))
+    validated = {m.id: m.model_dump() for m in sqlite_store.messages_without_embedding("u")}
+    assert len(validated) == 2
+    [hit] = sqlite_store.search_messages("u", SearchQuery(text="Half Dome"))
+    assert hit.message.model_dump() == validated[turns[1].id]
+    assert [m.model_dump() for m in sqlite_store.list_messages("u")] == list(validated.values())
+    assert [m.model_dump() for m in sqlite_store.message_neighbours("u", [turns[1].id])[turns[1].id]] == [
+        validated[turns[0].id]
+    ]
+
+
 # -- vectors -----------------------------------------------------------------------------------------------
 
 
