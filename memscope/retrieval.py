@@ -29,6 +29,7 @@ __all__ = [
     "query_now",
     "search_text",
     "search_with_period",
+    "searches_side_by_side",
     "top_k_of",
     "wants_messages",
 ]
@@ -221,6 +222,16 @@ def merge_time_hits(hits: list[H], time_hits: list[H], key: Callable[[H], str]) 
     return sorted(merged, key=lambda h: h.score, reverse=True)
 
 
+def searches_side_by_side(worker: Worker, kind: str, user_id: str, vector: Sequence[float] | None) -> bool:
+    """Whether a retrieval's open and time-filtered searches of `kind` run at once: on a networked store
+    (their round trips overlap), and on an in-process store that says its searches of this user spend
+    most of their time outside the GIL (`searches_overlap`: SqliteStore over a large vector index)."""
+    if worker.overlaps():
+        return True
+    overlap = getattr(worker.resources.store, "searches_overlap", None)
+    return vector is not None and callable(overlap) and bool(overlap(kind, user_id, len(vector)))
+
+
 def search_with_period(
     search: Callable[[SearchQuery, F], list[H]],
     open_search: tuple[SearchQuery, F],
@@ -230,9 +241,9 @@ def search_with_period(
     side_by_side: bool,
 ) -> list[H]:
     """`search(query, filter)` for the open search and, when given, the time-filtered one, merged (see
-    `merge_time_hits`). `side_by_side` (a networked store: Elasticsearch) runs the time-filtered one on a
-    helper thread meanwhile, so the two round trips overlap; an in-process store runs them in turn, as
-    side by side they only take turns at the GIL (LoCoMo questions naming a time: +0.25 ms)."""
+    `merge_time_hits`). `side_by_side` (see `searches_side_by_side`) runs the time-filtered one on a helper
+    thread meanwhile, so the two round trips overlap; small in-process searches run in turn, as side by
+    side they only take turns at the GIL (LoCoMo questions naming a time: +0.25 ms)."""
     if period_search is None:
         return search(*open_search)
     if not side_by_side:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from memscope.engine import Context, Worker, WorkerParams, worker
-from memscope.retrieval import memory_search, search_with_period
+from memscope.retrieval import memory_search, search_with_period, searches_side_by_side
 
 
 @worker("search_memories")
@@ -47,5 +47,5 @@ class SearchMemories(Worker):
             (replace(query, text_ranking=ranking) if query.text else query, where),
             period if query_time is not None and n > 0 else None,
             key=lambda h: h.memory.id,
-            side_by_side=self.overlaps(),  # a networked store: the two round trips overlap
+            side_by_side=searches_side_by_side(self, "memories", user_id, query.embedding),
         )

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from memscope.engine import Context, Worker, WorkerParams, worker
 from memscope.models import Role
-from memscope.retrieval import message_search, search_with_period
+from memscope.retrieval import message_search, search_with_period, searches_side_by_side
 
 
 @worker("search_messages")
@@ -48,7 +48,7 @@ class SearchMessages(Worker):
             (replace(query, text_ranking=ranking) if query.text else query, where),
             period if query_time is not None and n > 0 else None,
             key=lambda h: h.message.id,
-            side_by_side=self.overlaps(),  # a networked store: the two round trips overlap
+            side_by_side=searches_side_by_side(self, "messages", user_id, query.embedding),
         )
         roles = set(self.params.roles)
         ctx["message_hits"] = [h for h in hits if h.message.role in roles]

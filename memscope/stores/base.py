@@ -161,7 +161,11 @@ class Store(Protocol):
 
     An implementation may set a class attribute `in_process = True` when its calls run in the caller's
     process, mostly as Python work (SQLite); parallel groups then run store-bound steps one after another
-    (`Worker.overlaps`). Without it, store calls count as waits outside the GIL (a network store)."""
+    (`Worker.overlaps`). Without it, store calls count as waits outside the GIL (a network store). Such a
+    store may also answer `searches_overlap(kind, user_id, dim) -> bool`: True when one user's searches do
+    spend most of their time outside the GIL (SQLite over a large vector index), so a retrieval's open and
+    time-filtered searches run side by side (`retrieval.searches_side_by_side`); and `warm_up()`, which
+    `MemoryScope.warm_up` calls."""
 
     # -- embedding space ---------------------------------------------------------------------------
     def check_embedding_model(self, model: str, dim: int) -> None:

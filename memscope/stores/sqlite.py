@@ -315,6 +315,15 @@ class SqliteStore:
         ann_available()
         np.unique(np.zeros(2, dtype=np.int64))
 
+    def searches_overlap(self, kind: str, user_id: str, dim: int) -> bool:
+        """Whether two searches of this user's `kind` (vectors of `dim`) gain from running side by side: over
+        a large cached index (_PARALLEL_ROWS+) most of a search is SQLite, BLAS and the graph, outside the
+        GIL (a time-filtered memory search at 100k: 0.7 ms less at the median); over a small one they
+        would only take turns at the GIL."""
+        with self._lock:
+            index = self._cache.get((kind, user_id, dim))
+        return index is not None and len(index.ids) >= _PARALLEL_ROWS
+
     def close(self) -> None:
         """Release every thread's connection; later calls raise StoreError. Calls other threads have in flight
         are interrupted and waited for (up to the busy timeout): closing a connection under one crashes."""
