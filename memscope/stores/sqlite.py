@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -146,12 +146,22 @@ def _adjacent(
 _CACHE_BYTES = 512 * 1024 * 1024  # heap bytes of cached indexes (memory-mapped snapshots are not counted)
 _OPEN_FILES_KEPT = 256  # snapshot files the cached indexes may hold open (a 1M-row index holds 16)
 _PARALLEL_ROWS = 20_000  # from this many vectors, the text query runs beside the vector product
+_PERIOD_POSTINGS = 5_000  # the most rows of its terms a time-filtered memory search ranks by BM25 (~1.5 ms)
 _STEMS_KEPT = 10_000  # query words whose stem is cached
 SNAPSHOT_MIN_ROWS = 5_000  # below this, reading a user's rows on open takes less than ~50 ms (idle)
 _SIMS_KEPT = 4  # recent query-vector similarity arrays kept (a retrieval searches twice with one vector)
 _PLANS_KEPT = 256  # recent text-query plans kept (a retrieval plans its words twice per kind)
 _COUNTS_SLACK = 0.005  # a term's row count (and a plan made from counts) is kept until the index grows by this
 _COUNTS_SLACK_ROWS = 16  # ... or by this many rows, whichever is more
+
+
+class _TextMatch(NamedTuple):
+    """A query's FTS5 MATCH expression (None: no term), whether a vector search can stand in for it, and
+    the rows FTS5 reads for it: its terms' document counts summed (a CJK phrase's unknown count left out)."""
+
+    match: str | None
+    vector_suffices: bool
+    rows: int
 
 
 def _still_counts(counted_at: int, rows: int) -> bool:
@@ -219,7 +229,7 @@ class SqliteStore:
         self._cache: OrderedDict[tuple[str, str, int], VectorIndex] = OrderedDict()
         self._sims: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
         self._stem_cache: OrderedDict[str, str] = OrderedDict()
-        self._plans: OrderedDict[tuple[str, tuple[str, ...]], tuple[int, tuple[str | None, bool]]] = OrderedDict()
+        self._plans: OrderedDict[tuple[str, tuple[str, ...]], tuple[int, _TextMatch]] = OrderedDict()
         self._counts: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()  # (kind, stem): (rows, of)
         self._pool: ThreadPoolExecutor | None = None
         self._graph_pool: ThreadPoolExecutor | None = None
@@ -793,7 +803,12 @@ class SqliteStore:
         check_user_id(user_id)
         f = filter or MemoryFilter()
         where, params = memory_where(user_id, f)
-        hits = self._hybrid("memories", user_id, query, where, params, lambda ix: memory_mask(ix, f))
+        # A memory's time is an overlap of two times, which cannot bound FTS5's reads as a pk range bounds
+        # a period of messages (_rows_between): BM25 would rank every row of the terms and keep the period's
+        # (11 ms of a time-filtered search over 1M memories); past _PERIOD_POSTINGS, the period's vector
+        # search stands alone (the open search's text channel still ranks all rows).
+        postings = _PERIOD_POSTINGS if f.time_range is not None else None
+        hits = self._hybrid("memories", user_id, query, where, params, lambda ix: memory_mask(ix, f), None, postings)
         columns = _MEMORY_SELECT if query.with_vectors else _MEMORY_SELECT_NO_VECTOR
         found = self._rows_by_id("memories", user_id, [h.id for h in hits], memory_from_stored, columns)
         return [ScoredMemory.of(found[h.id], h) for h in hits if h.id in found]
@@ -914,9 +929,12 @@ class SqliteStore:
         params: list[Any],
         mask_of: Callable[[VectorIndex], np.ndarray],
         rows: tuple[int, int] | None = None,
+        postings: int | None = None,
     ) -> list[FusedHit]:
         """Run both channels and fuse them, best first; `rows`: the least and greatest pk `where` selects,
-        which bound the text channel's full-text search (see `_rows_between`)."""
+        which bound the text channel's full-text search (see `_rows_between`); `postings`: with a vector,
+        the text channel runs only while its terms' rows (what FTS5 reads, whatever `where` keeps) are at
+        most this many."""
         wanted = max(query.candidates, query.top_k)
         rankings: list[list[str]] = []
         vector_ids: list[str] = []
@@ -927,8 +945,8 @@ class SqliteStore:
             text_ids = list(query.text_ranking)[:wanted]
             rankings.append(text_ids)
         else:
-            match, vector_suffices = self._text_match(kind, query.text)
-            if vector_suffices and query.embedding is not None:
+            match, vector_suffices, read = self._text_match(kind, query.text)
+            if query.embedding is not None and (vector_suffices or (postings is not None and read > postings)):
                 match = None  # one term in thousands of rows: BM25 cannot rank them, the vector channel does
 
         def text_channel() -> list[str]:
@@ -975,23 +993,24 @@ class SqliteStore:
 
     def _text_ranking(self, kind: str, query: SearchQuery, where: str, params: list[Any]) -> list[str] | None:
         """The text channel of `_hybrid` alone; None when a vector search may stand in for it."""
-        match, vector_suffices = self._text_match(kind, query.text)
+        match, vector_suffices, _ = self._text_match(kind, query.text)
         if match is None:
             return []
         if vector_suffices:
             return None  # whether it does depends on the query vector: the search decides
         return self._text_ids(kind, match, where, params, max(query.candidates, query.top_k))
 
-    def _text_match(self, kind: str, text: str | None) -> tuple[str | None, bool]:
-        """The MATCH expression of a query, and whether a vector search can stand in for it: terms that
-        cannot rank, and in a large index unselective ones, are left out (see `sqlite_fts.plan_text_query`)."""
+    def _text_match(self, kind: str, text: str | None) -> _TextMatch:
+        """The MATCH expression of a query, whether a vector search can stand in for it, and how many rows
+        its terms are in: terms that cannot rank, and in a large index unselective ones, are left out (see
+        `sqlite_fts.plan_text_query`)."""
         terms = query_terms(text)
         if not terms:
-            return None, False
+            return _TextMatch(None, False, 0)
         conn = self._conn()
         total = conn.execute(f"SELECT max(pk) FROM {kind}").fetchone()[0] or 0  # rows ever written: a bound
         if total <= UNSELECTIVE_ROWS and (len(terms) == 1 or total == 0):
-            return fts_query(None, terms=terms), False  # a small index keeps a lone term
+            return _TextMatch(fts_query(None, terms=terms), False, total)  # a small index keeps a lone term
         # Kept while the index grows by less than _COUNTS_SLACK (see _still_counts): the text and
         # time-filtered searches of one retrieval plan the same words, and at 100k rows the document counts
         # and the AND probe cost 1-2 ms (at 400 rows, 0.07 ms). An edit or a deletion does not renew it:
@@ -1009,15 +1028,17 @@ class SqliteStore:
                 self._plans.popitem(last=False)
         return planned
 
-    def _plan_text(self, conn: sqlite3.Connection, kind: str, terms: list[str], rows: int) -> tuple[str | None, bool]:
+    def _plan_text(self, conn: sqlite3.Connection, kind: str, terms: list[str], rows: int) -> _TextMatch:
         """`_text_match`'s answer from the terms' document counts among `rows` rows."""
-        plan = plan_text_query(terms, self._doc_freq(conn, kind, terms, rows), rows)
+        counts = self._doc_freq(conn, kind, terms, rows)
+        plan = plan_text_query(terms, counts, rows)
         match = fts_query(None, terms=plan.terms, all_required=plan.all_required)
+        read = sum(counts.get(t) or 0 for t in plan.terms)  # FTS5 reads each term's rows, AND'ed ones too
         if plan.all_required:  # the terms may still occur together in thousands of rows: count, unranked
             probe = f"SELECT count(*) FROM (SELECT rowid FROM {kind}_fts WHERE {kind}_fts MATCH ? LIMIT ?)"
             together = conn.execute(probe, (match, UNSELECTIVE_ROWS + 1)).fetchone()[0]
-            return match, together > UNSELECTIVE_ROWS
-        return match, plan.vector_suffices
+            return _TextMatch(match, together > UNSELECTIVE_ROWS, read)
+        return _TextMatch(match, plan.vector_suffices, read)
 
     def _doc_freq(self, conn: sqlite3.Connection, kind: str, terms: list[str], rows: int) -> dict[str, int | None]:
         """How many of the `rows` indexed rows contain each term (None for a CJK phrase, which is not one
