@@ -3,7 +3,8 @@
 A snapshot is a folder beside the database (`<db>-vectors/<kind>-<dim>-<user hash>-v<version>/`):
 the float32 matrix as .npy (memory-mapped on load), the filter columns as .npy, the ids packed (see
 `vector_ids`), text columns in meta.json, and the HNSW graph (memory-mapped too). It is written to a
-hidden temporary folder and renamed into place, so a reader never sees half of one. A snapshot is only
+hidden temporary folder, flushed to disk and renamed into place, so a reader never sees half of one
+(nor, after a power cut, a published name over unwritten files). A snapshot is only
 a head start: the store patches in the rows written after its version, and ignores it when the user was
 reset since (`delete_user`, `clear_embeddings`) or when it belongs to another database file (store id).
 """
@@ -81,17 +82,39 @@ def save_snapshot(folder: Path, kind: str, user_id: str, index: VectorIndex, sto
         if index.ann is not None:
             index.ann.save(tmp / "graph.usearch")
         (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False))
+        _sync(tmp)
         final = folder / f"{stem}-v{index.version:012d}"
         if final.exists():  # the same version saved by another process: keep theirs
             shutil.rmtree(tmp, ignore_errors=True)
             return final
         os.rename(tmp, final)
+        _sync_entry(folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     for _, older in _versions(folder, stem)[1:]:
         shutil.rmtree(older, ignore_errors=True)
     return final
+
+
+def _sync(tmp: Path) -> None:
+    """Flush the snapshot's files and folder to the disk before the rename publishes it: renamed first, a
+    power cut could leave the published name over empty or partly written files (the older snapshots
+    are deleted right after)."""
+    for path in tmp.iterdir():
+        with path.open("rb") as file:
+            os.fsync(file.fileno())
+    _sync_entry(tmp)
+
+
+def _sync_entry(folder: Path) -> None:
+    """Flush a folder's entries (a file created or renamed in it), where the system allows it."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):  # some file systems cannot sync a folder; the files are flushed
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load_snapshot(folder: Path, kind: str, user_id: str, dim: int, store_id: str, newest: int) -> VectorIndex | None:

@@ -106,6 +106,35 @@ def test_filters_hold_exactly_with_the_graph(built: tuple[Path, list[str], np.nd
             assert len(set(found) & set(_exact(ids, stored, q, insights))) >= 48
 
 
+def test_a_snapshot_is_on_the_disk_before_its_name_is_published(
+    built: tuple[Path, list[str], np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file of a snapshot, its folder, and then the folder it is renamed into are flushed (fsync): a
+    power cut after the rename must not leave the snapshot's name over files that never reached the disk."""
+    import memscope.stores.vector_files as vector_files
+
+    path = built[0]
+    flushed: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(vector_files.os, "fsync", fsync)
+    with SqliteStore(path, ann_min_rows=MIN_ROWS) as store:
+        index = store._vector_index("memories", USER, 384)
+        vector_files.remove_snapshots(snapshot_folder(path), USER)  # the fixture's: this one is saved anew
+        saved = vector_files.save_snapshot(snapshot_folder(path), "memories", USER, index, store.store_id())
+    files = sorted(f.name for f in saved.iterdir())
+    assert {"matrix.npy", "ids.bin", "graph.usearch", "meta.json"} <= set(files)
+    temporary = Path(flushed[-2])  # the files, then their folder, then the folder it was renamed into
+    assert temporary.name.startswith(".") and temporary.parent == saved.parent
+    assert sorted(Path(f).name for f in flushed[:-2]) == files
+    assert all(Path(f).parent == temporary for f in flushed[:-2])
+    assert flushed[-1] == str(saved.parent)
+
+
 def test_reopened_snapshot_gives_the_results_of_a_fresh_build(
     built: tuple[Path, list[str], np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
