@@ -206,16 +206,16 @@ def memory_from_stored(values: Sequence[Any]) -> MemoryNode:
         embedding=None if blob is None else np.frombuffer(blob, dtype=np.float32).tolist(),  # exact in float64
         status=_STATUSES.get(status) or MemoryStatus(status),
         event_time=event,
-        created_at=_EPOCH + timedelta(microseconds=created),
-        updated_at=_EPOCH + timedelta(microseconds=updated),
+        created_at=from_us(created),
+        updated_at=from_us(updated),
         source_message_ids=_json(message_ids),
         source_memory_ids=_json(memory_ids),
         superseded_by=superseded_by,
         importance=float(importance),
         access_count=int(access_count),
-        last_accessed_at=None if last is None else _EPOCH + timedelta(microseconds=last),
+        last_accessed_at=_from_us_or_none(last),
         metadata=_json(metadata),
-        reflected_at=None if reflected is None else _EPOCH + timedelta(microseconds=reflected),
+        reflected_at=_from_us_or_none(reflected),
     ))  # fmt: skip
 
 
@@ -231,9 +231,9 @@ def message_from_stored(values: Sequence[Any]) -> Message:
         role=_ROLES.get(role) or Role(role),
         content=content,
         name=name,
-        created_at=_EPOCH + timedelta(microseconds=created),
+        created_at=from_us(created),
         metadata=_json(metadata),
-        consolidated_at=None if done is None else _EPOCH + timedelta(microseconds=done),
+        consolidated_at=_from_us_or_none(done),
     ))  # fmt: skip
 
 
