@@ -430,7 +430,7 @@ def test_the_text_channel_run_ahead_changes_no_result(resources, catalog):
     for query in ("Where does Tom work?", "Apple", "", "🙂", *timed):
         ahead = retrieve(resources, catalog, "u1", query, now=NOW)
         assert [s.worker for s in ahead.report.steps][:4] == [
-            "embed_query", "extract_query_time", "attach_pending_messages", "rank_by_text"
+            "embed_query", "rank_by_text", "extract_query_time", "attach_pending_messages"
         ]  # fmt: skip
         assert (ahead.context["query_time"] is not None) == (query in timed), query
         alone = OperationRunner(resources).run(inline, {"user_id": "u1", "query": query, "now": NOW})
