@@ -327,9 +327,12 @@ class SqliteStore:
 
     def searches_overlap(self, kind: str, user_id: str, dim: int) -> bool:
         """Whether two searches of this user's `kind` (vectors of `dim`) gain from running side by side: over
-        a large cached index (_PARALLEL_ROWS+) most of a search is SQLite, BLAS and the graph, outside the
-        GIL (a time-filtered memory search at 100k: 0.7 ms less at the median); over a small one they
-        would only take turns at the GIL."""
+        a large cached memory index (_PARALLEL_ROWS+) most of a search is SQLite, BLAS and the graph, outside
+        the GIL (questions naming a time at 100k memories: 0.7 ms less at the median); over a small one they
+        would only take turns at the GIL. Turns: no, as a period of turns is one short stretch of rows
+        (`_rows_between`), mostly Python to search (at 100k turns: no difference, three runs)."""
+        if kind != "memories":
+            return False
         with self._lock:
             index = self._cache.get((kind, user_id, dim))
         return index is not None and len(index.ids) >= _PARALLEL_ROWS

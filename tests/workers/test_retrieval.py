@@ -572,6 +572,9 @@ def test_a_large_sqlite_index_runs_the_time_filtered_search_beside_the_open_one(
         for t, v in zip(texts, vectors, strict=True)
     ])  # fmt: skip
     store = resources.store
+    turns = [Message(user_id="u1", role=Role.USER, content=t, created_at=MONTH_AGO) for t in texts]
+    store.add_messages(turns)
+    store.set_message_embeddings("u1", {m.id: [float(x) for x in v] for m, v in zip(turns, vectors, strict=True)})
     searched_on: list[str] = []
     search = store.search_memories
     period_started = threading.Event()
@@ -593,7 +596,9 @@ def test_a_large_sqlite_index_runs_the_time_filtered_search_beside_the_open_one(
     assert not store.searches_overlap("memories", "u1", dim)  # cached, but 30 rows
 
     monkeypatch.setattr(sqlite_module, "_PARALLEL_ROWS", 30)
-    assert store.searches_overlap("memories", "u1", dim) and not store.searches_overlap("messages", "u1", dim)
+    assert store.searches_overlap("memories", "u1", dim)
+    assert len(store._cache[("messages", "u1", dim)].ids) == 30  # as large, but a period of turns is cheap
+    assert not store.searches_overlap("messages", "u1", dim)
     searched_on.clear()
     side_by_side = True
     large = retrieve(resources, catalog, "u1", "What did I do last Friday?", top_k=5)
