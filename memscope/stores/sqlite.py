@@ -146,6 +146,9 @@ def _adjacent(
 _CACHE_BYTES = 512 * 1024 * 1024  # heap bytes of cached indexes (memory-mapped snapshots are not counted)
 _OPEN_FILES_KEPT = 256  # snapshot files the cached indexes may hold open (a 1M-row index holds 16)
 _PARALLEL_ROWS = 20_000  # from this many vectors, the text query runs beside the vector product
+# From this many memories a retrieval's open and time-filtered searches run side by side: questions naming a
+# time, paired medians against in turn, 1k +0.18 ms, 5k -0.13, 10k -0.51, 100k -0.69 (see searches_overlap).
+_SIDE_BY_SIDE_ROWS = 10_000
 _PERIOD_POSTINGS = 5_000  # the most rows of its terms a time-filtered memory search ranks by BM25 (~1.5 ms)
 _STEMS_KEPT = 10_000  # query words whose stem is cached
 SNAPSHOT_MIN_ROWS = 5_000  # below this, reading a user's rows on open takes less than ~50 ms (idle)
@@ -327,15 +330,15 @@ class SqliteStore:
 
     def searches_overlap(self, kind: str, user_id: str, dim: int) -> bool:
         """Whether two searches of this user's `kind` (vectors of `dim`) gain from running side by side: over
-        a large cached memory index (_PARALLEL_ROWS+) most of a search is SQLite, BLAS and the graph, outside
-        the GIL (questions naming a time at 100k memories: 0.7 ms less at the median); over a small one they
-        would only take turns at the GIL. Turns: no, as a period of turns is one short stretch of rows
-        (`_rows_between`), mostly Python to search (at 100k turns: no difference, three runs)."""
+        a large cached memory index (_SIDE_BY_SIDE_ROWS+) most of a search is SQLite, BLAS and the graph,
+        outside the GIL; over a small one they would only take turns at the GIL. Turns: no, as a period of
+        turns is one short stretch of rows (`_rows_between`), mostly Python to search (at 100k turns: no
+        difference, three runs)."""
         if kind != "memories":
             return False
         with self._lock:
             index = self._cache.get((kind, user_id, dim))
-        return index is not None and len(index.ids) >= _PARALLEL_ROWS
+        return index is not None and len(index.ids) >= _SIDE_BY_SIDE_ROWS
 
     def close(self) -> None:
         """Release every thread's connection; later calls raise StoreError. Calls other threads have in flight

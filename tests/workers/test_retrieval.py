@@ -557,9 +557,9 @@ def test_format_context_clips_long_and_short_texts_alike():
 def test_a_large_sqlite_index_runs_the_time_filtered_search_beside_the_open_one(
     resources, catalog, monkeypatch: pytest.MonkeyPatch
 ):
-    """Over a large vector index most of an SQLite search is outside the GIL, so the time-filtered memory
-    search runs on a helper thread beside the open one (at 100k: 0.7 ms less at the median); over a small
-    one, in turn on the step's thread. Same hits either way."""
+    """Over a large memory index most of an SQLite search is outside the GIL, so the time-filtered memory
+    search runs on a helper thread beside the open one (at 10k: 0.5 ms less at the median, 100k: 0.7); over
+    a small one, in turn on the step's thread. Same hits either way."""
     import threading
 
     import memscope.stores.sqlite as sqlite_module
@@ -595,7 +595,7 @@ def test_a_large_sqlite_index_runs_the_time_filtered_search_beside_the_open_one(
     assert len(searched_on) == 2 and len(set(searched_on)) == 1
     assert not store.searches_overlap("memories", "u1", dim)  # cached, but 30 rows
 
-    monkeypatch.setattr(sqlite_module, "_PARALLEL_ROWS", 30)
+    monkeypatch.setattr(sqlite_module, "_SIDE_BY_SIDE_ROWS", 30)
     assert store.searches_overlap("memories", "u1", dim)
     assert len(store._cache[("messages", "u1", dim)].ids) == 30  # as large, but a period of turns is cheap
     assert not store.searches_overlap("messages", "u1", dim)
