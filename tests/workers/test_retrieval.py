@@ -121,7 +121,7 @@ def test_chinese_query_time(resources, catalog):
 
 
 def test_time_filtered_search_brings_that_period_into_the_candidates(resources, catalog):
-    # 60 memories closer to the query than the dated one: the open search (50 candidates) misses it
+    # 60 memories closer to the query than the dated one: the open search (30 candidates) misses it
     texts = [f"What did I do last Friday? Note {i}" for i in range(60)]
     vectors = resources.embedder.embed(texts)
     resources.store.write_memories(
@@ -604,3 +604,17 @@ def test_a_large_sqlite_index_runs_the_time_filtered_search_beside_the_open_one(
     large = retrieve(resources, catalog, "u1", "What did I do last Friday?", top_k=5)
     assert len(searched_on) == 2 and sum(name.startswith("memscope-period") for name in searched_on) == 1
     assert ids(large) == ids(small)
+
+
+def test_the_shipped_retrieval_keeps_one_candidate_window(catalog):
+    """rank_by_text runs the searches' text channel ahead, so its window must be theirs; and a run without
+    the `candidates` input (runtime.run, a custom caller) must use the window the API passes by default."""
+    from memscope.config import RetrievalSettings
+    from memscope.engine.operation import ParallelGroup
+
+    spec = catalog.get("retrieve_memory")
+    steps = [s for item in spec.steps for s in (item.branches if isinstance(item, ParallelGroup) else [item])]
+    searches = {"rank_by_text", "search_memories", "search_messages"}
+    windows = {s.worker: s.params.candidates for s in steps if s.worker in searches}
+    assert set(windows) == searches
+    assert set(windows.values()) == {RetrievalSettings().candidates}, windows
