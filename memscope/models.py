@@ -249,9 +249,14 @@ class MemoryNode(BaseModel):
 
     def time_span(self) -> TimeRange:
         """The interval this memory is about: its event time, else the instant it was created."""
+        start, end = self.time_bounds()
+        return TimeRange(start=start, end=end)
+
+    def time_bounds(self) -> tuple[datetime, datetime]:
+        """`time_span()`'s start and end, without building a validated TimeRange (the retrieval's hot path)."""
         if self.event_time is not None:
-            return TimeRange(start=self.event_time.start, end=self.event_time.end)
-        return TimeRange(start=self.created_at, end=self.created_at)
+            return self.event_time.start, self.event_time.end
+        return self.created_at, self.created_at
 
     def public_dict(self) -> dict[str, Any]:
         """The node as JSON-ready data, without the embedding."""

@@ -163,7 +163,7 @@ class Store(Protocol):
     process, mostly as Python work (SQLite); parallel groups then run store-bound steps one after another
     (`Worker.overlaps`). Without it, store calls count as waits outside the GIL (a network store). Such a
     store may also answer `searches_overlap(kind, user_id, dim) -> bool`: True when one user's searches do
-    spend most of their time outside the GIL (SQLite over a large vector index), so a retrieval's open and
+    spend most of their time outside the GIL (SQLite over a large memory index), so a retrieval's open and
     time-filtered searches run side by side (`retrieval.searches_side_by_side`); and `warm_up()`, which
     `MemoryScope.warm_up` calls."""
 

@@ -160,7 +160,8 @@ _COUNTS_SLACK_ROWS = 16  # ... or by this many rows, whichever is more
 
 class _TextMatch(NamedTuple):
     """A query's FTS5 MATCH expression (None: no term), whether a vector search can stand in for it, and
-    the rows FTS5 reads for it: its terms' document counts summed (a CJK phrase's unknown count left out)."""
+    the rows FTS5 reads for it: its terms' document counts summed (a CJK phrase's unknown count left out;
+    in a small index, whose terms are not counted, all its rows)."""
 
     match: str | None
     vector_suffices: bool
@@ -814,7 +815,7 @@ class SqliteStore:
         # (11 ms of a time-filtered search over 1M memories); past _PERIOD_POSTINGS, the period's vector
         # search stands alone (the open search's text channel still ranks all rows).
         postings = _PERIOD_POSTINGS if f.time_range is not None else None
-        hits = self._hybrid("memories", user_id, query, where, params, lambda ix: memory_mask(ix, f), None, postings)
+        hits = self._hybrid("memories", user_id, query, where, params, lambda ix: memory_mask(ix, f), postings=postings)
         columns = _MEMORY_SELECT if query.with_vectors else _MEMORY_SELECT_NO_VECTOR
         found = self._rows_by_id("memories", user_id, [h.id for h in hits], memory_from_stored, columns)
         return [ScoredMemory.of(found[h.id], h) for h in hits if h.id in found]
