@@ -1,12 +1,13 @@
 """`memscope bench locomo`: offline retrieval recall@k on LoCoMo conversations (no LLM needed).
 
-For each conversation a fresh store; every turn becomes a message of one user (created_at: its
-session's date, plus one second per turn to keep the order; `name`: the speaker; metadata: the
-dia_id), embedded with the configured embedder (the local all-MiniLM-L6-v2 by default) by the
-`consolidate_memory` operation, which with no LLM only embeds and leaves the messages pending. Each
-question of categories 1-4 with evidence is then asked through the real `retrieve_memory` operation
-(`now` = the last session's date), and recall is the share of its evidence dia_ids among the top k
-(a message item directly, a memory item through its source messages). See data/locomo/README.md.
+For each conversation a fresh store (a SQLite file, or indices of their own when the config names
+Elasticsearch); every turn becomes a message of one user (created_at: its session's date, plus one
+second per turn to keep the order; `name`: the speaker; metadata: the dia_id), embedded with the
+configured embedder (the local all-MiniLM-L6-v2 by default) by the `consolidate_memory` operation,
+which with no LLM only embeds and leaves the messages pending. Each question of categories 1-4 with
+evidence is then asked through the real `retrieve_memory` operation (`now` = the last session's
+date), and recall is the share of its evidence dia_ids among the top k (a message item directly, a
+memory item through its source messages). See data/locomo/README.md.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import re
 import tempfile
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -146,8 +148,12 @@ class PreparedConversation:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
-        """Close the store."""
-        self.memory.close()
+        """Close the store; on Elasticsearch, delete the conversation's indices first."""
+        try:
+            if self.extra.get("delete_indices"):
+                self.memory.runtime.store.delete_indices()
+        finally:
+            self.memory.close()
 
 
 def prepare(conv: Conversation, folder: Path, embedder: Any = None, settings: dict[str, Any] | None = None,
@@ -157,7 +163,8 @@ def prepare(conv: Conversation, folder: Path, embedder: Any = None, settings: di
     from memscope.models import Message
     from memscope.runtime import Runtime
 
-    cfg = {**(settings or {"llm": {"backend": "none"}}), "store": {"path": str(folder / f"{conv.name}.db")}}
+    cfg = {**(settings or {"llm": {"backend": "none"}}), "store": _store_section(settings, folder, conv.name)}
+    on_es = cfg["store"].get("backend") == "elasticsearch"
     jobs = dict(cfg.get("jobs") or {})
     cfg["jobs"] = {**jobs, "backend": "local"}  # a fresh store per conversation: Celery workers read another
     llm: Any = "from-settings" if consolidate else None  # without --consolidate: embed only, never the LLM
@@ -192,7 +199,20 @@ def prepare(conv: Conversation, folder: Path, embedder: Any = None, settings: di
         remaining = left
     consolidate_s = time.perf_counter() - started
     memories = sum(sum(v.values()) for v in store.stats(USER).memories.values())
-    return PreparedConversation(conv, memory, dia_of, ingest_s, consolidate_s, memories)
+    return PreparedConversation(
+        conv, memory, dia_of, ingest_s, consolidate_s, memories, extra={"delete_indices": on_es}
+    )
+
+
+def _store_section(settings: dict[str, Any] | None, folder: Path, name: str) -> dict[str, Any]:
+    """The conversation's own store: a SQLite file in `folder`, or, when the settings name Elasticsearch,
+    indices of their own prefix there (refreshed at each write, so every turn is searchable at once)."""
+    store = dict((settings or {}).get("store") or {})
+    if store.get("backend") != "elasticsearch":
+        return {"path": str(folder / f"{name}.db")}
+    es = dict(store.get("elasticsearch") or {})
+    prefix = f"{es.get('index_prefix') or 'memscope'}-locomo-{name.lower()}-{uuid.uuid4().hex[:8]}"
+    return {**store, "elasticsearch": {**es, "index_prefix": prefix, "refresh": "true"}}
 
 
 @dataclass

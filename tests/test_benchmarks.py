@@ -7,6 +7,7 @@ measured recall / verdicts are.
 from __future__ import annotations
 
 import json
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,32 @@ def test_bench_locomo_measures_recall(tmp_path: Path, model_server: ScriptedServ
     assert 0 < out["item_tokens_per_query"] <= out["context_tokens_per_query"]  # recall is weighed against tokens
     # embeddings come from the scripted server; no chat call is made without --consolidate
     assert model_server.requests_to("/embeddings") and not model_server.requests_to("/chat/completions")
+
+
+def test_bench_locomo_measures_recall_on_elasticsearch(tmp_path: Path, model_server: ScriptedServer) -> None:
+    from tests.support.es import es_url, fresh_prefix
+
+    url, prefix = es_url(), fresh_prefix("locomo")
+    config = server_config(tmp_path, model_server)
+    cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
+    cfg["store"] = {"backend": "elasticsearch", "elasticsearch": {"url": url, "index_prefix": prefix}}
+    config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    out = invoke("locomo", "--data", str(write_locomo(tmp_path / "locomo")), "--k", "2", "--config", str(config))
+    assert out["questions"] == 3 and out["conversations"]["conv-01"]["turns"] == 6
+    assert out["per_category"]["single-hop"]["recall"] > 0  # the turns were searched on Elasticsearch
+    from benchmarks.locomo import load_conversation, prepare
+    from memscope.stores.elasticsearch import ElasticsearchStore
+
+    conv = load_conversation(tmp_path / "locomo" / "conv-01.json")
+    prepared = prepare(conv, tmp_path / "stores", settings={**cfg, "llm": {"backend": "none"}})
+    try:
+        store = prepared.memory.runtime.store
+        assert isinstance(store, ElasticsearchStore) and store.index_prefix.startswith(f"{prefix}-locomo-conv-01-")
+        assert store.stats("locomo-user").total_messages == 6
+    finally:
+        prepared.close()
+    with urllib.request.urlopen(f"{url.rstrip('/')}/_cat/indices/{prefix}*?format=json") as resp:
+        assert json.load(resp) == []  # each conversation's indices are deleted afterwards
 
 
 def test_bench_locomo_qa_answers_and_judges(tmp_path: Path, model_server: ScriptedServer) -> None:
