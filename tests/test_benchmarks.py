@@ -246,6 +246,48 @@ def test_bench_locomo_measures_recall_on_elasticsearch(tmp_path: Path, model_ser
         assert json.load(resp) == []  # each conversation's indices are deleted afterwards
 
 
+def write_wordnet(folder: Path) -> Path:
+    """A tiny WordNet database: a licence header and a few synsets per part of speech."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header = "  1 This software and database is being provided to you, the LICENSEE, by Princeton\n"
+    glosses = {
+        "noun": ['a flat piece of canvas used for painting; "she painted a sunrise on the canvas"', "a body of water"],
+        "verb": ['go camping in a tent; "we camped at the beach with the kids"', "move fast"],
+        "adj": ["of or relating to music played on a violin"],
+        "adv": ['in a careful manner; "she read the book carefully"'],
+    }
+    for part, lines in glosses.items():
+        body = "".join(f"{n:08d} 05 n 01 word 0 000 | {gloss}  \n" for n, gloss in enumerate(lines))
+        (folder / f"data.{part}").write_text(header + body, encoding="utf-8")
+    return folder
+
+
+def test_wordnet_sentences_are_its_glosses_and_examples(tmp_path: Path) -> None:
+    from benchmarks.locomo_scale import wordnet_sentences
+
+    texts = wordnet_sentences(write_wordnet(tmp_path / "wn"))
+    assert "she painted a sunrise on the canvas" in texts and "a flat piece of canvas used for painting" in texts
+    assert "move fast" not in texts  # under three words
+    assert not any("LICENSEE" in t or '"' in t for t in texts)
+    assert texts == wordnet_sentences(tmp_path / "wn") and len(wordnet_sentences(tmp_path / "wn", 2)) == 2
+    with pytest.raises(FileNotFoundError, match="apt-get install wordnet-base"):
+        wordnet_sentences(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("kind", ["messages", "memories"])
+def test_locomo_scale_asks_the_questions_among_distractors(tmp_path: Path, kind: str) -> None:
+    from benchmarks.locomo_scale import report, run_scale
+
+    data, wordnet = write_locomo(tmp_path / "locomo"), write_wordnet(tmp_path / "wn")
+    run = run_scale(data, [0, 5], k=2, wordnet=wordnet, kind=kind, show_progress=False)
+    assert run.rows == {0: {"conv-01": 6}, 5: {"conv-01": 11}}  # the distractors were in the user's store
+    assert [len(r) for r in run.results.values()] == [3, 3]
+    assert all(0.0 <= r.recall <= 1.0 for results in run.results.values() for r in results)
+    report(run, 2, as_json=True)
+    with pytest.raises(ValueError, match="WordNet gives 8 sentences"):
+        run_scale(data, [9], wordnet=wordnet, show_progress=False)
+
+
 def test_bench_locomo_qa_answers_and_judges(tmp_path: Path, model_server: ScriptedServer) -> None:
     model_server.script("locomo_answer", "a sunrise", "the mountains")
     model_server.script(
