@@ -247,7 +247,7 @@ class RetrievalSettings(_Section):
     """Inline retrieval: results returned, candidates fetched per ranking, pending messages included."""
 
     top_k: int = Field(default=10, ge=1)
-    candidates: int = Field(default=30, ge=1)
+    candidates: int = Field(default=50, ge=1)
     include_pending: bool = True
     pending_limit: int = Field(default=20, ge=0)
     max_tokens: int | None = Field(default=None, ge=1)  # the context block's budget (estimated tokens)

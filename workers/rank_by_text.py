@@ -22,7 +22,7 @@ class RankByText(Worker):
     store_bound = True
 
     class Params(WorkerParams):
-        candidates: int = 30  # per channel: keep equal to search_memories' and search_messages'
+        candidates: int = 50  # per channel: keep equal to search_memories' and search_messages'
         memories: bool = True
         messages: bool = True
 

@@ -27,7 +27,7 @@ class SearchMemories(Worker):
     store_bound = True
 
     class Params(WorkerParams):
-        candidates: int = 30  # per channel, and how many fused hits come back
+        candidates: int = 50  # per channel, and how many fused hits come back
         time_candidates: int = 20  # extra hits from the time-filtered search (0: don't run it)
 
     params: Params

@@ -27,7 +27,7 @@ class SearchMessages(Worker):
     store_bound = True
 
     class Params(WorkerParams):
-        candidates: int = 30
+        candidates: int = 50
         time_candidates: int = 20
         roles: list[Role] = [Role.USER, Role.ASSISTANT]  # system and tool turns are not conversation
 

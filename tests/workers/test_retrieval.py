@@ -121,7 +121,7 @@ def test_chinese_query_time(resources, catalog):
 
 
 def test_time_filtered_search_brings_that_period_into_the_candidates(resources, catalog):
-    # 60 memories closer to the query than the dated one: the open search (30 candidates) misses it
+    # 60 memories closer to the query than the dated one: the open search (50 candidates) misses it
     texts = [f"What did I do last Friday? Note {i}" for i in range(60)]
     vectors = resources.embedder.embed(texts)
     resources.store.write_memories(
