@@ -15,6 +15,7 @@ import yaml
 
 from memscope.api import MemoryScope
 from memscope.jobs.base import CONSOLIDATE, JobState
+from memscope.models import Message
 from tests.jobs.conftest import Processes, child_env, consolidation_problems, start_model_server, wait_for
 from tests.jobs.probe_workers import EXIT_OPERATION
 from tests.jobs.test_cross_process import embedded_config
@@ -57,7 +58,9 @@ def test_close_stops_a_job_waiting_for_another_process_lease(tmp_path: Path, pro
     memory = MemoryScope(config, background=False)
     try:
         assert memory.runtime.store.acquire_lease("wes", "another-process", 60) is not None
-        memory.add_messages("wes", ["I grow bonsai"])
+        # Into the store, not through add_messages: the job that would queue could start before the one
+        # submitted here, which would then wait behind it, queued, never running.
+        memory.runtime.store.add_messages([Message(user_id="wes", content="I grow bonsai")])
         job_id = memory.jobs.submit(CONSOLIDATE, "wes")
         wait_for(lambda: memory.jobs.wait(job_id, timeout=0.1).state is JobState.RUNNING, 60, "the job to wait")
         started = time.monotonic()
