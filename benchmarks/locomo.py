@@ -160,7 +160,6 @@ def prepare(conv: Conversation, folder: Path, embedder: Any = None, settings: di
             consolidate: bool = False) -> PreparedConversation:  # fmt: skip
     """Ingest every turn of `conv` into a fresh store under `folder`, embed it (and consolidate, if asked)."""
     from memscope.api import MemoryScope
-    from memscope.models import Message
     from memscope.runtime import Runtime
 
     cfg = {**(settings or {"llm": {"backend": "none"}}), "store": _store_section(settings, folder, conv.name)}
@@ -169,7 +168,22 @@ def prepare(conv: Conversation, folder: Path, embedder: Any = None, settings: di
     cfg["jobs"] = {**jobs, "backend": "local"}  # a fresh store per conversation: Celery workers read another
     llm: Any = "from-settings" if consolidate else None  # without --consolidate: embed only, never the LLM
     runtime = Runtime(cfg, embedder=embedder, llm=llm)
-    memory = MemoryScope(runtime=runtime, background=False)
+    prepared = PreparedConversation(conv, MemoryScope(runtime=runtime, background=False), {}, 0.0, 0.0,
+                                    extra={"delete_indices": on_es})  # fmt: skip
+    try:
+        _ingest(prepared, consolidate)
+    except BaseException:
+        prepared.close()  # a failed ingest leaves no Elasticsearch indices behind
+        raise
+    return prepared
+
+
+def _ingest(prepared: PreparedConversation, consolidate: bool) -> None:
+    """Add the conversation's turns session by session, then embed (and consolidate) them."""
+    from memscope.models import Message
+
+    conv, memory = prepared.conversation, prepared.memory
+    runtime = memory.runtime
     started = time.perf_counter()
     by_session: dict[int, list[Message]] = defaultdict(list)
     for t in conv.turns:
@@ -177,11 +191,10 @@ def prepare(conv: Conversation, folder: Path, embedder: Any = None, settings: di
             Message(user_id=USER, session_id=f"session_{t.session}", role="user", content=t.content,
                     name=t.speaker, created_at=t.created_at, metadata={"dia_id": t.dia_id})
         )  # fmt: skip
-    dia_of: dict[str, str] = {}
     for k in sorted(by_session):
         for m in memory.add_messages(USER, by_session[k], session_id=f"session_{k}"):
-            dia_of[m.id] = m.metadata["dia_id"]
-    ingest_s = time.perf_counter() - started
+            prepared.dia_of[m.id] = m.metadata["dia_id"]
+    prepared.ingest_s = time.perf_counter() - started
     started = time.perf_counter()
     store = runtime.store
     if consolidate and runtime.has_llm:
@@ -197,11 +210,8 @@ def prepare(conv: Conversation, folder: Path, embedder: Any = None, settings: di
         if left >= remaining:
             raise RuntimeError(f"{conv.name}: {left} messages could not be embedded")
         remaining = left
-    consolidate_s = time.perf_counter() - started
-    memories = sum(sum(v.values()) for v in store.stats(USER).memories.values())
-    return PreparedConversation(
-        conv, memory, dia_of, ingest_s, consolidate_s, memories, extra={"delete_indices": on_es}
-    )
+    prepared.consolidate_s = time.perf_counter() - started
+    prepared.memories = sum(sum(v.values()) for v in store.stats(USER).memories.values())
 
 
 def _store_section(settings: dict[str, Any] | None, folder: Path, name: str) -> dict[str, Any]:

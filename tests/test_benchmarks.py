@@ -246,6 +246,23 @@ def test_bench_locomo_measures_recall_on_elasticsearch(tmp_path: Path, model_ser
         assert json.load(resp) == []  # each conversation's indices are deleted afterwards
 
 
+def test_a_failed_locomo_ingest_leaves_no_elasticsearch_indices(tmp_path: Path, model_server: ScriptedServer) -> None:
+    from benchmarks.locomo import load_conversation, prepare
+    from tests.support.es import es_url, fresh_prefix
+    from tests.support.scripted_server import EMBED_TAG, Fault
+
+    model_server.script(EMBED_TAG, *[Fault.status(400, "no embeddings today")] * 5)
+    url, prefix = es_url(), fresh_prefix("locomo")
+    cfg = yaml.safe_load(server_config(tmp_path, model_server).read_text(encoding="utf-8"))
+    cfg |= {"store": {"backend": "elasticsearch", "elasticsearch": {"url": url, "index_prefix": prefix}},
+            "llm": {"backend": "none"}}  # fmt: skip
+    conv = load_conversation(write_locomo(tmp_path / "locomo") / "conv-01.json")
+    with pytest.raises(Exception, match=r"could not be embedded|no embeddings today"):
+        prepare(conv, tmp_path / "stores", settings=cfg)
+    with urllib.request.urlopen(f"{url.rstrip('/')}/_cat/indices/{prefix}*?format=json") as resp:
+        assert json.load(resp) == []
+
+
 def write_wordnet(folder: Path) -> Path:
     """A tiny WordNet database: a licence header and a few synsets per part of speech."""
     folder.mkdir(parents=True, exist_ok=True)
