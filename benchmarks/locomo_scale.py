@@ -135,9 +135,10 @@ class ScaleRun:
 
 def run_scale(data: Path, counts: Sequence[int], k: int = 10, limit_conversations: int | None = None,
               embed_cache: Path | None = None, wordnet: Path = WORDNET, kind: str = "messages",
-              show_progress: bool = True) -> ScaleRun:  # fmt: skip
-    """Every scored question's result with each number of distractors in the user's store."""
-    from memscope.config import load_settings
+              show_progress: bool = True, config: Path | None = None) -> ScaleRun:  # fmt: skip
+    """Every scored question's result with each number of distractors in the user's store (`config`: a
+    memscope config file whose settings apply, e.g. `retrieval.candidates`; never an LLM)."""
+    from memscope.config import load_settings, settings_to_dict
     from memscope.llm.factory import make_embedder
 
     if any(n < 0 for n in counts):
@@ -148,7 +149,8 @@ def run_scale(data: Path, counts: Sequence[int], k: int = 10, limit_conversation
     texts = wordnet_sentences(wordnet, max(counts, default=0))
     if len(texts) < max(counts, default=0):
         raise ValueError(f"WordNet gives {len(texts)} sentences; ask for at most that many distractors")
-    cfg: dict[str, Any] = {"llm": {"backend": "none"}}
+    chosen = settings_to_dict(load_settings(config), mask_secrets=False) if config is not None else {}
+    cfg: dict[str, Any] = {**chosen, "llm": {"backend": "none"}}
     embedder: Any = make_embedder(load_settings(cfg).embedding)
     if embed_cache is not None:
         embedder = CachedEmbedder(embedder, embed_cache)
@@ -218,13 +220,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--limit-conversations", type=int, default=None)
     parser.add_argument("--embed-cache", type=Path, default=None, help="Keep vectors in this .npz file.")
     parser.add_argument("--wordnet", type=Path, default=WORDNET, help="WordNet's dict folder (data.noun, ...).")
+    parser.add_argument("-c", "--config", type=Path, default=None,
+                        help="A memscope config file (e.g. retrieval.candidates: 30); the LLM stays off.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    from memscope.errors import ConfigError
     counts = args.distractors or [0, 100_000]
     try:
         run = run_scale(args.data, counts, args.k, args.limit_conversations, args.embed_cache, args.wordnet,
-                             args.kind, show_progress=not args.json)  # fmt: skip
-    except (FileNotFoundError, ValueError) as exc:
+                             args.kind, show_progress=not args.json, config=args.config)  # fmt: skip
+    except (FileNotFoundError, ValueError, ConfigError) as exc:
         parser.error(str(exc))
     report(run, args.k, args.json)
 

@@ -305,6 +305,18 @@ def test_locomo_scale_asks_the_questions_among_distractors(tmp_path: Path, kind:
         run_scale(data, [9], wordnet=wordnet, show_progress=False)
 
 
+def test_locomo_scale_applies_a_config_file(tmp_path: Path) -> None:
+    from benchmarks.locomo_scale import run_scale
+
+    data, wordnet = write_locomo(tmp_path / "locomo"), write_wordnet(tmp_path / "wn")
+    config = tmp_path / "no-pending.yaml"
+    config.write_text("retrieval:\n  include_pending: false\n", encoding="utf-8")
+    shipped = run_scale(data, [2], k=2, wordnet=wordnet, show_progress=False).results[2]
+    chosen = run_scale(data, [2], k=2, wordnet=wordnet, show_progress=False, config=config).results[2]
+    # without the pending turns attached, each context block is only its items
+    assert all(c.context_tokens < s.context_tokens for c, s in zip(chosen, shipped, strict=True))
+
+
 def test_bench_locomo_qa_answers_and_judges(tmp_path: Path, model_server: ScriptedServer) -> None:
     model_server.script("locomo_answer", "a sunrise", "the mountains")
     model_server.script(
