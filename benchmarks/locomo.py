@@ -146,11 +146,12 @@ class PreparedConversation:
     consolidate_s: float
     memories: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    delete_indices: bool = False  # its store is Elasticsearch indices of its own, deleted on close
 
     def close(self) -> None:
         """Close the store; on Elasticsearch, delete the conversation's indices first."""
         try:
-            if self.extra.get("delete_indices"):
+            if self.delete_indices:
                 self.memory.runtime.store.delete_indices()
         finally:
             self.memory.close()
@@ -169,7 +170,7 @@ def prepare(conv: Conversation, folder: Path, embedder: Any = None, settings: di
     llm: Any = "from-settings" if consolidate else None  # without --consolidate: embed only, never the LLM
     runtime = Runtime(cfg, embedder=embedder, llm=llm)
     prepared = PreparedConversation(conv, MemoryScope(runtime=runtime, background=False), {}, 0.0, 0.0,
-                                    extra={"delete_indices": on_es})  # fmt: skip
+                                    delete_indices=on_es)  # fmt: skip
     try:
         _ingest(prepared, consolidate)
     except BaseException:
@@ -211,7 +212,12 @@ def _ingest(prepared: PreparedConversation, consolidate: bool) -> None:
             raise RuntimeError(f"{conv.name}: {left} messages could not be embedded")
         remaining = left
     prepared.consolidate_s = time.perf_counter() - started
-    prepared.memories = sum(sum(v.values()) for v in store.stats(USER).memories.values())
+    prepared.memories = memory_count(store)
+
+
+def memory_count(store: Any) -> int:
+    """How many memories the benchmark user has, of every status and type."""
+    return sum(sum(by_type.values()) for by_type in store.stats(USER).memories.values())
 
 
 def _store_section(settings: dict[str, Any] | None, folder: Path, name: str) -> dict[str, Any]:

@@ -31,9 +31,11 @@ from benchmarks.locomo import (
     QuestionResult,
     evaluate,
     load_conversations,
+    memory_count,
     prepare,
     summarize_recall,
 )
+from memscope.errors import ConfigError
 
 __all__ = ["ScaleRun", "distractor_memories", "distractor_messages", "run_scale", "wordnet_sentences"]
 
@@ -143,6 +145,8 @@ def run_scale(data: Path, counts: Sequence[int], k: int = 10, limit_conversation
 
     if any(n < 0 for n in counts):
         raise ValueError("distractor counts must be at least 0")
+    if k < 1:
+        raise ValueError(f"--k must be at least 1, got {k}")
     if kind not in ("memories", "messages"):
         raise ValueError(f"unknown distractor kind {kind!r}; choose memories or messages")
     conversations = load_conversations(data, limit_conversations)
@@ -168,10 +172,7 @@ def run_scale(data: Path, counts: Sequence[int], k: int = 10, limit_conversation
                     if n and hasattr(store, "build_vector_index"):
                         store.build_vector_index(USER, kind)  # as a store that grew over months would have it
                     out.results[n] += evaluate(prepared, k, show_progress)
-                    stats = store.stats(USER)
-                    out.rows[n][conv.name] = stats.total_messages + sum(
-                        sum(by_type.values()) for by_type in stats.memories.values()
-                    )
+                    out.rows[n][conv.name] = store.stats(USER).total_messages + memory_count(store)
                 finally:
                     prepared.close()
     if isinstance(embedder, CachedEmbedder):
@@ -213,7 +214,7 @@ def report(run: ScaleRun, k: int, as_json: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="Folder of LoCoMo conv-*.json files.")
-    parser.add_argument("-d", "--distractors", type=int, action="append", help="Distractor memories (repeatable).")
+    parser.add_argument("-d", "--distractors", type=int, action="append", help="Distractors per store (repeatable).")
     parser.add_argument("--kind", choices=("messages", "memories"), default="messages",
                         help="Add the distractors as earlier turns (default) or as observations.")
     parser.add_argument("--k", type=int, default=10)
@@ -224,11 +225,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="A memscope config file (e.g. retrieval.candidates: 30); the LLM stays off.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    from memscope.errors import ConfigError
     counts = args.distractors or [0, 100_000]
     try:
         run = run_scale(args.data, counts, args.k, args.limit_conversations, args.embed_cache, args.wordnet,
-                             args.kind, show_progress=not args.json, config=args.config)  # fmt: skip
+                        args.kind, show_progress=not args.json, config=args.config)  # fmt: skip
     except (FileNotFoundError, ValueError, ConfigError) as exc:
         parser.error(str(exc))
     report(run, args.k, args.json)

@@ -303,6 +303,8 @@ def test_locomo_scale_asks_the_questions_among_distractors(tmp_path: Path, kind:
     report(run, 2, as_json=True)
     with pytest.raises(ValueError, match="WordNet gives 8 sentences"):
         run_scale(data, [9], wordnet=wordnet, show_progress=False)
+    with pytest.raises(ValueError, match="--k must be at least 1"):
+        run_scale(data, [0], k=0, wordnet=wordnet, show_progress=False)
 
 
 def test_locomo_scale_applies_a_config_file(tmp_path: Path) -> None:
